@@ -1,0 +1,2 @@
+"""hpnet: human-predictable neural networks."""
+__version__ = "0.1.0"

@@ -1,0 +1,85 @@
+"""The commands as library functions: what ``hpnet train`` and ``hpnet eval`` do, callable from Python."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from .data import DataSpec, load_split, parse_splits, require_nonempty
+from .errors import HPNetError
+from .io import atomic_write_json
+from .model import HPNet, ModelConfig
+from .train import CHECKPOINT, TrainConfig, evaluate, fit, load_run_model, read_run
+
+
+def train_run(out: str | Path, data: DataSpec, model: dict | None = None,
+              train: TrainConfig | None = None, resume: bool = False, progress: bool = True) -> dict:
+    """Train a model on ``data`` into the run folder ``out``; returns the run record.
+
+    ``model`` holds ModelConfig fields other than the attribute names (backbone, widths, ...).
+    With ``resume=True`` the run continues from ``out/checkpoint.safetensors`` with the settings
+    stored in the run (only ``epochs`` may be raised).
+    """
+    out = Path(out)
+    train = train or TrainConfig()
+    if resume:
+        data, model, train = _resume_settings(out, train)
+    elif (out / CHECKPOINT).exists():
+        raise HPNetError(f"{out}: already holds a run; use --resume to continue it or another --out")
+    train_data = require_nonempty(load_split(data, "train", progress), data, "train")
+    valid_data = load_split(data, "valid", progress)
+    config = ModelConfig(attribute_names=train_data.attribute_names, **(model or {}))
+    net = HPNet(config)
+    return fit(net, train_data, valid_data, train, out, data_spec=data, resume=resume, progress=progress)
+
+
+def _resume_settings(out: Path, train: TrainConfig) -> tuple[DataSpec, dict, TrainConfig]:
+    if not (out / CHECKPOINT).is_file():
+        raise HPNetError(f"{out / CHECKPOINT}: no checkpoint to resume from")
+    record = read_run(out)
+    stored = TrainConfig.from_dict(record["train"])
+    stored.epochs = max(stored.epochs, train.epochs)
+    model = {k: v for k, v in record["model"].items() if k != "attribute_names"}
+    return DataSpec.from_dict(record["data"]), model, stored
+
+
+def default_split(spec: DataSpec) -> str:
+    """The split `hpnet eval` uses by default: test, or the held-out validation part when test is empty."""
+    return "test" if len(load_split(spec, "test", progress=False)) else "valid"
+
+
+def evaluate_run(run: str | Path, data: DataSpec | None = None, split: str | None = None,
+                 batch_size: int = 256, progress: bool = True, write: bool = True) -> dict:
+    """Per-attribute accuracy of a run's model, with the majority baseline from its training labels.
+
+    ``data`` defaults to the run's own data; ``split`` to "test" (or "valid" when test is empty).
+    The result is also written to ``RUN/eval_<split>.json``.
+    """
+    run = Path(run)
+    record = read_run(run)
+    model = load_run_model(run)
+    spec = data or DataSpec.from_dict(record["data"])
+    if data is not None:
+        spec.attributes = spec.attributes or model.attribute_names
+    split = split or default_split(spec)
+    dataset = require_nonempty(load_split(spec, split, progress), spec, split)
+    if dataset.attribute_names != model.attribute_names:
+        raise HPNetError(f"--attributes: the data has {dataset.attribute_names}, "
+                         f"the model was trained on {model.attribute_names}")
+    result = evaluate(model, dataset, record["train_positive_rate"], batch_size, progress)
+    result.update(split=split, dataset=spec.dataset, backbone=model.config.backbone, run=str(run))
+    if write:
+        atomic_write_json(result, run / f"eval_{split.replace(',', '+')}.json")
+    return result
+
+
+def format_table(result: dict) -> str:
+    """The per-attribute table as text."""
+    rows = result["per_attribute"]
+    width = max(len("attribute"), *(len(r["name"]) for r in rows))
+    lines = [f"{'attribute':<{width}}  accuracy  majority  positives",
+             f"{'-' * width}  --------  --------  ---------"]
+    for r in rows:
+        lines.append(f"{r['name']:<{width}}  {100 * r['accuracy']:7.2f}%  "
+                     f"{100 * r['majority_baseline']:7.2f}%  {r['positives']:9d}")
+    lines.append(f"{'mean':<{width}}  {100 * result['mean_accuracy']:7.2f}%  "
+                 f"{100 * result['mean_majority_baseline']:7.2f}%")
+    return "\n".join(lines)

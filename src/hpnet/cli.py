@@ -1,0 +1,160 @@
+"""The ``hpnet`` command: parses arguments, calls the library, prints. Nothing else lives here."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Callable
+
+from .errors import HPNetError
+
+COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {}
+
+
+def command(fn: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+    COMMANDS[fn.__name__.removeprefix("cmd_")] = fn
+    return fn
+
+
+def int_list(text: str) -> tuple[int, ...]:
+    try:
+        values = tuple(int(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"expected positive integers, got {text!r}")
+    return values
+
+
+def float_list(text: str) -> list[float]:
+    try:
+        return [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
+
+
+def name_list(text: str) -> list[str]:
+    return [v.strip() for v in text.split(",") if v.strip()]
+
+
+def add_data_args(p: argparse.ArgumentParser, required: bool) -> None:
+    g = p.add_argument_group("data")
+    g.add_argument("--dataset", choices=["synthetic", "celeba", "csv"],
+                   default="synthetic" if required else None,
+                   help="synthetic faces (built in), a local CelebA folder, or a multi-label CSV")
+    g.add_argument("--root", help="CelebA folder (holding celeba/ or the celeba folder itself), "
+                                  "or the CSV file / its folder")
+    g.add_argument("--image-size", type=int, default=None, help="images are resized to S x S (default 64)")
+    g.add_argument("--max-images", type=int, default=None, help="use at most N images per split")
+    g.add_argument("--attributes", type=name_list, default=None, help="comma-separated attribute subset")
+    g.add_argument("--valid-fraction", type=float, default=0.1,
+                   help="share of training images held out for validation when the data has no valid split")
+    g.add_argument("--cache-dir", default=None,
+                   help="where decoded images are cached (default $HPNET_CACHE or ~/.cache/hpnet; 'none' disables)")
+
+
+def data_spec(args: argparse.Namespace, seed: int = 0):
+    from .data import DataSpec
+    return DataSpec(dataset=args.dataset, root=args.root, image_size=args.image_size or 64,
+                    max_images=args.max_images, attributes=args.attributes, seed=seed,
+                    valid_fraction=args.valid_fraction, cache_dir=args.cache_dir)
+
+
+# ----------------------------------------------------------------------------------------------
+
+
+@command
+def cmd_train(args: argparse.Namespace) -> int:
+    from .api import evaluate_run, format_table, train_run
+    from .train import TrainConfig
+    model = {"backbone": args.backbone, "head": args.head, "l1_norm": args.l1_norm}
+    if args.widths:
+        model["widths"] = args.widths
+    if args.dilations:
+        model["dilations"] = args.dilations
+    elif args.widths and args.backbone == "paper" and len(args.widths) != 4:
+        model["dilations"] = (1, 2, 3, 2, 1, 2, 3, 2)[:len(args.widths)]
+    cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+                      weight_decay=args.weight_decay, l1_lambda=args.l1_lambda, seed=args.seed,
+                      amp=not args.no_amp, device=args.device, num_workers=args.workers)
+    record = train_run(args.out, data_spec(args, args.seed), model, cfg, resume=args.resume,
+                       progress=not args.quiet)
+    from .train import world
+    if world()[0] == 0:
+        print(f"trained {record['epochs_done']} epochs into {args.out}")
+        if not args.no_eval:
+            result = evaluate_run(args.out, progress=not args.quiet)
+            print(f"{result['split']} split, {result['images']} images:")
+            print(format_table(result))
+    return 0
+
+
+@command
+def cmd_eval(args: argparse.Namespace) -> int:
+    from .api import evaluate_run, format_table
+    spec = data_spec(args) if args.dataset else None
+    if spec is not None and args.image_size is None:
+        from .train import read_run
+        spec.image_size = read_run(args.run)["data"]["image_size"]
+    result = evaluate_run(args.run, spec, args.split, progress=not args.json)
+    if args.json:
+        print(json.dumps(result))
+    else:
+        print(f"{result['split']} split, {result['images']} images:")
+        print(format_table(result))
+    return 0
+
+
+# ----------------------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="hpnet", description="Human-predictable neural networks.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("train", help="train a network into a run folder")
+    add_data_args(p, required=True)
+    p.add_argument("--out", required=True, help="run folder to write")
+    p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--weight-decay", type=float, default=0.0)
+    p.add_argument("--l1-lambda", type=float, default=1e-5, help="weight of the mask L1 term (Eq. 10)")
+    p.add_argument("--l1-norm", choices=["position_mean", "mean", "sum"], default="position_mean",
+                   help="normalisation of ||M||_1 (see README)")
+    p.add_argument("--backbone", choices=["paper", "strided"], default="paper")
+    p.add_argument("--widths", type=int_list, default=None, help="channel widths, e.g. 32,64,64,128")
+    p.add_argument("--dilations", type=int_list, default=None, help="paper backbone dilations, e.g. 1,2,3,2")
+    p.add_argument("--head", choices=["attention", "linear"], default="attention",
+                   help="attention heads (the paper) or a plain GAP + linear head (baseline)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
+    p.add_argument("--no-amp", action="store_true", help="no mixed precision on CUDA")
+    p.add_argument("--workers", type=int, default=2, help="data loader workers for uncached sources")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
+    p.add_argument("--no-eval", action="store_true", help="skip the evaluation after training")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+    p = sub.add_parser("eval", help="per-attribute accuracy of a run's model")
+    p.add_argument("run", help="run folder")
+    add_data_args(p, required=False)
+    p.add_argument("--split", default=None, help="train, valid, test or several (valid,test); "
+                                                 "default test, or valid when test is empty")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except HPNetError as e:
+        print(f"hpnet {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,158 @@
+"""Data sources behind one interface: ``DataSpec`` describes a data set, ``load_split`` gives a split.
+
+Three sources give the same :class:`~hpnet.data.base.MultiLabelDataset` (uint8 images, 0/1 targets):
+synthetic faces (built in), CelebA from a local folder, and any multi-label CSV. Decoded JPEG sets
+are cached once as a uint8 array (``cache_dir``) so that epochs never decode JPEGs.
+
+Splits are "train", "valid" and "test". When a source has no validation images (the real CelebA
+sample, a CSV without a split column) the last ``valid_fraction`` of the training images is held
+out as "valid" and left out of "train".
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+
+from ..errors import HPNetError
+from .base import ArrayDataset, MultiLabelDataset
+
+DATASETS = ("synthetic", "celeba", "csv")
+SPLITS = ("train", "valid", "test")
+SYNTHETIC_TRAIN = 8000
+
+
+@dataclass
+class DataSpec:
+    """Where the images come from and how they are prepared; saved in every run folder."""
+
+    dataset: str = "synthetic"
+    root: str | None = None
+    image_size: int = 64
+    max_images: int | None = None
+    attributes: list[str] | None = None
+    seed: int = 0
+    valid_fraction: float = 0.1
+    cache_dir: str | None = None     # None: $HPNET_CACHE or ~/.cache/hpnet; "none": no cache
+
+    def __post_init__(self) -> None:
+        if self.dataset not in DATASETS:
+            raise HPNetError(f"--dataset must be one of {', '.join(DATASETS)}, got {self.dataset!r}")
+        if self.dataset != "synthetic" and not self.root:
+            raise HPNetError(f"--dataset {self.dataset} needs --root (the folder holding the data)")
+        if self.image_size < 8:
+            raise HPNetError(f"--image-size must be at least 8, got {self.image_size}")
+        if self.max_images is not None and self.max_images < 1:
+            raise HPNetError(f"--max-images must be positive, got {self.max_images}")
+        if not 0.0 <= self.valid_fraction < 1.0:
+            raise HPNetError(f"--valid-fraction must be in [0, 1), got {self.valid_fraction}")
+        if self.root:
+            self.root = str(Path(self.root).expanduser().resolve())
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "DataSpec":
+        return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
+
+
+def parse_splits(split: str | list[str]) -> list[str]:
+    names = split.split(",") if isinstance(split, str) else list(split)
+    names = [s.strip() for s in names if s.strip()]
+    bad = [s for s in names if s not in SPLITS]
+    if bad or not names:
+        raise HPNetError(f"--split must be one or more of {', '.join(SPLITS)} (comma separated), got {split!r}")
+    return names
+
+
+def load_split(spec: DataSpec, split: str | list[str], progress: bool = True) -> MultiLabelDataset:
+    """The images of one split (or several, concatenated, e.g. "valid,test")."""
+    names = parse_splits(split)
+    parts = [_load_one(spec, s, progress) for s in names]
+    if len(parts) == 1:
+        return parts[0]
+    return ArrayDataset(torch.cat([p.images for p in parts]), torch.cat([p.targets for p in parts]),
+                        parts[0].attribute_names)
+
+
+def require_nonempty(data: MultiLabelDataset, spec: DataSpec, split: str) -> MultiLabelDataset:
+    if len(data) == 0:
+        where = f" at {spec.root}" if spec.root else ""
+        raise HPNetError(f"split {split!r} of the {spec.dataset} data{where} is empty; "
+                         f"choose another with --split")
+    return data
+
+
+# ----------------------------------------------------------------------------------------------
+
+
+def _load_one(spec: DataSpec, split: str, progress: bool) -> ArrayDataset:
+    if spec.dataset == "synthetic":
+        return _synthetic(spec, split)
+    source = _source(spec, "valid" if split == "valid" else split)
+    holdout = split in ("train", "valid") and _official_valid_empty(spec)
+    if holdout:
+        source = _source(spec, "train")
+    data = _cached(spec, source, split if not holdout else "train", progress)
+    if holdout:
+        n_valid = int(round(len(data) * spec.valid_fraction))
+        cut = len(data) - n_valid
+        index = torch.arange(cut) if split == "train" else torch.arange(cut, len(data))
+        data = data.subset(index)
+    return data
+
+
+def _synthetic(spec: DataSpec, split: str) -> ArrayDataset:
+    from .synthetic import generate
+    n_train = spec.max_images or SYNTHETIC_TRAIN
+    n = n_train if split == "train" else min(1000, max(64, n_train // 8))
+    seed = spec.seed * 3 + SPLITS.index(split)  # distinct, deterministic image sets per split
+    return generate(n, image_size=spec.image_size, seed=seed, attributes=spec.attributes)
+
+
+def _source(spec: DataSpec, split: str) -> MultiLabelDataset:
+    if spec.dataset == "celeba":
+        from .celeba import CelebA
+        return CelebA(spec.root, split=split, image_size=spec.image_size,
+                      attributes=spec.attributes, max_images=spec.max_images)
+    from .csvdata import CSVDataset
+    root = Path(spec.root)
+    csv_path = root if root.is_file() else _find_csv(root)
+    return CSVDataset(csv_path, root=None if root.is_file() else root, split=split,
+                      image_size=spec.image_size, attributes=spec.attributes,
+                      max_images=spec.max_images)
+
+
+def _find_csv(root: Path) -> Path:
+    if not root.is_dir():
+        raise HPNetError(f"{root}: folder not found")
+    found = sorted(root.glob("*.csv"))
+    if len(found) != 1:
+        raise HPNetError(f"{root}: expected exactly one .csv label file, found {len(found)}; "
+                         f"pass the CSV file itself as --root")
+    return found[0]
+
+
+def _official_valid_empty(spec: DataSpec) -> bool:
+    return spec.valid_fraction > 0 and len(_source(spec, "valid")) == 0
+
+
+def _cached(spec: DataSpec, source: MultiLabelDataset, split: str, progress: bool) -> ArrayDataset:
+    from .cache import cache_dataset, cache_key
+    if spec.cache_dir == "none":
+        return _decode_all(source, progress)
+    cache_dir = Path(spec.cache_dir or os.environ.get("HPNET_CACHE") or Path.home() / ".cache" / "hpnet")
+    key = cache_key(spec.dataset, spec.root, split, spec.image_size, spec.attributes, spec.max_images)
+    return cache_dataset(source, cache_dir, key, progress=progress)
+
+
+def _decode_all(source: MultiLabelDataset, progress: bool) -> ArrayDataset:
+    from tqdm import tqdm
+    items = range(len(source))
+    images = [source.image(i) for i in tqdm(items, desc="decoding", disable=not progress, leave=False)]
+    size = source.image(0).shape[-1] if len(source) else 8
+    stacked = torch.stack(images) if images else torch.zeros(0, 3, size, size, dtype=torch.uint8)
+    return ArrayDataset(stacked, source.targets, source.attribute_names)

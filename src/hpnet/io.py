@@ -1,0 +1,81 @@
+"""Files written atomically (temporary name, then rename) and read with one-line errors."""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from .errors import HPNetError
+
+
+def _atomic(path: Path, write) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_text(text: str, path: str | Path) -> None:
+    def write(tmp: str) -> None:
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+    _atomic(Path(path), write)
+
+
+def atomic_write_bytes(data: bytes, path: str | Path) -> None:
+    def write(tmp: str) -> None:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+    _atomic(Path(path), write)
+
+
+def atomic_write_json(obj: Any, path: str | Path) -> None:
+    atomic_write_text(json.dumps(obj, indent=2) + "\n", path)
+
+
+def atomic_save_tensors(tensors: dict[str, torch.Tensor], path: str | Path,
+                        metadata: dict[str, str] | None = None) -> None:
+    flat = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
+    _atomic(Path(path), lambda tmp: save_file(flat, tmp, metadata=metadata))
+
+
+def read_json(path: str | Path) -> Any:
+    path = Path(path)
+    if not path.is_file():
+        raise HPNetError(f"{path}: file not found")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise HPNetError(f"{path}: not valid JSON ({e})") from None
+
+
+def load_tensors(path: str | Path, map_location: str = "cpu") -> dict[str, torch.Tensor]:
+    path = Path(path)
+    if not path.is_file():
+        raise HPNetError(f"{path}: file not found")
+    try:
+        return load_file(str(path), device=str(map_location))
+    except (SafetensorError, OSError, ValueError) as e:
+        raise HPNetError(f"{path}: not a readable safetensors file ({e})") from None
+
+
+def read_metadata(path: str | Path) -> dict[str, str]:
+    from safetensors import safe_open
+    with safe_open(str(path), framework="pt") as f:
+        return f.metadata() or {}
