@@ -9,8 +9,9 @@ x (B, 3, S, S) in [0, 1]
 
 The K heads are one batched matrix product over all heads, never a loop over attributes. The full
 mask tensor (B, K, C, H, W) is 5.4 GB at B = 32, 64x64, K = 40, C = 128, so by default the heads are
-computed in chunks of heads and recomputed in backward (``head_impl="fused"``); ``"naive"`` keeps
-the whole tensor and is the reference the fused path is tested against.
+computed in cache-sized tiles with a hand-written backward that recomputes each tile
+(``head_impl="fused"``, see hpnet.fused); ``"naive"`` keeps the whole tensor and is the reference
+the fused path is tested against.
 
 Analyses use three named stages: ``features(x)``, ``masks(z)`` and ``heads(z)``.
 """
@@ -25,9 +26,9 @@ from typing import NamedTuple
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from torch.utils.checkpoint import checkpoint
 
 from .errors import HPNetError
+from .fused import fused_heads
 from .ops.transform import mask_transform
 
 PAPER_WIDTHS = (32, 64, 64, 128)
@@ -50,8 +51,10 @@ class ModelConfig:
     l1_norm: how ||M||_1 of Eq. 10 is normalised. "position_mean" (default) sums over attributes
         and channels and averages over positions and images; "mean" averages over every element;
         "sum" sums over k, c, h, w (the paper's literal form, which at lambda = 1e-5 swamps the BCE).
-    head_impl: "fused" (chunked over heads, recomputed in backward) or "naive" (reference).
-    head_chunk_mb: size budget of one chunk's mask temporaries in the fused path.
+    head_impl: "fused" (tiled, never holds the whole mask tensor, recomputed in backward; see
+        hpnet.fused) or "naive" (the whole (B, K, C, H, W) tensor: the reference it is tested against).
+    head_chunk_mb: size in MB of one tile's mask in the fused path; 0 picks the device's default
+        (a few MB on CPU, where tiles must stay in cache; hundreds of MB on CUDA).
     """
 
     attribute_names: list[str]
@@ -61,7 +64,7 @@ class ModelConfig:
     head: str = "attention"
     l1_norm: str = "position_mean"
     head_impl: str = "fused"
-    head_chunk_mb: int = 64
+    head_chunk_mb: float = 0
     extra: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -178,7 +181,7 @@ class AttentionHeads(nn.Module):
     ``transform_beta`` (K,), the per-attribute mask transformation (identity: n = 1, beta = 0).
     """
 
-    def __init__(self, num_attributes: int, channels: int, impl: str = "fused", chunk_mb: int = 64):
+    def __init__(self, num_attributes: int, channels: int, impl: str = "fused", chunk_mb: float = 0):
         super().__init__()
         K, C = num_attributes, channels
         bound = 1.0 / math.sqrt(C)
@@ -213,28 +216,12 @@ class AttentionHeads(nn.Module):
         return logits, m_sum.sum(1)
 
     def _pooled(self, zf: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        K = self.mask_weight.shape[0]
         transform = self.transform_active
-        args = (self.transform_n, self.transform_beta, transform)
         if self.impl == "naive":
-            return _head_chunk(zf, self.mask_weight, self.mask_bias, *args)
-        step = self._chunk_heads(zf)
-        recompute = torch.is_grad_enabled() and step < K
-        pooled, sums = [], []
-        for k0 in range(0, K, step):  # a few chunks of heads: bounded memory, not a per-head loop
-            sl = slice(k0, k0 + step)
-            inputs = (zf, self.mask_weight[sl], self.mask_bias[sl], self.transform_n[sl],
-                      self.transform_beta[sl], transform)
-            p, s = checkpoint(_head_chunk, *inputs, use_reentrant=False) if recompute \
-                else _head_chunk(*inputs)
-            pooled.append(p)
-            sums.append(s)
-        return torch.cat(pooled, 1), torch.cat(sums, 1)
-
-    def _chunk_heads(self, zf: torch.Tensor) -> int:
-        B, C, HW = zf.shape
-        per_head = B * C * HW * zf.element_size()
-        return max(1, min(self.mask_weight.shape[0], (self.chunk_mb << 20) // max(per_head, 1)))
+            return _head_chunk(zf, self.mask_weight, self.mask_bias, self.transform_n,
+                               self.transform_beta, transform)
+        return fused_heads(zf, self.mask_weight, self.mask_bias, self.transform_n, self.transform_beta,
+                           transform, chunk_mb=self.chunk_mb)
 
 
 class LinearHeads(nn.Module):
@@ -315,6 +302,14 @@ class HPNet(nn.Module):
         self.heads.transform_n.copy_(torch.as_tensor(n, dtype=torch.float32).expand_as(self.heads.transform_n))
         self.heads.transform_beta.copy_(
             torch.as_tensor(beta, dtype=torch.float32).expand_as(self.heads.transform_beta))
+
+    @torch.no_grad()
+    def init_bias_from_prior(self, positive_rate: list[float]) -> None:
+        """Start each classifier at its attribute's training log-odds, so training starts at the
+        majority-class answer instead of at 50% (shorter runs, same optimum)."""
+        p = torch.as_tensor(positive_rate, dtype=torch.float32).clamp(1e-3, 1 - 1e-3)
+        bias = self.heads.bias if self.has_masks else self.heads.linear.bias
+        bias.copy_(torch.log(p / (1 - p)))
 
     def set_channel_keep(self, keep: torch.Tensor) -> None:
         """Keep-mask over the C feature channels (1 = kept, 0 = pruned)."""

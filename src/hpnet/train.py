@@ -2,7 +2,8 @@
 
 Loss (Eq. 10): the sum over attributes of the batch-mean binary cross-entropy, plus
 ``l1_lambda * ||M||_1`` (normalised as ``ModelConfig.l1_norm`` says). Defaults: Adam, lr 1e-3,
-no weight decay, batch 64, cosine decay of the learning rate per step to 1% of its start.
+no weight decay, batch 64, cosine decay of the learning rate per step to 1% of its start; each
+classifier's bias starts at its attribute's training log-odds.
 
 A run folder holds ``run.json`` (data, model and training settings, history), ``checkpoint.safetensors``
 (weights, optimizer state and progress, rewritten atomically after every epoch) and, once training
@@ -208,6 +209,8 @@ def fit(model: HPNet, train_data: MultiLabelDataset, valid_data: MultiLabelDatas
     }
     if resume:
         record = load_checkpoint(run_dir / CHECKPOINT, model, optimizer)
+    elif len(train_data):
+        model.init_bias_from_prior(record["train_positive_rate"])
         if record["train"]["epochs"] != cfg.epochs:  # extending a run: keep its schedule length
             record["train"]["epochs"] = cfg.epochs
     if rank == 0:

@@ -92,17 +92,11 @@ def require_nonempty(data: MultiLabelDataset, spec: DataSpec, split: str) -> Mul
 def _load_one(spec: DataSpec, split: str, progress: bool) -> ArrayDataset:
     if spec.dataset == "synthetic":
         return _synthetic(spec, split)
-    source = _source(spec, "valid" if split == "valid" else split)
-    holdout = split in ("train", "valid") and _official_valid_empty(spec)
-    if holdout:
-        source = _source(spec, "train")
-    data = _cached(spec, source, split if not holdout else "train", progress)
-    if holdout:
-        n_valid = int(round(len(data) * spec.valid_fraction))
-        cut = len(data) - n_valid
-        index = torch.arange(cut) if split == "train" else torch.arange(cut, len(data))
-        data = data.subset(index)
-    return data
+    if split == "test" or not _holds_out_valid(spec):
+        return _cached(spec, _source(spec, split), progress)
+    train = _cached(spec, _source(spec, "train"), progress)  # valid is the tail of train
+    cut = len(train) - int(round(len(train) * spec.valid_fraction))
+    return train.subset(torch.arange(cut) if split == "train" else torch.arange(cut, len(train)))
 
 
 def _synthetic(spec: DataSpec, split: str) -> ArrayDataset:
@@ -121,14 +115,13 @@ def _source(spec: DataSpec, split: str) -> MultiLabelDataset:
     from .csvdata import CSVDataset
     root = Path(spec.root)
     csv_path = root if root.is_file() else _find_csv(root)
-    return CSVDataset(csv_path, root=None if root.is_file() else root, split=split,
-                      image_size=spec.image_size, attributes=spec.attributes,
-                      max_images=spec.max_images)
+    return CSVDataset(csv_path, split=split, image_size=spec.image_size,
+                      attributes=spec.attributes, max_images=spec.max_images)
 
 
 def _find_csv(root: Path) -> Path:
     if not root.is_dir():
-        raise HPNetError(f"{root}: folder not found")
+        raise HPNetError(f"{root}: file or folder not found")
     found = sorted(root.glob("*.csv"))
     if len(found) != 1:
         raise HPNetError(f"{root}: expected exactly one .csv label file, found {len(found)}; "
@@ -136,23 +129,25 @@ def _find_csv(root: Path) -> Path:
     return found[0]
 
 
-def _official_valid_empty(spec: DataSpec) -> bool:
+def _holds_out_valid(spec: DataSpec) -> bool:
+    """True when the source has no validation images of its own."""
     return spec.valid_fraction > 0 and len(_source(spec, "valid")) == 0
 
 
-def _cached(spec: DataSpec, source: MultiLabelDataset, split: str, progress: bool) -> ArrayDataset:
-    from .cache import cache_dataset, cache_key
+def _cached(spec: DataSpec, source: MultiLabelDataset, progress: bool) -> ArrayDataset:
+    from .cache import cache_dataset, cache_key, default_cache_dir
+    if len(source) == 0:
+        size = spec.image_size
+        return ArrayDataset(torch.zeros(0, 3, size, size, dtype=torch.uint8), source.targets,
+                            source.attribute_names)
     if spec.cache_dir == "none":
         return _decode_all(source, progress)
-    cache_dir = Path(spec.cache_dir or os.environ.get("HPNET_CACHE") or Path.home() / ".cache" / "hpnet")
-    key = cache_key(spec.dataset, spec.root, split, spec.image_size, spec.attributes, spec.max_images)
-    return cache_dataset(source, cache_dir, key, progress=progress)
+    cache_dir = Path(spec.cache_dir or os.environ.get("HPNET_CACHE") or default_cache_dir())
+    return cache_dataset(source, cache_dir, cache_key(source), progress=progress)
 
 
 def _decode_all(source: MultiLabelDataset, progress: bool) -> ArrayDataset:
     from tqdm import tqdm
-    items = range(len(source))
-    images = [source.image(i) for i in tqdm(items, desc="decoding", disable=not progress, leave=False)]
-    size = source.image(0).shape[-1] if len(source) else 8
-    stacked = torch.stack(images) if images else torch.zeros(0, 3, size, size, dtype=torch.uint8)
-    return ArrayDataset(stacked, source.targets, source.attribute_names)
+    images = [source.image(i) for i in tqdm(range(len(source)), desc="decoding", disable=not progress,
+                                            leave=False)]
+    return ArrayDataset(torch.stack(images), source.targets, source.attribute_names)

@@ -1,0 +1,296 @@
+"""CelebA from a local folder, in torchvision's layout or the CSV variant; never downloads.
+
+Layouts, looked for in ``ROOT/celeba`` and then in ``ROOT`` itself (the text one wins when both exist):
+
+- ``txt`` (torchvision, the official files): ``img_align_celeba/*.jpg``, ``list_attr_celeba.txt`` (a
+  count line, a header line of attribute names, then ``000001.jpg -1  1 ...`` rows; CRLF line ends)
+  and ``list_eval_partition.txt`` (``000001.jpg 0``).
+- ``csv`` (the Kaggle copy): ``list_attr_celeba.csv`` (``image_id,5_o_Clock_Shadow,...``) and
+  ``list_eval_partition.csv`` (``image_id,partition``); images in ``img_align_celeba/`` or
+  ``img_align_celeba/img_align_celeba/``.
+
+Labels -1/1 (or 0/1) become float 0/1 once, at load. Images are cropped to their central square
+(side = the shorter side, so by proportion at any resolution) and resized to ``image_size``.
+The helpers here (:func:`load_image`, :func:`parse_split`, :func:`parse_labels`,
+:func:`select_attributes`) are shared with :mod:`hpnet.data.csvdata`.
+"""
+from __future__ import annotations
+
+import csv
+from collections.abc import Sequence
+from numbers import Integral
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+
+from hpnet.data.base import MultiLabelDataset
+from hpnet.errors import HPNetError
+
+SPLITS = ("train", "valid", "test")  # partition codes 0, 1, 2
+LAYOUTS = {
+    "txt": ("list_attr_celeba.txt", "list_eval_partition.txt"),
+    "csv": ("list_attr_celeba.csv", "list_eval_partition.csv"),
+}
+_LABELS = {"-1", "0", "1"}
+
+
+def load_image(path: str | Path, image_size: int) -> torch.Tensor:  # (3, S, S) uint8
+    """Decode an image, crop its central square and resize it (antialiased bilinear) to ``image_size``.
+
+    The square's side is the shorter side: 178x178 of CelebA's 178x218, 89x89 of the half-size sample.
+    """
+    path = Path(path)
+    try:
+        with Image.open(path) as im:
+            im.load()
+            rgb = im if im.mode == "RGB" else im.convert("RGB")
+            w, h = rgb.size
+            side = min(w, h)
+            left, top = round((w - side) / 2), round((h - side) / 2)  # as torchvision's CenterCrop
+            square = rgb.crop((left, top, left + side, top + side))
+            out = square.resize((image_size, image_size), Image.Resampling.BILINEAR)
+    except FileNotFoundError:
+        raise HPNetError(f"image file not found: {path}") from None
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
+        reason = " ".join(str(exc).split())
+        raise HPNetError(f"cannot decode image {path}: {reason}") from exc
+    return torch.from_numpy(np.array(out)).permute(2, 0, 1).contiguous()  # (3, S, S)
+
+
+def parse_split(split: str | Sequence[str]) -> tuple[str, ...]:
+    """``"train"``, ``"valid"``, ``"test"``, ``"all"`` or a list of them -> split names in file order."""
+    names = [split] if isinstance(split, str) else list(split) if isinstance(split, (list, tuple)) else []
+    if "all" in names:
+        return SPLITS
+    if not names or any(s not in SPLITS for s in names):
+        raise HPNetError(f"split must be 'train', 'valid', 'test', 'all' or a list of them, got {split!r}")
+    return tuple(s for s in SPLITS if s in names)
+
+
+def _positive_int(value: object) -> bool:
+    return isinstance(value, Integral) and not isinstance(value, bool) and value >= 1
+
+
+def check_image_size(image_size: int) -> int:
+    if not _positive_int(image_size):
+        raise HPNetError(f"image_size must be a positive integer, got {image_size!r}")
+    return int(image_size)
+
+
+def check_max_images(max_images: int | None) -> int | None:
+    if max_images is not None and not _positive_int(max_images):
+        raise HPNetError(f"max_images must be a positive integer or None, got {max_images!r}")
+    return None if max_images is None else int(max_images)
+
+
+def _label_value(token: str, where: str, column: str) -> str:
+    try:
+        value = float(token)
+    except ValueError:
+        raise HPNetError(f"{where}: column {column}: label {token!r} is not a number") from None
+    if value not in (-1.0, 0.0, 1.0):
+        raise HPNetError(f"{where}: column {column}: label {token!r} is not -1, 0 or 1")
+    return "1" if value == 1.0 else "0"
+
+
+def parse_labels(tokens: Sequence[str], columns: Sequence[str], where: str) -> str:
+    """Label tokens (-1/0/1, also ``1.0``) -> a string of 0/1 characters, one per column.
+
+    A bad token raises naming ``where`` (file: line) and its column. Strings keep 200k-row files fast;
+    :func:`labels_array` turns them into one array.
+    """
+    if _LABELS >= set(tokens):  # the common spellings: no per-token work
+        return "".join(tokens).replace("-1", "0")
+    return "".join(_label_value(t.strip(), where, c) for t, c in zip(tokens, columns))
+
+
+def labels_array(rows: list[str], columns: int) -> np.ndarray:  # (N, K) uint8 in {0, 1}
+    codes = np.frombuffer("".join(rows).encode("ascii"), dtype=np.uint8)
+    return (codes - ord("0")).reshape(len(rows), columns)
+
+
+def select_attributes(available: Sequence[str], wanted: Sequence[str] | str | None, source: Path) -> list[int]:
+    """Column indices of ``wanted`` (all when None), in the order given."""
+    if wanted is None:
+        return list(range(len(available)))
+    wanted = [wanted] if isinstance(wanted, str) else list(wanted)
+    unknown = [a for a in wanted if a not in available]
+    if unknown:
+        raise HPNetError(f"unknown attribute(s) {', '.join(map(str, unknown))} (not in {source}; "
+                         f"it has {', '.join(available)})")
+    if not wanted or len(set(wanted)) != len(wanted):
+        raise HPNetError(f"attributes must be distinct and non-empty, got {wanted!r}")
+    return [list(available).index(a) for a in wanted]
+
+
+def find_celeba(root: str | Path) -> tuple[Path, str]:
+    """The folder holding the label files, and its layout (``"txt"`` or ``"csv"``)."""
+    root = Path(root).expanduser()
+    if not root.is_dir():
+        raise HPNetError(f"CelebA root folder not found: {root}")
+    places = [root / "celeba", root]
+    for place in places:
+        for layout, (attr_file, _) in LAYOUTS.items():
+            if (place / attr_file).is_file():
+                return place, layout
+    looked = " and ".join(str(p) for p in places)
+    raise HPNetError(f"no CelebA label file in {looked}: looked for list_attr_celeba.txt (torchvision "
+                     f"layout) and list_attr_celeba.csv (CSV layout)")
+
+
+def _read_lines(path: Path) -> list[str]:
+    try:
+        return path.read_text(encoding="utf-8-sig").splitlines()
+    except UnicodeDecodeError as exc:
+        raise HPNetError(f"{path}: not a text file ({exc.reason} at byte {exc.start})") from None
+
+
+def _check_name(name: str, where: str) -> str:
+    if not name or "/" in name or "\\" in name or name in (".", ".."):
+        raise HPNetError(f"{where}: image name {name!r} is not a plain file name")
+    return name
+
+
+def _read_attr_txt(path: Path) -> tuple[list[str], list[str], np.ndarray]:
+    lines = _read_lines(path)
+    if len(lines) < 2 or not lines[0].strip().isdigit():
+        first = lines[0] if lines else ""
+        raise HPNetError(f"{path}: line 1: expected the image count, got {first!r}")
+    names = lines[1].split()
+    files, rows = [], []
+    for number, line in enumerate(lines[2:], start=3):
+        tokens = line.split()
+        if not tokens:
+            continue
+        where = f"{path}: line {number}"
+        if len(tokens) != len(names) + 1:
+            raise HPNetError(f"{where}: expected an image name and {len(names)} values, got {len(tokens) - 1} values")
+        files.append(_check_name(tokens[0], where))
+        rows.append(parse_labels(tokens[1:], names, where))
+    if int(lines[0]) != len(files):
+        raise HPNetError(f"{path}: the count line says {int(lines[0])} images but the file has {len(files)} rows")
+    return names, files, labels_array(rows, len(names))
+
+
+def read_csv_rows(path: Path) -> list[tuple[int, list[str]]]:
+    """(line number, fields) for every non-blank row, the header included."""
+    try:
+        with path.open(encoding="utf-8-sig", newline="") as f:
+            reader = csv.reader(f)
+            return [(reader.line_num, [c.strip() for c in row]) for row in reader if any(c.strip() for c in row)]
+    except (UnicodeDecodeError, csv.Error) as exc:
+        raise HPNetError(f"{path}: not a readable CSV file ({exc})") from None
+
+
+def _read_attr_csv(path: Path) -> tuple[list[str], list[str], np.ndarray]:
+    rows = read_csv_rows(path)
+    if not rows:
+        raise HPNetError(f"{path}: empty file, expected the header image_id,5_o_Clock_Shadow,...")
+    names = rows[0][1][1:]
+    files, labels = [], []
+    for number, fields in rows[1:]:
+        where = f"{path}: line {number}"
+        if len(fields) != len(names) + 1:
+            raise HPNetError(f"{where}: expected an image name and {len(names)} values, got {len(fields) - 1} values")
+        files.append(_check_name(fields[0], where))
+        labels.append(parse_labels(fields[1:], names, where))
+    return names, files, labels_array(labels, len(names))
+
+
+def _read_partition(path: Path, layout: str) -> dict[str, int]:
+    if not path.is_file():
+        raise HPNetError(f"missing partition file {path} (the {layout} layout needs it next to "
+                         f"{LAYOUTS[layout][0]})")
+    if layout == "csv":
+        rows, sep = read_csv_rows(path)[1:], ","
+    else:
+        rows, sep = [(n, line.split()) for n, line in enumerate(_read_lines(path), start=1) if line.strip()], " "
+    parts = {}
+    for number, fields in rows:
+        if len(fields) != 2 or fields[1] not in ("0", "1", "2"):
+            raise HPNetError(f"{path}: line {number}: expected an image name and a partition 0, 1 or 2 "
+                             f"(train, valid, test), got {sep.join(fields)!r}")
+        parts[fields[0]] = int(fields[1])
+    return parts
+
+
+def _image_dir(base: Path) -> Path:
+    folder = base / "img_align_celeba"
+    nested = folder / "img_align_celeba"  # the Kaggle copy nests the folder
+    if nested.is_dir():
+        return nested
+    if not folder.is_dir():
+        raise HPNetError(f"CelebA image folder not found: {folder}")
+    return folder
+
+
+class CelebA(MultiLabelDataset):
+    """CelebA read from a local folder (see the module docstring for the layouts).
+
+    Args:
+        root: the folder holding ``celeba/``, or the ``celeba/`` folder itself.
+        split: ``"train"``, ``"valid"``, ``"test"``, ``"all"`` or a list of them (official partition).
+        image_size: side ``S`` of the square images returned.
+        attributes: attribute names to keep, in this order (default: all, in file order).
+        max_images: keep only the first N images of the split, in file order.
+
+    Items are ``(image, target)``: ``image`` uint8 ``(3, S, S)``, ``target`` float32 ``(K,)`` in {0, 1}.
+    An empty split is allowed; :meth:`require_nonempty` raises with :meth:`empty_message`.
+    """
+
+    def __init__(self, root: str | Path, split: str | Sequence[str] = "train", image_size: int = 64,
+                 attributes: Sequence[str] | None = None, max_images: int | None = None):
+        self.image_size = check_image_size(image_size)
+        self.max_images = check_max_images(max_images)
+        self.splits = parse_split(split)
+        self.base, self.layout = find_celeba(root)
+        self.attr_file, self.partition_file = (self.base / name for name in LAYOUTS[self.layout])
+        names, files, labels = (_read_attr_txt if self.layout == "txt" else _read_attr_csv)(self.attr_file)
+        columns = select_attributes(names, attributes, self.attr_file)
+        keep = self._select_rows(files)
+        self.image_dir = _image_dir(self.base)
+        self.all_attribute_names = names
+        self.attribute_names = [names[c] for c in columns]
+        self.filenames = [files[i] for i in keep]
+        self.total = len(files)
+        self.targets = torch.from_numpy(labels[np.ix_(np.asarray(keep, dtype=np.int64), columns)]).float()
+
+    def _select_rows(self, files: list[str]) -> list[int]:
+        parts = _read_partition(self.partition_file, self.layout)
+        missing = next((f for f in files if f not in parts), None)
+        if missing is not None:
+            raise HPNetError(f"{self.partition_file}: no partition for image {missing} "
+                             f"(listed in {self.attr_file.name})")
+        codes = {SPLITS.index(s) for s in self.splits}
+        keep = [i for i, f in enumerate(files) if parts[f] in codes]
+        return keep[: self.max_images]
+
+    def image(self, index: int) -> torch.Tensor:  # (3, S, S) uint8
+        return load_image(self.image_dir / self.filenames[index], self.image_size)
+
+    def empty_message(self) -> str:
+        """One line telling why this split has no images and what to do."""
+        return (f"CelebA split {'+'.join(self.splits)} in {self.base} has no images "
+                f"(0 of the {self.total} listed in {self.partition_file.name}); pick another split "
+                f"or hold out part of train")
+
+    def require_nonempty(self) -> "CelebA":
+        if len(self) == 0:
+            raise HPNetError(self.empty_message())
+        return self
+
+    def source_description(self) -> dict[str, Any]:
+        """What the items depend on, for :func:`hpnet.data.cache.cache_key`."""
+        return {"source": "celeba", "root": str(self.base.resolve()), "layout": self.layout,
+                "split": list(self.splits), "image_size": self.image_size,
+                "attributes": self.attribute_names, "max_images": self.max_images}
+
+    def source_files(self) -> list[Path]:
+        return [self.attr_file, self.partition_file]
+
+    def __repr__(self) -> str:
+        return (f"CelebA({str(self.base)!r}, layout={self.layout}, split={'+'.join(self.splits)}, "
+                f"n={len(self)}, image_size={self.image_size}, attributes={len(self.attribute_names)})")

@@ -1,0 +1,141 @@
+"""Any multi-label image set described by one CSV file.
+
+The CSV has a header row, an image path column (``image``, ``path``, ``file``, ``filename`` or
+``image_id``, or the one named by ``image_column``), an optional ``split`` column (``train``,
+``valid``, ``test`` or 0, 1, 2; without it every row is train) and attribute columns holding 0/1 or
+-1/1. Paths are relative to ``root`` (default: the CSV's folder) and must stay inside it, symlinks
+included. Images get the same crop and resize as CelebA (:func:`hpnet.data.celeba.load_image`).
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from hpnet.data.base import MultiLabelDataset
+from hpnet.data.celeba import (SPLITS, read_csv_rows, check_image_size, check_max_images, labels_array,
+                               load_image, parse_labels, parse_split, select_attributes)
+from hpnet.errors import HPNetError
+
+IMAGE_COLUMNS = ("image", "path", "file", "filename", "image_id")
+SPLIT_VALUES = {"train": 0, "valid": 1, "test": 2, "0": 0, "1": 1, "2": 2}
+
+
+def _image_column(header: list[str], given: str | None, csv_path: Path) -> int:
+    if given is not None and given not in header:
+        raise HPNetError(f"{csv_path}: image column {given!r} is not in the header ({', '.join(header)})")
+    found = [given] if given is not None else [c for c in IMAGE_COLUMNS if c in header]
+    if not found:
+        raise HPNetError(f"{csv_path}: no image path column: expected one of {', '.join(IMAGE_COLUMNS)} "
+                         f"(or pass image_column); the header has {', '.join(header)}")
+    return header.index(found[0])
+
+
+def _resolve_inside(value: str, root: Path, where: str) -> Path:
+    """``root / value`` resolved (symlinks followed); it must stay inside ``root``."""
+    if not value:
+        raise HPNetError(f"{where}: empty image path")
+    path = (root / value).resolve()
+    if not path.is_relative_to(root):
+        raise HPNetError(f"{where}: image path {value!r} resolves outside the data root {root}")
+    return path
+
+
+def _split_code(value: str, where: str) -> int:
+    code = SPLIT_VALUES.get(value.lower())
+    if code is None:
+        raise HPNetError(f"{where}: split {value!r} is not train, valid or test (or 0, 1, 2)")
+    return code
+
+
+class CSVDataset(MultiLabelDataset):
+    """A multi-label image set from a CSV file (see the module docstring for the format).
+
+    Args:
+        csv_path: the CSV file.
+        root: folder the image paths are relative to (default: the CSV's folder).
+        split: ``"train"``, ``"valid"``, ``"test"``, ``"all"`` or a list of them.
+        image_size: side ``S`` of the square images returned.
+        attributes: attribute columns to keep, in this order (default: all, in file order).
+        max_images: keep only the first N rows of the split, in file order.
+        image_column: the image path column, when not one of the usual names.
+
+    Items are ``(image, target)``: ``image`` uint8 ``(3, S, S)``, ``target`` float32 ``(K,)`` in {0, 1}.
+    """
+
+    def __init__(self, csv_path: str | Path, root: str | Path | None = None, split: str | Sequence[str] = "train",
+                 image_size: int = 64, attributes: Sequence[str] | None = None, max_images: int | None = None,
+                 image_column: str | None = None):
+        self.image_size = check_image_size(image_size)
+        self.max_images = check_max_images(max_images)
+        self.splits = parse_split(split)
+        self.csv_path = Path(csv_path).expanduser()
+        if not self.csv_path.is_file():
+            raise HPNetError(f"CSV file not found: {self.csv_path}")
+        self.root = Path(root).expanduser() if root is not None else self.csv_path.parent
+        if not self.root.is_dir():
+            raise HPNetError(f"image root folder not found: {self.root}")
+        rows = read_csv_rows(self.csv_path)
+        if not rows:
+            raise HPNetError(f"{self.csv_path}: empty file, expected a header row")
+        self._parse(rows, attributes, image_column)
+
+    def _parse(self, rows: list[tuple[int, list[str]]], attributes: Sequence[str] | None,
+               image_column: str | None) -> None:
+        header = rows[0][1]
+        image_col = _image_column(header, image_column, self.csv_path)
+        split_col = header.index("split") if "split" in header and image_column != "split" else None
+        label_cols = [i for i in range(len(header)) if i not in (image_col, split_col)]
+        names = [header[i] for i in label_cols]
+        if not names:
+            raise HPNetError(f"{self.csv_path}: no attribute columns besides {', '.join(header)}")
+        chosen = select_attributes(names, attributes, self.csv_path)
+        wanted = {SPLITS.index(s) for s in self.splits}
+        columns, root = [names[c] for c in chosen], self.root.resolve()
+        paths, labels = [], []
+        for number, fields in rows[1:]:  # every row is checked, whichever split is kept
+            where = f"{self.csv_path}: line {number}"
+            if len(fields) != len(header):
+                raise HPNetError(f"{where}: expected {len(header)} fields, got {len(fields)}")
+            code = _split_code(fields[split_col], where) if split_col is not None else 0
+            label = parse_labels([fields[label_cols[c]] for c in chosen], columns, where)
+            path = _resolve_inside(fields[image_col], root, where)
+            if code in wanted and len(paths) != self.max_images:
+                labels.append(label)
+                paths.append(path)
+        self.total = len(rows) - 1
+        self.has_split_column = split_col is not None
+        self.image_column = header[image_col]
+        self.attribute_names = [names[c] for c in chosen]
+        self.paths = paths
+        self.targets = torch.from_numpy(labels_array(labels, len(chosen)).astype(np.float32))
+
+    def image(self, index: int) -> torch.Tensor:  # (3, S, S) uint8
+        return load_image(self.paths[index], self.image_size)
+
+    def empty_message(self) -> str:
+        """One line telling why this split has no images and what to do."""
+        why = "" if self.has_split_column else " (it has no split column, so every row is train)"
+        return (f"split {'+'.join(self.splits)} of {self.csv_path} has no images, 0 of {self.total} rows"
+                f"{why}; pick another split or add a split column")
+
+    def require_nonempty(self) -> "CSVDataset":
+        if len(self) == 0:
+            raise HPNetError(self.empty_message())
+        return self
+
+    def source_description(self) -> dict[str, Any]:
+        """What the items depend on, for :func:`hpnet.data.cache.cache_key`."""
+        return {"source": "csv", "csv": str(self.csv_path.resolve()), "root": str(self.root.resolve()),
+                "image_column": self.image_column, "split": list(self.splits), "image_size": self.image_size,
+                "attributes": self.attribute_names, "max_images": self.max_images}
+
+    def source_files(self) -> list[Path]:
+        return [self.csv_path]
+
+    def __repr__(self) -> str:
+        return (f"CSVDataset({str(self.csv_path)!r}, split={'+'.join(self.splits)}, n={len(self)}, "
+                f"image_size={self.image_size}, attributes={len(self.attribute_names)})")
