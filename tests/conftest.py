@@ -31,3 +31,10 @@ def celeba_sample() -> Path:
     if not (path / "celeba").is_dir():
         pytest.skip(f"CelebA sample not found at {path}")
     return path
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _one_thread():
+    """Tiny tensors: one thread is faster than two threads fighting over a small, shared machine."""
+    import torch
+    torch.set_num_threads(1)

@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 from typing import Callable
 
 from .errors import HPNetError
@@ -105,6 +106,66 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+@command
+def cmd_prune(args: argparse.Namespace) -> int:
+    from .ops.pruning import prune_run
+    result = prune_run(args.run, methods=args.method, rule=args.rule, grid=args.grid, seeds=args.seeds,
+                       split=args.split, max_images=args.max_images, keep=args.keep, save=args.save,
+                       device=args.device, progress=not args.quiet)
+    for method, curve in result["methods"].items():
+        points = ", ".join(f"{p[0]}: {100 * p[1]:.1f}%" for p in curve)
+        print(f"{method:>16}  {points}")
+    if result.get("physical"):
+        print(json.dumps(result["physical"], indent=2))
+    print(f"wrote {Path(args.run) / 'pruning.json'}")
+    return 0
+
+
+@command
+def cmd_robust(args: argparse.Namespace) -> int:
+    from .ops.robust import robust_run
+    result = robust_run(args.run, ns=args.n, betas=args.beta, noise_stds=args.noise, clip=args.clip,
+                        select=args.select, split=args.split, max_images=args.max_images,
+                        device=args.device, progress=not args.quiet)
+    for row in result["results"]:
+        print(f"n={row['n']:<4g} beta={row['beta']:<4g} noise={row['noise_std']:<4g} "
+              f"accuracy={100 * row['accuracy']:.2f}%")
+    if result.get("selection"):
+        sel = result["selection"]
+        test = sel["test"]
+        print(f"(n, beta) chosen per attribute on {sel['selection_split']} at noise {sel['noise_std']:g}: "
+              f"{sel['test_split']} accuracy {100 * test['accuracy_selected']:.2f}% "
+              f"(identity {100 * test['accuracy_identity']:.2f}%)")
+    print(f"wrote {Path(args.run) / 'robustness.json'}")
+    return 0
+
+
+@command
+def cmd_analyse(args: argparse.Namespace) -> int:
+    from .analysis.attention import analyse_run
+    result = analyse_run(args.run, attributes=args.attributes, samples=args.samples,
+                         max_images=args.max_images or 2000, device=args.device, progress=not args.quiet)
+    for row in result["attribute_table"]:
+        top = ", ".join(f"{t['name']} ({t['correlation']:.2f})" for t in row["top"])
+        print(f"{row['attribute']:>20}: {top}")
+    print(f"wrote {Path(args.run) / 'analysis.json'} and figures in {Path(args.run) / 'figures'}")
+    return 0
+
+
+@command
+def cmd_report(args: argparse.Namespace) -> int:
+    from .report.html import write_report
+    print(write_report(args.run, args.out))
+    return 0
+
+
+@command
+def cmd_demo(args: argparse.Namespace) -> int:
+    from .api import demo
+    demo(args.out, images=args.max_images, epochs=args.epochs, progress=not args.quiet)
+    return 0
+
+
 # ----------------------------------------------------------------------------------------------
 
 
@@ -141,13 +202,62 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", default=None, help="train, valid, test or several (valid,test); "
                                                  "default test, or valid when test is empty")
     p.add_argument("--json", action="store_true", help="print one JSON object")
+
+    p = sub.add_parser("prune", help="semantic channel pruning against random, L1 and attention (Fig. 7)")
+    p.add_argument("run", help="run folder")
+    p.add_argument("--method", type=name_list, default=["semantic", "random", "l1", "attention"],
+                   help="methods, comma separated (default all: semantic,random,l1,attention)")
+    p.add_argument("--rule", choices=["lower", "higher"], default="lower",
+                   help="of a correlated pair, prune the channel with the lower (default) or higher filter L1")
+    p.add_argument("--grid", type=lambda t: list(int_list(t)) if t != "0" else [0], default=None,
+                   help="numbers of pruned channels to evaluate (default about 17 points from 0 to C)")
+    p.add_argument("--seeds", type=int, default=5, help="random orders averaged")
+    p.add_argument("--keep", type=int, default=None, help="also prune physically to N channels")
+    p.add_argument("--save", default=None, help="with --keep: write the smaller model as a run folder")
+    add_eval_args(p)
+
+    p = sub.add_parser("robust", help="attention mask transformation under input noise (Fig. 8)")
+    p.add_argument("run", help="run folder")
+    p.add_argument("--n", type=float_list, default=[1.0, 2.0, 4.0], help="tone curve exponents n")
+    p.add_argument("--beta", type=float_list, default=[0.0, 0.2, 0.5], help="suppression values beta")
+    p.add_argument("--noise", type=float_list, default=[0.0, 0.1, 0.2, 0.3, 0.4, 0.5],
+                   help="Gaussian noise std on [0, 1] images")
+    p.add_argument("--clip", action="store_true", help="clip noisy images to [0, 1]")
+    p.add_argument("--select", action="store_true",
+                   help="also pick (n, beta) per attribute on validation data and report test accuracy")
+    add_eval_args(p)
+
+    p = sub.add_parser("analyse", aliases=["analyze"], help="Fig. 4, 5, 6 and Table 4")
+    p.add_argument("run", help="run folder")
+    p.add_argument("--attributes", type=name_list, default=None, help="attributes shown in Fig. 4")
+    p.add_argument("--samples", type=int, default=4, help="sample images in Fig. 4")
+    add_eval_args(p, split=False)
+
+    p = sub.add_parser("report", help="one self-contained HTML page with every table and figure")
+    p.add_argument("run", help="run folder")
+    p.add_argument("--out", default=None, help="HTML file (default RUN/report.html)")
+
+    p = sub.add_parser("demo", help="the whole pipeline on synthetic faces")
+    p.add_argument("--out", default="runs/demo")
+    p.add_argument("--epochs", type=int, default=3)
+    p.add_argument("--max-images", type=int, default=8000, help="training images")
+    p.add_argument("--quiet", action="store_true")
     return parser
+
+
+def add_eval_args(p: argparse.ArgumentParser, split: bool = True) -> None:
+    if split:
+        p.add_argument("--split", default=None, help="evaluation split (default test, or valid when empty)")
+    p.add_argument("--max-images", type=int, default=None, help="evaluate on at most N images")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    name = {"analyze": "analyse"}.get(args.command, args.command)
     try:
-        return COMMANDS[args.command](args)
+        return COMMANDS[name](args)
     except HPNetError as e:
         print(f"hpnet {args.command}: error: {e}", file=sys.stderr)
         return 2

@@ -11,10 +11,13 @@ import torch
 
 
 def tone_curve(m: torch.Tensor, n: float | torch.Tensor) -> torch.Tensor:
-    """h(M; n) of Eq. 12, elementwise; ``n`` is a number or a tensor broadcastable to ``m``."""
-    low = 0.5 * (2.0 * m.clamp(max=0.5)) ** n
-    high = 1.0 - 0.5 * (2.0 * (1.0 - m).clamp(max=0.5)) ** n
-    return torch.where(m < 0.5, low, high)
+    """h(M; n) of Eq. 12, elementwise; ``n`` is a number or a tensor broadcastable to ``m``.
+
+    Written with one power instead of two branches: with d = 2M - 1, both cases of Eq. 12 are
+    h = 0.5 + sign(d) * (0.5 - 0.5 * (1 - |d|)^n).
+    """
+    d = 2.0 * m - 1.0
+    return 0.5 + torch.sign(d) * (0.5 - 0.5 * (1.0 - d.abs()) ** n)
 
 
 def mask_transform(m: torch.Tensor, n: float | torch.Tensor = 1.0,

@@ -1,0 +1,76 @@
+"""Channel correlation of the features z = f_f(x) (paper Fig. 3 step 2 and Fig. 6).
+
+With the weights fixed, one streaming pass accumulates, over every (image, h, w) position, the
+per-channel sums and the C x C matrix of cross-products of z (float64), from which the Pearson
+correlation R follows. Memory is O(C^2) whatever the number of images.
+"""
+from __future__ import annotations
+
+import torch
+
+from ..data.base import MultiLabelDataset
+from ..model import HPNet
+from .stream import inference, model_device, stream
+
+# positions per float64 cross-product chunk: bounds the float64 copy of z (C x 2^20 x 8 bytes)
+_CHUNK_POSITIONS = 1 << 20
+
+
+class _Moments:
+    """Running sums of z - shift and (z - shift)(z - shift)^T over positions, in float64.
+
+    The shift (the first batch's channel means) keeps the final ``E[zz] - E[z]E[z]`` free of
+    cancellation when a channel's mean is large next to its spread.
+    """
+
+    def __init__(self) -> None:
+        self.n = 0
+        self.shift: torch.Tensor | None = None
+        self.sums: torch.Tensor | None = None
+        self.cross: torch.Tensor | None = None
+
+    def add(self, z: torch.Tensor) -> None:
+        C = z.shape[1]
+        flat = z.detach().transpose(0, 1).reshape(C, -1)                  # (C, B*H*W)
+        if self.shift is None:
+            self.shift = flat.double().mean(1)
+            self.sums = torch.zeros(C, dtype=torch.float64, device=z.device)
+            self.cross = torch.zeros(C, C, dtype=torch.float64, device=z.device)
+        for p in range(0, flat.shape[1], _CHUNK_POSITIONS):
+            part = flat[:, p:p + _CHUNK_POSITIONS].double() - self.shift[:, None]
+            self.sums += part.sum(1)
+            self.cross += part @ part.T
+        self.n += flat.shape[1]
+
+    def correlation(self) -> torch.Tensor:
+        mean = self.sums / self.n                                         # mean of z - shift
+        cov = self.cross / self.n - torch.outer(mean, mean)
+        var = cov.diagonal().clamp(min=0.0)
+        # a channel is constant (e.g. pruned, or a dead unit) when its variance is at rounding level
+        scale = (self.shift + mean) ** 2
+        alive = var > 1e-20 * scale + 1e-30
+        std = torch.where(alive, var.sqrt(), torch.ones_like(var))
+        corr = (cov / torch.outer(std, std)).clamp(-1.0, 1.0)
+        corr = corr * torch.outer(alive, alive)
+        corr.fill_diagonal_(1.0)
+        return corr
+
+
+def channel_correlation(model: HPNet, data: MultiLabelDataset, batch_size: int = 128,
+                        max_images: int | None = None, progress: bool = False) -> torch.Tensor:
+    """Pearson correlation (C, C), float64 on the CPU, between the channels of z = model.features(x).
+
+    Every (image, h, w) position of the first ``max_images`` images (all by default) is one
+    observation. The model's channel keep-mask applies, so pruned channels are constant zero.
+    A channel with zero variance (pruned, or dead) has correlation 0 with every other channel and
+    1 with itself, so that R stays a valid, NaN-free correlation matrix.
+    """
+    device = model_device(model)
+    moments = _Moments()
+    with inference(model):
+        for x, _ in stream(data, batch_size, device, max_images, progress, "correlation"):
+            moments.add(model.features(x))
+    if moments.n == 0:
+        C = model.config.channels
+        return torch.eye(C, dtype=torch.float64)
+    return moments.correlation().cpu()

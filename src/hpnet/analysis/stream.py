@@ -1,0 +1,71 @@
+"""Streaming passes shared by the operations and analyses: batches on the device, eval mode, no grad.
+
+Every pass over a data set goes through :func:`stream`, so that image caps, devices and the
+``[0, 1]`` input scaling are handled in one place; :func:`inference` puts a model in eval mode
+without gradients and restores its previous mode afterwards.
+"""
+from __future__ import annotations
+
+import contextlib
+import time
+from typing import Callable, Iterator
+
+import torch
+import torch.nn as nn
+from tqdm import tqdm
+
+from ..data.base import MultiLabelDataset
+from ..train import batches, to_input
+
+
+def model_device(model: nn.Module) -> torch.device:
+    return next(model.parameters()).device
+
+
+def image_count(data: MultiLabelDataset, max_images: int | None = None) -> int:
+    """How many images a pass uses: all, or the first ``max_images``."""
+    return len(data) if max_images is None else min(len(data), int(max_images))
+
+
+def stream(data: MultiLabelDataset, batch_size: int, device: torch.device, max_images: int | None = None,
+           progress: bool = False, desc: str = "") -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """(x in [0, 1] on ``device``, targets on ``device``) over the first ``max_images`` images, in order."""
+    n = image_count(data, max_images)
+    order = torch.arange(n)
+    bar = tqdm(total=n, desc=desc, unit="img", disable=not progress, leave=False, dynamic_ncols=True)
+    for images, targets in batches(data, batch_size, order):
+        yield to_input(images, device), targets.to(device, non_blocking=True).float()
+        bar.update(images.shape[0])
+    bar.close()
+
+
+@contextlib.contextmanager
+def inference(model: nn.Module) -> Iterator[nn.Module]:
+    """Eval mode and no grad for the block; the model's train/eval mode is restored afterwards."""
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            yield model
+    finally:
+        model.train(was_training)
+
+
+def correct_counts(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Per-attribute count of correct decisions (logit > 0 means 1), float64 (K,)."""
+    return ((logits > 0).float() == targets).sum(0).double().cpu()
+
+
+def median_latency(fn: Callable[[], object], repeats: int = 5, warmup: int = 1) -> float:
+    """Median wall time in seconds of ``fn()`` over ``repeats`` calls, after ``warmup`` calls."""
+    sync = torch.cuda.synchronize if torch.cuda.is_available() else (lambda: None)
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(max(1, repeats)):
+        sync()
+        start = time.perf_counter()
+        fn()
+        sync()
+        times.append(time.perf_counter() - start)
+    return sorted(times)[len(times) // 2]

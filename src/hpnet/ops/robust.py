@@ -1,0 +1,211 @@
+"""Robustness to input noise under the intentional attention mask transformation (Fig. 8, Eq. 11-13).
+
+Gaussian noise of standard deviation sigma is added to images scaled to [0, 1] (not clipped unless
+``clip=True``), and the accuracy is measured for every (n, beta) of g(M; n, beta) (Eq. 11-12) in
+the classifiers of Eq. 13; n = 1, beta = 0 is the network without transformation.
+
+The comparison is paired: one standard normal draw eps per image (seeded) serves every noise level
+(the noise at level sigma is sigma * eps) and every (n, beta). For each noisy batch the extractor
+runs once and only the heads run again per (n, beta). The model's own transformation is restored
+afterwards.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import torch
+
+from ..analysis.stream import image_count, inference, model_device, stream
+from ..data import DataSpec, load_split, require_nonempty
+from ..data.base import MultiLabelDataset
+from ..errors import HPNetError
+from ..io import atomic_write_json
+from ..model import HPNet
+from ..train import load_run_model, read_run, resolve_device
+from .pruning import default_eval_split, majority_baseline, run_data_spec
+
+NS = (1.0, 2.0, 4.0)
+BETAS = (0.0, 0.2, 0.5)
+NOISE_STDS = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5)
+RESULT_FILE = "robustness.json"
+
+Number = float | torch.Tensor
+
+
+def robustness_sweep(model: HPNet, data: MultiLabelDataset, ns: Sequence[float] = NS,
+                     betas: Sequence[float] = BETAS, noise_stds: Sequence[float] = NOISE_STDS,
+                     clip: bool = False, seed: int = 0, batch_size: int = 64,
+                     max_images: int | None = None, progress: bool = False) -> dict:
+    """Fig. 8: mean accuracy for every (n, beta, noise std); a model with linear heads allows only
+    n = 1, beta = 0.
+
+    Returns ``{"results": [{"n", "beta", "noise_std", "accuracy", "per_attribute": [K]}, ...],
+    "ns", "betas", "noise_stds", "clip", "seed", "images", "attributes"}``; results are ordered by
+    noise std, then n, then beta.
+    """
+    pairs = [(float(n), float(b)) for n in ns for b in betas]
+    stds = _check_stds(noise_stds)
+    acc = sweep_accuracy(model, data, pairs, stds, clip, seed, batch_size, max_images, progress)
+    results = [{"n": n, "beta": b, "noise_std": std, "accuracy": float(acc[s, t].mean()),
+                "per_attribute": acc[s, t].tolist()}
+               for s, std in enumerate(stds) for t, (n, b) in enumerate(pairs)]
+    return {"results": results, "ns": [float(n) for n in ns], "betas": [float(b) for b in betas],
+            "noise_stds": stds, "clip": clip, "seed": seed, "images": image_count(data, max_images),
+            "attributes": list(model.attribute_names)}
+
+
+def _check_stds(noise_stds: Sequence[float]) -> list[float]:
+    stds = [float(s) for s in noise_stds]
+    if not stds or min(stds) < 0:
+        raise HPNetError(f"--noise must be non-negative standard deviations, got {list(noise_stds)}")
+    return stds
+
+
+def sweep_accuracy(model: HPNet, data: MultiLabelDataset, transforms: Sequence[tuple[Number, Number]],
+                   noise_stds: Sequence[float], clip: bool = False, seed: int = 0, batch_size: int = 64,
+                   max_images: int | None = None, progress: bool = False) -> torch.Tensor:
+    """Per-attribute accuracy (S, T, K) for each noise std and each (n, beta) (numbers or (K,) tensors)."""
+    _check_transforms(model, transforms)
+    device = model_device(model)
+    K = model.config.num_attributes
+    counts = torch.zeros(len(noise_stds), len(transforms), K, dtype=torch.float64, device=device)
+    saved = _saved_transform(model)
+    gen = torch.Generator().manual_seed(seed)
+    try:
+        with inference(model):
+            for x, y in stream(data, batch_size, device, max_images, progress, "noise sweep"):
+                eps = torch.randn(x.shape, generator=gen).to(device)  # drawn as train.predict draws
+                for s, std in enumerate(noise_stds):
+                    z = model.features(_noisy(x, eps, std, clip))
+                    for t, (n, beta) in enumerate(transforms):
+                        _set(model, n, beta)
+                        counts[s, t] += ((model.heads(z)[0] > 0).float() == y).sum(0).double()
+    finally:
+        _set(model, *saved)
+    return (counts / max(image_count(data, max_images), 1)).cpu()
+
+
+def _noisy(x: torch.Tensor, eps: torch.Tensor, std: float, clip: bool) -> torch.Tensor:
+    x = x + std * eps if std > 0 else x
+    return x.clamp(0.0, 1.0) if clip else x
+
+
+def _check_transforms(model: HPNet, transforms: Sequence[tuple[Number, Number]]) -> None:
+    if model.has_masks:
+        return
+    identity = all(bool((torch.as_tensor(n) == 1).all() and (torch.as_tensor(b) == 0).all())
+                   for n, b in transforms)
+    if not identity:
+        raise HPNetError("mask transformation needs attention heads; this model has linear heads "
+                         "(use --n 1 --beta 0)")
+
+
+def _saved_transform(model: HPNet) -> tuple[Number, Number]:
+    if not model.has_masks:
+        return 1.0, 0.0
+    return model.heads.transform_n.clone(), model.heads.transform_beta.clone()
+
+
+def _set(model: HPNet, n: Number, beta: Number) -> None:
+    if model.has_masks:
+        model.set_transform(n, beta)
+
+
+# ----------------------------------------------------------------------------------------------
+# per-attribute selection
+
+
+def select_transform(model: HPNet, valid_data: MultiLabelDataset, test_data: MultiLabelDataset,
+                     noise_std: float = 0.3, ns: Sequence[float] = NS, betas: Sequence[float] = BETAS,
+                     clip: bool = False, seed: int = 0, batch_size: int = 64,
+                     max_images: int | None = None, progress: bool = False) -> dict:
+    """Choose (n, beta) per attribute on validation data at ``noise_std``; set it on the model.
+
+    The identity (1, 0) is always a candidate and wins ties, so the choice is never worse than no
+    transformation on the validation data. Test accuracy (same noise level) is reported with the
+    chosen transformation and with the identity. Returns ``{"n": (K,) tensor, "beta": (K,) tensor,
+    "noise_std", "valid": {...}, "test": {...}, "chosen": [{"name", "n", "beta"}]}``; the model keeps
+    the chosen transformation.
+    """
+    if not model.has_masks:
+        raise HPNetError("mask transformation needs attention heads; this model has linear heads")
+    pairs = _candidates(ns, betas)
+    valid = sweep_accuracy(model, valid_data, pairs, [noise_std], clip, seed, batch_size, max_images,
+                           progress)[0]                                   # (T, K)
+    best = valid.argmax(0)                                                # first maximum: identity on ties
+    n = torch.tensor([pairs[i][0] for i in best.tolist()])
+    beta = torch.tensor([pairs[i][1] for i in best.tolist()])
+    test = sweep_accuracy(model, test_data, [(n, beta), (1.0, 0.0)], [noise_std], clip, seed,
+                          batch_size, max_images, progress)[0]            # (2, K)
+    model.set_transform(n, beta)
+    chosen_valid = valid.gather(0, best[None])[0]
+    return {"n": n, "beta": beta, "noise_std": float(noise_std), "candidates": [list(p) for p in pairs],
+            "valid": _comparison(chosen_valid, valid[0], image_count(valid_data, max_images)),
+            "test": _comparison(test[0], test[1], image_count(test_data, max_images)),
+            "chosen": [{"name": a, "n": float(nk), "beta": float(bk)}
+                       for a, nk, bk in zip(model.attribute_names, n, beta)]}
+
+
+def _candidates(ns: Sequence[float], betas: Sequence[float]) -> list[tuple[float, float]]:
+    pairs = [(1.0, 0.0)]
+    pairs += [(float(n), float(b)) for n in ns for b in betas if (float(n), float(b)) != (1.0, 0.0)]
+    return pairs
+
+
+def _comparison(selected: torch.Tensor, identity: torch.Tensor, images: int) -> dict:
+    return {"accuracy_selected": float(selected.mean()), "accuracy_identity": float(identity.mean()),
+            "per_attribute_selected": selected.tolist(), "per_attribute_identity": identity.tolist(),
+            "images": images}
+
+
+# ----------------------------------------------------------------------------------------------
+# a run folder
+
+
+def robust_run(run_dir: str | Path, ns: Sequence[float] = NS, betas: Sequence[float] = BETAS,
+               noise_stds: Sequence[float] = NOISE_STDS, clip: bool = False, select: bool = False,
+               select_noise_std: float | None = None, split: str | None = None,
+               max_images: int | None = None, batch_size: int = 64, seed: int = 0,
+               device: str = "auto", progress: bool = True) -> dict:
+    """Fig. 8 for a run, written to ``RUN/robustness.json``.
+
+    The sweep uses ``split`` (default "test", or "valid" when test is empty). With ``select`` the
+    per-attribute (n, beta) is chosen on "valid" at ``select_noise_std`` (default: the middle noise
+    level) and reported under "selection"; the run's saved model is not changed.
+    """
+    run_dir = Path(run_dir)
+    record = read_run(run_dir)
+    model = load_run_model(run_dir).to(resolve_device(device))
+    spec = run_data_spec(record, run_dir)
+    split = split or default_eval_split(spec)
+    data = load_split(spec, split, progress)
+    data = require_nonempty(data, spec, split)
+    result = robustness_sweep(model, data, ns, betas, noise_stds, clip, seed, batch_size, max_images,
+                              progress)
+    result.update(split=split, run=str(run_dir), backbone=model.config.backbone,
+                  majority_baseline=majority_baseline(record, data, max_images))
+    if select:
+        result["selection"] = _run_selection(model, spec, data, split, ns, betas, noise_stds,
+                                             select_noise_std, clip, seed, batch_size, max_images,
+                                             progress)
+    atomic_write_json(result, run_dir / RESULT_FILE)
+    return result
+
+
+def _run_selection(model: HPNet, spec: DataSpec, test_data: MultiLabelDataset, split: str,
+                   ns: Sequence[float], betas: Sequence[float], noise_stds: Sequence[float],
+                   noise_std: float | None, clip: bool, seed: int, batch_size: int,
+                   max_images: int | None, progress: bool) -> dict:
+    """select_transform on "valid" (the evaluation data itself when there is no other), JSON-ready."""
+    stds = sorted(_check_stds(noise_stds))
+    noise_std = stds[len(stds) // 2] if noise_std is None else float(noise_std)
+    valid = load_split(spec, "valid", progress)
+    valid_split = "valid" if len(valid) and split != "valid" else split
+    if valid_split != "valid":
+        valid = test_data  # no separate validation images: selection and test share the data (noted)
+    chosen = select_transform(model, valid, test_data, noise_std, ns, betas, clip, seed, batch_size,
+                              max_images, progress)
+    chosen.update(n=chosen["n"].tolist(), beta=chosen["beta"].tolist(), selection_split=valid_split,
+                  test_split=split)
+    return chosen

@@ -1,0 +1,116 @@
+"""The figures and the one-page HTML report, from a hand-made run folder."""
+import base64
+import re
+
+import numpy as np
+import pytest
+import torch
+
+from hpnet.errors import HPNetError
+from hpnet.io import atomic_write_json
+from hpnet.model import HPNet, ModelConfig
+from hpnet.report import figures as F
+from hpnet.report.html import SECTIONS, write_report
+
+NAMES = ["Smiling", "Black_Hair", "Male"]
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+def run_record() -> dict:
+    model = HPNet(ModelConfig(NAMES, widths=(4, 8, 8, 8)))
+    return {
+        "model": model.config.to_dict(),
+        "train": {"epochs": 2, "batch_size": 8, "lr": 1e-3, "l1_lambda": 1e-5},
+        "data": {"dataset": "synthetic", "root": None, "image_size": 16, "max_images": 32,
+                 "attributes": NAMES, "seed": 0, "valid_fraction": 0.1},
+        "train_images": 32, "valid_images": 8, "status": "done", "epochs_done": 2,
+        "history": [{"epoch": 1, "loss": 2.1, "bce": 2.0, "mask_l1": 3.0, "images_per_s": 100.0,
+                     "seconds": 0.3, "valid_mean_accuracy": 0.6},
+                    {"epoch": 2, "loss": 1.9, "bce": 1.8, "mask_l1": 2.5, "images_per_s": 110.0,
+                     "seconds": 0.3, "valid_mean_accuracy": 0.7}],
+        "masks": {"mean": 0.4, "sparsity": 0.1, "threshold": 0.1, "images": 8},
+        "train_positive_rate": [0.5, 0.2, 0.4],
+    }
+
+
+@pytest.fixture
+def run_dir(tmp_path):
+    """A minimal run: run.json and the model files only."""
+    HPNet(ModelConfig(NAMES, widths=(4, 8, 8, 8))).save(tmp_path)
+    atomic_write_json(run_record(), tmp_path / "run.json")
+    return tmp_path
+
+
+def add_results(run_dir):
+    atomic_write_json({"mean_accuracy": 0.7, "mean_majority_baseline": 0.65, "images": 8, "split": "test",
+                       "per_attribute": [{"name": n, "accuracy": a, "majority_baseline": 0.65, "positives": 3}
+                                         for n, a in zip(NAMES, (0.75, 0.6, 0.75))]},
+                      run_dir / "eval_test.json")
+    atomic_write_json({"channels": 8, "rule": "lower", "methods": {
+        "semantic": [[p, 0.7 - 0.01 * p] for p in range(9)],
+        "random": [[p, 0.7 - 0.02 * p, 0.01] for p in range(9)],
+        "l1": [[p, 0.7 - 0.015 * p] for p in range(9)]}}, run_dir / "pruning.json")
+    atomic_write_json({"results": [{"n": n, "beta": b, "noise_std": s, "accuracy": 0.7 - s * (1 - b)}
+                                   for n, b in ((1, 0), (2, 0.2)) for s in (0.0, 0.1, 0.2)],
+                       "selection": {"n": [2, 1, 1], "beta": [0.2, 0, 0], "noise_std": 0.1,
+                                     "test": {"accuracy_identity": 0.6, "accuracy_selected": 0.65},
+                                     "chosen": [{"name": n, "n": k, "beta": b}
+                                                for n, k, b in zip(NAMES, (2, 1, 1), (0.2, 0, 0))]}},
+                      run_dir / "robustness.json")
+    rng = np.random.default_rng(0)
+    corr = np.corrcoef(rng.random((8, 20)))
+    atomic_write_json({"attribute_names": NAMES, "backbone": "paper", "channels": 8,
+                       "mean_mask_grid": rng.random((3, 8)).tolist(), "channel_correlation": corr.tolist(),
+                       "cluster_order": list(range(8))[::-1],
+                       "attribute_table": [{"attribute": n, "top": [{"name": "Male", "correlation": 0.5}]}
+                                           for n in NAMES],
+                       "top_channels": {n: [0, 1, 2] for n in NAMES}, "fig4_attributes": NAMES,
+                       "images": {"mean_mask_grid": 8, "mean_mask_split": "test", "channel_correlation": 32}},
+                      run_dir / "analysis.json")
+
+
+def test_report_with_every_result(run_dir):
+    add_results(run_dir)
+    path = write_report(run_dir, extra_sections=[("Predictability <extra>", "<p>hello</p>")])
+    assert path == run_dir / "report.html" and [p.name for p in run_dir.glob("*.html")] == ["report.html"]
+    html = path.read_text()
+    for title in SECTIONS.values():
+        assert f">{title}</h2>" in html
+    assert "Predictability &lt;extra&gt;</h2><p>hello</p>" in html
+    images = re.findall(r'src="data:image/png;base64,([^"]+)"', html)
+    assert len(images) >= 7 and all(base64.b64decode(b)[:8] == PNG for b in images)
+    assert 'src="http' not in html and "<link" not in html and "<script" not in html
+    assert "75.00%" in html and "Black_Hair" in html                  # accuracy table
+    assert "50% pruned" in html and "Selected transformation" in html
+    assert "n=2, beta=0.2</td><td>Smiling</td>" in html and "65.00%" in html
+    assert "figures/fig4_mask_maps.png" in html                        # Fig. 4 PNG missing: a hint
+    assert not list(run_dir.glob(".*.tmp"))
+
+
+def test_missing_results_show_the_command_that_makes_them(run_dir, tmp_path):
+    out = tmp_path / "elsewhere" / "r.html"
+    html = write_report(run_dir, out=out).read_text()
+    for command in ("hpnet eval", "hpnet analyse", "hpnet prune", "hpnet robust"):
+        assert command in html
+    assert html.count("data:image/png;base64,") >= 3                   # training + regression figures
+
+
+def test_report_needs_a_run_folder(tmp_path):
+    with pytest.raises(HPNetError, match="run.json"):
+        write_report(tmp_path)
+
+
+def test_figures_render_and_save_atomically(tmp_path):
+    # the other figures are drawn by the report tests above
+    figs = {
+        "fig4": F.fig4_mask_maps(torch.randint(0, 256, (2, 3, 16, 16), dtype=torch.uint8),
+                                 torch.rand(2, 2, 3, 16, 16), NAMES[:2], torch.tensor([[1, 2, 3], [4, 5, 6]])),
+        "fig7": F.fig7_pruning({"methods": {"semantic": [[0, 0.7], [4, 0.6]],
+                                            "random": [[0, 0.7, 0.0], [4, 0.5, 0.05]]}}, majority_baseline=0.55),
+    }
+    for name, fig in figs.items():
+        path = F.save_png(fig, tmp_path / f"{name}.png")
+        assert path.read_bytes()[:8] == PNG, name
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fig4.png", "fig7.png"]
+    fig = F.fig8_robustness({"results": [{"n": 1, "beta": 0, "noise_std": 0.0, "accuracy": 0.7}]})
+    assert base64.b64decode(F.png_base64(fig))[:8] == PNG
