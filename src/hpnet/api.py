@@ -97,7 +97,9 @@ DEMO_MODEL = {"backbone": "strided", "widths": (16, 32, 64, 64)}
 
 def demo(out: str | Path = "runs/demo", images: int = 8000, image_size: int = 64, epochs: int = 3,
          progress: bool = True) -> Path:
-    """train -> eval -> analyse -> prune -> robust -> report on synthetic faces; returns the report path.
+    """train -> eval -> analyse -> prune -> robust -> predictability -> report on synthetic faces.
+
+    Returns the report's path.
 
     The default fits in a few minutes on a 2-core CPU: the strided backbone (the paper's extractor
     never downsamples and is about 15x slower), 22 attributes, 8,000 training images at 64x64.
@@ -105,8 +107,8 @@ def demo(out: str | Path = "runs/demo", images: int = 8000, image_size: int = 64
     import shutil
     from .analysis.attention import analyse_run
     from .ops.pruning import prune_run
+    from .analysis.predictability import predictability_run
     from .ops.robust import robust_run
-    from .report.html import write_report
 
     out = Path(out)
     if out.exists():
@@ -118,10 +120,18 @@ def demo(out: str | Path = "runs/demo", images: int = 8000, image_size: int = 64
         ("analyse", lambda: analyse_run(out, progress=progress)),
         ("prune", lambda: prune_run(out, progress=progress)),
         ("robust", lambda: robust_run(out, progress=progress)),
+        ("predictability", lambda: predictability_run(out, progress=progress)),
     ]
     for name, step in steps:
         print(f"== {name}", flush=True)
         step()
-    report = write_report(out)
+    report = write_full_report(out)
     print(f"report: {report}")
     return report
+
+
+def write_full_report(run: str | Path, out: str | Path | None = None) -> Path:
+    """The run's HTML report, with the predictability section (which needs the trainer's helpers)."""
+    from .analysis.predictability import report_section
+    from .report.html import write_report
+    return write_report(run, out, extra_sections=[("Human predictability, measured", report_section(run))])

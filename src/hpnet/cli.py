@@ -154,8 +154,20 @@ def cmd_analyse(args: argparse.Namespace) -> int:
 
 @command
 def cmd_report(args: argparse.Namespace) -> int:
-    from .report.html import write_report
-    print(write_report(args.run, args.out))
+    from .api import write_full_report
+    print(write_full_report(args.run, args.out))
+    return 0
+
+
+@command
+def cmd_predictability(args: argparse.Namespace) -> int:
+    from .analysis.predictability import RESULT_FILE, format_summary, predictability_run
+    result = predictability_run(args.run, plain_run=args.plain, epochs=args.epochs,
+                                max_images=args.max_images, localisation_images=args.localisation_images,
+                                n_boot=args.boot, backend=args.explainer, device=args.device,
+                                progress=not args.quiet)
+    print(format_summary(result))
+    print(f"wrote {Path(args.run) / RESULT_FILE} and figures in {Path(args.run) / 'figures'}")
     return 0
 
 
@@ -236,6 +248,20 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("report", help="one self-contained HTML page with every table and figure")
     p.add_argument("run", help="run folder")
     p.add_argument("--out", default=None, help="HTML file (default RUN/report.html)")
+
+    p = sub.add_parser("predictability", help="score how predictable pruning and the mask transformation "
+                                              "are, against a plain CNN and post-hoc explainers")
+    p.add_argument("run", help="attention run folder")
+    p.add_argument("--plain", default=None, help="a trained plain-CNN run on the same data "
+                                                 "(default: train one into RUN/plain with the run's settings)")
+    p.add_argument("--epochs", type=int, default=None, help="epochs of the plain CNN (default: the run's)")
+    p.add_argument("--max-images", type=int, default=256, help="evaluation images the operations are measured on")
+    p.add_argument("--localisation-images", type=int, default=32, help="synthetic images for localisation")
+    p.add_argument("--boot", type=int, default=1000, help="bootstrap resamples for the 95%% intervals")
+    p.add_argument("--explainer", choices=["builtin", "captum", "auto"], default="builtin",
+                   help="Grad-CAM and saliency: written here, through Captum, or Captum when installed")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
 
     p = sub.add_parser("demo", help="the whole pipeline on synthetic faces")
     p.add_argument("--out", default="runs/demo")

@@ -29,15 +29,19 @@ calibration: orthogonal bases score 1, the naive polynomial less. :func:`predict
 all of it for a run folder, trains the plain-CNN baseline with the same budget, and writes
 ``RUN/predictability.json`` and figures; :func:`report_section` renders them as HTML.
 
-Grad-CAM and saliency use Captum when it is installed (``pip install hpnet[explain]``) and the
-same computation written here otherwise (the two agree to rounding; the test suite checks it).
-Patch permutation is always computed here: one forward pass per patch gives every attribute.
+Grad-CAM and saliency are written here (``backend="builtin"``, the default: one forward pass and
+K backward passes per batch) and can also be computed through Captum (``backend="captum"``, or
+``"auto"``: Captum when installed, ``pip install hpnet[explain]``), which runs a forward and a
+backward pass of the whole network per attribute, about twice the time. The two agree to float
+rounding; the test suite checks it. Patch permutation is always computed here: one forward pass
+per patch gives every attribute, where Captum's FeaturePermutation would repeat it per attribute.
 """
 from __future__ import annotations
 
 import base64
 import math
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from html import escape
 from pathlib import Path
@@ -57,7 +61,7 @@ from .stream import correct_counts, image_count, inference, model_device, stream
 
 RESULT_FILE = "predictability.json"
 PLAIN_DIR = "plain"
-TRANSFORMS = tuple((n, b) for n in (0.5, 1.0, 2.0, 4.0) for b in (0.0, 0.2, 0.5) if (n, b) != (1.0, 0.0))
+TRANSFORMS = ((0.5, 0.0), (2.0, 0.0), (4.0, 0.0), (1.0, 0.2), (1.0, 0.5), (0.5, 0.5), (2.0, 0.5), (4.0, 0.5))
 EXPLAINERS = ("gradcam", "saliency", "permutation")
 FIGURES = {"pruning": "predictability_pruning.png", "transform": "predictability_transform.png",
            "localisation": "predictability_localisation.png"}
@@ -119,6 +123,20 @@ def predictability_score(predicted, measured, n_boot: int = 1000, seed: int = 0,
     return {"score": float(spearman(p, m)), "ci_low": low, "ci_high": high, "n": n}
 
 
+def within_attribute_score(predicted, measured, n_boot: int = 1000, seed: int = 0) -> dict:
+    """Mean over attributes of Spearman's rho across operations, with a bootstrap interval over attributes.
+
+    predicted, measured: (O, K). Unlike :func:`predictability_score` it ignores how the attributes
+    compare with each other: can a person tell which operations change attribute k most?
+    Attributes with a constant or non-finite column are left out.
+    """
+    p = np.asarray(predicted, dtype=float).T                             # (K, O)
+    m = np.asarray(measured, dtype=float).T
+    rho = spearman(p, m) if p.shape[-1] >= 3 else np.full(p.shape[0], np.nan)
+    rho = np.where(np.isfinite(p).all(-1) & np.isfinite(m).all(-1), rho, np.nan)
+    return mean_ci(rho, n_boot, seed)
+
+
 def mean_ci(values, n_boot: int = 1000, seed: int = 0, level: float = 0.95) -> dict:
     """Mean of ``values`` (NaN left out) with a percentile bootstrap interval: {"score", "ci_low", "ci_high", "n"}."""
     v = np.asarray(values, dtype=float).ravel()
@@ -157,7 +175,7 @@ HeadsFn = Callable[[torch.Tensor], torch.Tensor]   # z (B, C, H, W) -> logits (B
 
 @torch.no_grad()
 def measure_operations(model: HPNet, data: MultiLabelDataset, operations: Sequence[HeadsFn],
-                       max_images: int | None = 500, batch_size: int = 100,
+                       max_images: int | None = 256, batch_size: int = 100,
                        progress: bool = False) -> dict[str, torch.Tensor]:
     """Logit and accuracy changes of each operation against the model as it is, per attribute.
 
@@ -199,7 +217,7 @@ def _per_std(change: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
 
 
 def pruning_operations(channels: int, groups: int = 16, group_size: int | None = None,
-                       singles: int | None = 64, seed: int = 0) -> list[dict]:
+                       singles: int | None = 32, seed: int = 0) -> list[dict]:
     """The pruning operations scored: random groups of ``group_size`` (default C/8) channels and
     single channels (every channel when C <= ``singles``, else ``singles`` random ones).
 
@@ -218,9 +236,9 @@ def pruning_operations(channels: int, groups: int = 16, group_size: int | None =
     return ops + [{"kind": "single", "channels": [int(c)]} for c in single_ids]
 
 
-def channel_usage(model: HPNet, data: MultiLabelDataset, max_images: int | None = 500,
+def channel_usage(model: HPNet, data: MultiLabelDataset, max_images: int | None = 256,
                   batch_size: int = 100, progress: bool = False) -> dict[str, torch.Tensor]:
-    """What a person can see about each channel, from training images.
+    """What a person can see about each channel, from images other than the evaluation images.
 
     ``activation`` (C,): mean over images of |GAP(z)_c|; ``weights`` (K, C): the head weights w_k;
     ``mean_masks`` (K, C): the Fig. 5 grid (attention networks only).
@@ -266,16 +284,16 @@ def _pruned_indicator(operations: Sequence[dict], channels: int) -> torch.Tensor
 
 
 def pruning_predictability(model: HPNet, data: MultiLabelDataset, usage: dict[str, torch.Tensor],
-                           operations: Sequence[dict], max_images: int | None = 500, batch_size: int = 100,
+                           operations: Sequence[dict], max_images: int | None = 256, batch_size: int = 100,
                            n_boot: int = 1000, seed: int = 0, progress: bool = False) -> dict:
     """Predictability of channel pruning on ``model``: predicted vs measured change per attribute.
 
-    ``usage`` comes from :func:`channel_usage` (training images), ``operations`` from
+    ``usage`` comes from :func:`channel_usage` (images other than ``data``), ``operations`` from
     :func:`pruning_operations`. Measured on the first ``max_images`` images of ``data``: the mean
     |logit change| in units of the logit standard deviation (primary) and the accuracy drop.
     Returns ``{"score", "ci_low", "ci_high", "n", "predictor", "measure": "logit", "accuracy":
-    {score...}, "variants": {predictor: {score...}}, "data": {"predicted", "logit", "accuracy"}}``
-    with the per-operation data as (O, K) lists.
+    {score...}, "within_attribute": {score...}, "variants": {predictor: {score...}}, "base_accuracy",
+    "data": {"predicted", "logit", "accuracy"}}`` with the per-operation data as (O, K) lists.
     """
     C = model.config.channels
     masks = [_keep_vector(op["channels"], C, model_device(model)) for op in operations]
@@ -287,9 +305,11 @@ def pruning_predictability(model: HPNet, data: MultiLabelDataset, usage: dict[st
     predicted = {name: predict_pruning(ev, operations) for name, ev in predictors.items()}
     primary = next(iter(predictors))
     result = predictability_score(predicted[primary], logit, n_boot, seed)
+    variants = {name: dict(result) if name == primary else predictability_score(p, logit, n_boot, seed)
+                for name, p in predicted.items()}
     result.update(predictor=primary, measure="logit",
-                  accuracy=predictability_score(predicted[primary], drop, n_boot, seed),
-                  variants={name: predictability_score(p, logit, n_boot, seed) for name, p in predicted.items()},
+                  accuracy=predictability_score(predicted[primary], drop, n_boot, seed), variants=variants,
+                  within_attribute=within_attribute_score(predicted[primary], logit, n_boot, seed),
                   base_accuracy=float(measured["base_accuracy"].mean()),
                   data={"predicted": _rounded(predicted[primary]), "logit": _rounded(logit),
                         "accuracy": _rounded(drop)})
@@ -319,7 +339,7 @@ def predict_transform(weights: torch.Tensor, mean_masks: torch.Tensor,
 
 def transform_predictability(model: HPNet, data: MultiLabelDataset, usage: dict[str, torch.Tensor],
                              transforms: Sequence[tuple[float, float]] = TRANSFORMS,
-                             max_images: int | None = 500, batch_size: int = 100, n_boot: int = 1000,
+                             max_images: int | None = 256, batch_size: int = 100, n_boot: int = 1000,
                              seed: int = 0, progress: bool = False) -> dict:
     """Predictability of the mask transformation g(M; n, beta), every attribute set to the same (n, beta).
 
@@ -344,7 +364,8 @@ def transform_predictability(model: HPNet, data: MultiLabelDataset, usage: dict[
     result = predictability_score(predicted, logit, n_boot, seed)
     result.update(predictor="mask_x_weight", measure="signed logit",
                   accuracy=predictability_score(predicted.abs(), change, n_boot, seed),
-                  variants={"mask_x_weight": predictability_score(predicted, logit, n_boot, seed),
+                  within_attribute=within_attribute_score(predicted, logit, n_boot, seed),
+                  variants={"mask_x_weight": dict(result),
                             "mask_x_weight_x_activation": predictability_score(with_activation, logit,
                                                                                n_boot, seed)},
                   transforms=[[float(n), float(b)] for n, b in transforms],
@@ -498,7 +519,7 @@ def _backend(backend: str) -> str:
 
 def localisation(model: HPNet, data: MultiLabelDataset, max_images: int = 64,
                  methods: Sequence[str] = ("attention",) + EXPLAINERS, top_k: int = 3,
-                 mean_masks: torch.Tensor | None = None, patch: int | None = None, backend: str = "auto",
+                 mean_masks: torch.Tensor | None = None, patch: int | None = None, backend: str = "builtin",
                  batch_size: int = 32, n_boot: int = 1000, seed: int = 0) -> dict:
     """How much of each explanation lies where the attribute's evidence is (synthetic faces only).
 
@@ -564,10 +585,13 @@ def _maps(model: HPNet, x: torch.Tensor, method: str, top: torch.Tensor | None, 
 
 def _localisation_entry(frac: torch.Tensor, hit: torch.Tensor, n_boot: int, seed: int) -> dict:
     """Mean over attributes per image, then mean over images with a bootstrap interval over images."""
-    per_image = np.nanmean(frac.numpy(), axis=1) if frac.numel() else np.zeros(0)
+    with warnings.catch_warnings():  # an attribute whose region is always empty is NaN, silently
+        warnings.simplefilter("ignore", RuntimeWarning)
+        per_image = np.nanmean(frac.numpy(), axis=1) if frac.numel() else np.zeros(0)
+        pointing = float(np.nanmean(hit.numpy())) if hit.numel() else math.nan
+        per_attribute = np.nanmean(frac.numpy(), axis=0) if frac.numel() else np.zeros(0)
     entry = mean_ci(per_image, n_boot, seed)
-    entry["pointing"] = float(np.nanmean(hit.numpy())) if hit.numel() else math.nan
-    entry["per_attribute"] = _rounded(torch.from_numpy(np.nanmean(frac.numpy(), axis=0)))
+    entry.update(pointing=pointing, per_attribute=_rounded(torch.from_numpy(per_attribute)))
     return entry
 
 
@@ -615,73 +639,61 @@ def _snap(values) -> np.ndarray:
 
 
 def predictability_run(run_dir: str | Path, plain_run: str | Path | None = None, epochs: int | None = None,
-                       max_images: int = 500, localisation_images: int = 64, usage_images: int = 500,
-                       groups: int = 16, singles: int | None = 64, transforms: Sequence[tuple[float, float]] = TRANSFORMS,
-                       n_boot: int = 1000, seed: int = 0, backend: str = "auto", batch_size: int = 100,
+                       max_images: int = 256, localisation_images: int = 32, usage_images: int = 256,
+                       groups: int = 16, singles: int | None = 32,
+                       transforms: Sequence[tuple[float, float]] = TRANSFORMS, n_boot: int = 1000, seed: int = 0,
+                       backend: str = "builtin", batch_size: int = 128, device: str = "auto",
                        progress: bool = True) -> dict:
     """Human predictability of an attention run against a plain CNN; writes ``RUN/predictability.json``.
 
     ``plain_run``: a trained plain-CNN run on the same data. Without it the baseline is trained
-    into ``RUN/plain/`` (head "linear", the run's data, backbone, widths and training settings;
-    ``epochs`` overrides the run's epochs) and reused on the next call. Operations are measured
-    on the first ``max_images`` evaluation images (test, or valid when test is empty), the
-    human-side views on the first ``usage_images`` training images, localisation on the first
-    ``localisation_images`` evaluation images (synthetic data only). Figures go to ``RUN/figures/``.
+    into ``RUN/plain/`` with ``hpnet.api.train_run`` (head "linear"; the run's data, backbone,
+    widths and training settings; ``epochs`` overrides the run's epochs) and reused on later calls.
+    Operations are measured on the first ``max_images`` evaluation images (test, or valid when
+    test is empty); the human-side views (Fig. 5 grid, head weights, mean activations) come from
+    the first ``usage_images`` validation images (training images when valid is the evaluation
+    split); localisation uses the first ``localisation_images`` evaluation images (synthetic data
+    only). Accuracies are over the whole evaluation split. Figures go to ``RUN/figures/``.
+    ``backend`` picks the Grad-CAM and saliency implementation (see the module docstring).
     """
-    run_dir = Path(run_dir)
-    start = time.perf_counter()
-    from ..train import evaluate, load_run_model, read_run, resolve_device
-    record = read_run(run_dir)
-    model = load_run_model(run_dir)
-    if not model.has_masks:
-        raise HPNetError(f"{run_dir}: has linear heads; `hpnet predictability` scores an attention run "
-                         f"against a plain CNN, so give it the attention run")
-    spec = _data_spec(record, run_dir)
+    run_dir, start = Path(run_dir), time.perf_counter()
+    model, record, spec = _attention_run(run_dir, device)
     plain_dir = Path(plain_run) if plain_run else run_dir / PLAIN_DIR
     if plain_run is None:
         _train_plain(plain_dir, record, spec, epochs, progress)
-    device = resolve_device((record.get("train") or {}).get("device", "auto"))
-    model = model.to(device)
-    plain = load_run_model(plain_dir).to(device)
-    _check_plain(model, plain, plain_dir)
+    plain = _plain_model(plain_dir, model)
     train_s = time.perf_counter() - start
-
-    split = "test" if len(load_split(spec, "test", progress=False)) else "valid"
-    data = require_nonempty(load_split(spec, split, progress), spec, split)
-    train = load_split(spec, "train", progress)
-    rates = record["train_positive_rate"]
+    split, data, views_split, views = _splits(spec, progress)
     nets = {"attention": model, "plain": plain}
-    accuracy = {name: _accuracy_summary(evaluate(net, data, rates, 256), split) for name, net in nets.items()}
-    usage = {name: channel_usage(net, train, usage_images, batch_size, progress) for name, net in nets.items()}
+    dirs = {"attention": run_dir, "plain": plain_dir}
+    accuracy = {k: _accuracy(dirs[k], net, data, split, record["train_positive_rate"]) for k, net in nets.items()}
+    usage = {k: channel_usage(net, views, usage_images, batch_size, progress) for k, net in nets.items()}
     ops = pruning_operations(model.config.channels, groups, None, singles, seed)
     t = time.perf_counter()
-    pruning = {name: pruning_predictability(net, data, usage[name], ops, max_images, batch_size, n_boot, seed,
-                                            progress) for name, net in nets.items()}
+    pruning = {k: pruning_predictability(net, data, usage[k], ops, max_images, batch_size, n_boot, seed, progress)
+               for k, net in nets.items()}
     pruning.update(operations=ops, primary="logit")
     transform = {"attention": transform_predictability(model, data, usage["attention"], transforms, max_images,
                                                        batch_size, n_boot, seed, progress),
                  "plain": None, "note": "the plain CNN has no attention masks to transform"}
-    ops_s = time.perf_counter() - t
-    t = time.perf_counter()
+    ops_s, t = time.perf_counter() - t, time.perf_counter()
     loc = _run_localisation(nets, data, usage["attention"]["mean_masks"], localisation_images, backend, n_boot, seed)
     loc_s = time.perf_counter() - t
     regression = regression_predictability(n_boot=n_boot, seed=seed)
-    result = {
+    settings = {"run": str(run_dir), "plain_run": str(plain_dir), "plain_trained_here": plain_run is None,
+                "split": split, "images": image_count(data, max_images), "usage_split": views_split,
+                "usage_images": image_count(views, usage_images), "localisation_images": loc.get("images"),
+                "attributes": list(model.attribute_names), "channels": model.config.channels,
+                "backbone": model.config.backbone, "groups": groups,
+                "group_size": max(1, model.config.channels // 8),
+                "singles": sum(op["kind"] == "single" for op in ops), "n_boot": n_boot, "ci_level": 0.95,
+                "seed": seed}
+    result = _json_ready({
         "pruning": pruning, "transform": transform, "localisation": loc,
         "regression": {b: r["score"] for b, r in regression.items()}, "regression_detail": regression,
-        "accuracy": accuracy,
-        "settings": {"run": str(run_dir), "plain_run": str(plain_dir), "split": split, "images": image_count(data, max_images),
-                     "usage_images": image_count(train, usage_images), "localisation_images": loc.get("images"),
-                     "attributes": list(model.attribute_names), "channels": model.config.channels,
-                     "backbone": model.config.backbone, "n_boot": n_boot, "seed": seed, "ci_level": 0.95,
-                     "groups": groups, "group_size": max(1, model.config.channels // 8),
-                     "singles": sum(op["kind"] == "single" for op in ops),
-                     "plain_trained_here": plain_run is None},
-        "definition": DEFINITION,
-    }
-    result["seconds"] = {"plain_training": train_s, "operations": ops_s, "localisation": loc_s,
-                         "total": time.perf_counter() - start}
-    result = _json_ready(result)
+        "accuracy": accuracy, "settings": settings, "definition": DEFINITION,
+        "seconds": {"plain_training": train_s, "operations": ops_s, "localisation": loc_s,
+                    "total": time.perf_counter() - start}})
     atomic_write_json(result, run_dir / RESULT_FILE)
     write_figures(run_dir, result)
     return result
@@ -699,6 +711,51 @@ def _data_spec(record: dict, run_dir: Path) -> DataSpec:
     return DataSpec.from_dict(record["data"])
 
 
+def _attention_run(run_dir: Path, device: str) -> tuple[HPNet, dict, DataSpec]:
+    from ..train import load_run_model, read_run, resolve_device
+    record = read_run(run_dir)
+    model = load_run_model(run_dir)
+    if not model.has_masks:
+        raise HPNetError(f"{run_dir}: has linear heads; `hpnet predictability` scores an attention run "
+                         f"against a plain CNN, so give it the attention run")
+    return model.to(resolve_device(device)), record, _data_spec(record, run_dir)
+
+
+def _plain_model(plain_dir: Path, model: HPNet) -> HPNet:
+    from ..train import load_run_model
+    plain = load_run_model(plain_dir).to(model_device(model))
+    if plain.has_masks:
+        raise HPNetError(f"{plain_dir}: the baseline must be a plain CNN (--head linear); it has attention heads")
+    if plain.attribute_names != model.attribute_names:
+        raise HPNetError(f"{plain_dir}: the baseline was trained on {plain.attribute_names}, "
+                         f"the run on {model.attribute_names}")
+    return plain
+
+
+def _splits(spec: DataSpec, progress: bool) -> tuple[str, MultiLabelDataset, str, MultiLabelDataset]:
+    """(evaluation split, its images, the split the human-side views come from, its images)."""
+    test = load_split(spec, "test", progress)
+    split, data = ("test", test) if len(test) else ("valid", load_split(spec, "valid", progress))
+    data = require_nonempty(data, spec, split)
+    views_split = "valid" if split == "test" else "train"
+    views = load_split(spec, views_split, progress)
+    if len(views) == 0:
+        views_split, views = "train", load_split(spec, "train", progress)
+    return split, data, views_split, require_nonempty(views, spec, views_split)
+
+
+def _accuracy(run_dir: Path, model: HPNet, data: MultiLabelDataset, split: str, rates: list[float]) -> dict:
+    """Mean and per-attribute accuracy on the whole split: RUN/eval_<split>.json when it is there."""
+    from ..train import evaluate
+    saved = run_dir / f"eval_{split}.json"
+    table = read_json(saved) if saved.is_file() else None
+    if table is None or table.get("images") != len(data):
+        table = evaluate(model, data, rates, 256)
+    return {"mean_accuracy": table["mean_accuracy"], "mean_majority_baseline": table["mean_majority_baseline"],
+            "per_attribute": [r["accuracy"] for r in table["per_attribute"]], "split": split,
+            "images": table["images"]}
+
+
 def _train_plain(plain_dir: Path, record: dict, spec: DataSpec, epochs: int | None, progress: bool) -> None:
     """Train the plain-CNN baseline into ``plain_dir`` unless a finished one is there already."""
     from ..api import train_run
@@ -710,20 +767,6 @@ def _train_plain(plain_dir: Path, record: dict, spec: DataSpec, epochs: int | No
     model = {k: v for k, v in record["model"].items() if k != "attribute_names"}
     model["head"] = "linear"
     train_run(plain_dir, spec, model, cfg, resume=(plain_dir / CHECKPOINT).is_file(), progress=progress)
-
-
-def _check_plain(model: HPNet, plain: HPNet, plain_dir: Path) -> None:
-    if plain.has_masks:
-        raise HPNetError(f"{plain_dir}: the baseline must be a plain CNN (--head linear); it has attention heads")
-    if plain.attribute_names != model.attribute_names:
-        raise HPNetError(f"{plain_dir}: the baseline was trained on {plain.attribute_names}, "
-                         f"the run on {model.attribute_names}")
-
-
-def _accuracy_summary(table: dict, split: str) -> dict:
-    return {"mean_accuracy": table["mean_accuracy"], "mean_majority_baseline": table["mean_majority_baseline"],
-            "per_attribute": [r["accuracy"] for r in table["per_attribute"]], "split": split,
-            "images": table["images"]}
 
 
 def _run_localisation(nets: dict[str, HPNet], data: MultiLabelDataset, mean_masks: torch.Tensor,
@@ -753,6 +796,23 @@ def _json_ready(obj):
     if isinstance(obj, float) and not math.isfinite(obj):
         return None
     return obj
+
+
+def format_summary(result: dict) -> str:
+    """The headline numbers of predictability.json as text (what `hpnet predictability` prints)."""
+    acc = result.get("accuracy") or {}
+    lines = [f"{'network':<20}{'accuracy':>10}  {'pruning (logit) [95% CI]':<28}{'transformation [95% CI]':<28}"]
+    for net, label in (("attention", "attention network"), ("plain", "plain CNN")):
+        tr = (result.get("transform") or {}).get(net)
+        lines.append(f"{label:<20}{_pct(acc.get(net, {}).get('mean_accuracy')):>10}  "
+                     f"{_score_text(result['pruning'].get(net)):<28}{_score_text(tr) if tr else '-':<28}")
+    loc = result.get("localisation") or {}
+    if "chance" in loc:
+        shares = ", ".join(f"{m} {_score_text(loc.get(m))}" for m in ("attention",) + EXPLAINERS + ("chance",))
+        lines.append(f"localisation (energy share inside the evidence region): {shares}")
+    lines.append("regression calibration: " + ", ".join(f"{b} {v:.3f}" for b, v in result["regression"].items()
+                                                       if v is not None))
+    return "\n".join(lines)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -835,7 +895,7 @@ def fig_localisation(result: dict):
     methods = ["attention"] + list(EXPLAINERS)
     fig = Figure(figsize=(7.5, 4.0), layout="constrained")
     ax = fig.subplots()
-    width = 0.38
+    width, top = 0.38, loc["chance"]["score"]
     for j, (net, entries) in enumerate((("attention network", loc), ("plain CNN", loc.get("plain") or {}))):
         xs = [i + (j - 0.5) * width for i, m in enumerate(methods) if entries.get(m)]
         vals = [entries[m] for m in methods if entries.get(m)]
@@ -843,11 +903,12 @@ def fig_localisation(result: dict):
         err = np.array([[h - (v["ci_low"] if v["ci_low"] is not None else h) for h, v in zip(heights, vals)],
                         [(v["ci_high"] if v["ci_high"] is not None else h) - h for h, v in zip(heights, vals)]])
         ax.bar(xs, heights, width, yerr=err, capsize=3, color=f"C{j}", label=net)
+        top = max([top] + [v["ci_high"] for v in vals if v["ci_high"] is not None])
     ax.axhline(loc["chance"]["score"], color="0.2", ls="--", lw=1.2, label="chance (region area share)")
     ax.set_xticks(range(len(methods)), ["attention masks\n(top channels)", "Grad-CAM (z)", "saliency",
                                         "patch permutation"], fontsize=8.5)
     ax.set_ylabel("energy share inside the evidence region")
-    ax.set_ylim(0, 1)
+    ax.set_ylim(0, min(1.0, 1.3 * top))
     ax.set_title(f"Localisation on {loc.get('images', '?')} synthetic faces", fontsize=10)
     ax.grid(alpha=0.3, axis="y")
     ax.legend(fontsize=8)
@@ -886,11 +947,15 @@ def _networks_table(result: dict) -> str:
         tr = (result.get("transform") or {}).get(name)
         acc = (result.get("accuracy") or {}).get(name) or {}
         rows.append((label, _pct(acc.get("mean_accuracy")), _score_text(pr), _score_text(pr.get("accuracy")),
-                     _score_text(tr) if tr else "- (no masks)", pr.get("predictor", "-")))
+                     _score_text(pr.get("within_attribute")), _score_text(tr) if tr else "- (no masks)",
+                     pr.get("predictor", "-")))
     return ("<h3>Accuracy and predictability side by side</h3>"
             + _html_table(["network", "mean accuracy", "pruning score (logit) [95% CI]",
-                           "pruning score (accuracy) [95% CI]", "transformation score (logit) [95% CI]",
-                           "human-side predictor"], rows))
+                           "pruning score (accuracy) [95% CI]", "pruning, within attribute [95% CI]",
+                           "transformation score (logit) [95% CI]", "human-side predictor"], rows)
+            + '<p class="muted">Score: Spearman rho over (attribute, operation) pairs, primary measure the '
+              'mean |logit change| in units of the attribute\'s logit standard deviation. Within attribute: '
+              'rho across operations for each attribute, averaged (interval over attributes).</p>')
 
 
 def _variants_table(result: dict) -> str:
@@ -938,7 +1003,7 @@ def _settings_note(result: dict) -> str:
     secs = result.get("seconds") or {}
     return (f'<p class="muted">{s.get("images")} {escape(str(s.get("split")))} images; '
             f'{s.get("groups")} random groups of {s.get("group_size")} channels and {s.get("singles")} single '
-            f'channels pruned; human-side views from {s.get("usage_images")} training images; '
+            f'channels pruned; human-side views from {s.get("usage_images")} {escape(str(s.get("usage_split")))} images; '
             f'{s.get("n_boot")} bootstrap resamples; {secs.get("total", 0):.0f} s.</p>')
 
 

@@ -1,0 +1,245 @@
+"""Human predictability: the score itself, the human-side predictions, localisation, calibration, a run."""
+import json
+import math
+from collections import namedtuple
+
+import numpy as np
+import pytest
+import torch
+
+from hpnet.analysis.predictability import (
+    EXPLAINERS, RESULT_FILE, average_ranks, captum_available, channel_usage, energy_fraction,
+    gradcam_maps, localisation, mean_ci, permutation_maps, predict_pruning, predict_transform,
+    predictability_run, predictability_score, pruning_operations, pruning_predictability,
+    regression_predictability, report_section, saliency_maps, spearman, transform_predictability)
+from hpnet.api import train_run
+from hpnet.data import DataSpec, load_split
+from hpnet.errors import HPNetError
+from hpnet.model import HPNet, ModelConfig
+from hpnet.train import TrainConfig, load_run_model
+
+NAMES = ["Smiling", "Eyeglasses", "Wearing_Hat"]
+TINY = {"backbone": "strided", "widths": (4, 6, 8)}
+
+
+# ---------------------------------------------------------------------------- the score
+
+
+def test_perfect_predictor_scores_one_with_a_tight_interval():
+    x = np.random.default_rng(0).normal(size=(20, 10))
+    s = predictability_score(x, 3 * x + 1, n_boot=300)
+    assert s["score"] == pytest.approx(1.0)
+    assert s["ci_low"] == pytest.approx(1.0) and s["ci_high"] == pytest.approx(1.0)
+    assert s["n"] == 200
+
+
+def test_monotone_but_nonlinear_predictor_still_scores_one():
+    x = np.random.default_rng(1).uniform(0.01, 1, 100)
+    assert predictability_score(x, np.exp(5 * x), n_boot=50)["score"] == pytest.approx(1.0)
+
+
+def test_reversed_predictor_scores_minus_one():
+    x = np.arange(50.0)
+    assert predictability_score(x, -x, n_boot=50)["score"] == pytest.approx(-1.0)
+
+
+def test_shuffled_predictor_scores_near_zero_and_its_interval_covers_zero():
+    rng = np.random.default_rng(2)
+    measured = rng.normal(size=400)
+    s = predictability_score(rng.permutation(measured), measured, n_boot=500)
+    assert abs(s["score"]) < 0.15
+    assert s["ci_low"] < 0 < s["ci_high"]
+
+
+def test_ties_get_average_ranks_and_match_scipy():
+    np.testing.assert_allclose(average_ranks([3, 1, 2, 2, 2, 5]), [5, 1, 3, 3, 3, 6])
+    np.testing.assert_allclose(average_ranks([[1, 1], [2, 1]]), [[1.5, 1.5], [2, 1]])
+    stats = pytest.importorskip("scipy.stats")
+    rng = np.random.default_rng(3)
+    a, b = rng.integers(0, 4, 60).astype(float), rng.integers(0, 5, 60).astype(float)  # many ties
+    assert float(spearman(a, b)) == pytest.approx(stats.spearmanr(a, b).statistic, abs=1e-12)
+
+
+def test_nan_pairs_are_left_out_and_degenerate_inputs_give_nan():
+    p = np.array([1.0, 2.0, np.nan, 4.0, 5.0])
+    m = np.array([1.0, 2.0, 3.0, np.nan, 6.0])
+    assert predictability_score(p, m, n_boot=20)["n"] == 3
+    assert math.isnan(predictability_score(np.ones(10), np.arange(10.0), n_boot=20)["score"])
+    assert math.isnan(predictability_score([1.0, 2.0], [1.0, 2.0])["score"])
+    with pytest.raises(HPNetError, match="same size"):
+        predictability_score(np.ones(3), np.ones(4))
+
+
+def test_bootstrap_is_seeded_and_mean_ci_brackets_the_mean():
+    rng = np.random.default_rng(4)
+    x, y = rng.normal(size=80), rng.normal(size=80)
+    assert predictability_score(x, x + y, seed=7) == predictability_score(x, x + y, seed=7)
+    m = mean_ci(rng.normal(1.0, 1.0, 200), n_boot=400)
+    assert m["ci_low"] < m["score"] < m["ci_high"] and m["ci_low"] < 1.0 < m["ci_high"]
+
+
+# ---------------------------------------------------------------------------- human-side predictions
+
+
+def test_pruning_prediction_is_the_share_of_evidence_pruned():
+    evidence = torch.tensor([[1.0, 3.0, 0.0, 0.0], [0.0, 1.0, 1.0, 2.0]], dtype=torch.float64)
+    ops = [{"kind": "x", "channels": [0, 1, 2, 3]}, {"kind": "x", "channels": [1]},
+           {"kind": "x", "channels": [2, 3]}]
+    np.testing.assert_allclose(predict_pruning(evidence, ops).numpy(), [[1, 1], [0.75, 0.25], [0, 0.75]])
+
+
+def test_pruning_operations_are_random_groups_and_every_single_channel():
+    ops = pruning_operations(16, groups=5, seed=0)
+    assert [op["kind"] for op in ops] == ["group"] * 5 + ["single"] * 16
+    assert all(len(op["channels"]) == 2 for op in ops[:5])
+    assert [op["channels"][0] for op in ops[5:]] == list(range(16))
+    assert len(pruning_operations(128, groups=0, singles=64)) == 64
+    assert ops == pruning_operations(16, groups=5, seed=0)
+
+
+def test_transform_prediction_is_zero_for_the_identity_and_signed_by_the_weights():
+    w = torch.tensor([[1.0, -1.0], [2.0, 0.5]])
+    m = torch.tensor([[0.2, 0.8], [0.3, 0.3]])
+    p = predict_transform(w, m, [(1.0, 0.0), (2.0, 0.0), (1.0, 0.5)])
+    assert torch.all(p[0] == 0)
+    # n = 2 pushes 0.2 down and 0.8 up: both lower attribute 0's logit (w = +1, -1)
+    assert p[1, 0] < 0
+    assert torch.all(p[2] < 0)  # beta > 0 lowers every mask; attribute 1 has positive weights only
+
+
+# ---------------------------------------------------------------------------- localisation maps
+
+
+def test_energy_fraction_of_inside_uniform_empty_and_zero_maps():
+    regions = torch.zeros(1, 4, 8, 8, dtype=torch.bool)
+    regions[0, :3, 2:4, 2:6] = True                       # area share 8 / 64; attribute 3: empty region
+    maps = torch.zeros(1, 4, 8, 8)
+    maps[0, 0] = regions[0, 0].float() * torch.rand(8, 8)  # entirely inside
+    maps[0, 1] = 1.0                                       # uniform
+    frac, hit = energy_fraction(maps, regions)             # attribute 2: all-zero map
+    assert frac[0, 0] == pytest.approx(1.0) and hit[0, 0] == 1.0
+    assert frac[0, 1] == pytest.approx(8 / 64)
+    assert frac[0, 2] == pytest.approx(8 / 64) and hit[0, 2] == pytest.approx(8 / 64)
+    assert math.isnan(frac[0, 3]) and math.isnan(hit[0, 3])
+
+
+Out = namedtuple("Out", "logits")
+
+
+class PatchModel(torch.nn.Module):
+    """Logit k = sum of the pixels of one known 4 x 4 patch of colour channel 0."""
+
+    def __init__(self):
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.ones(1))
+
+    def forward(self, x):
+        return Out(torch.stack([x[:, 0, :4, :4].sum((1, 2)), x[:, 0, 4:8, 8:12].sum((1, 2))], 1) * self.w)
+
+
+def test_patch_permutation_finds_exactly_the_patch_a_model_reads():
+    x = torch.rand(6, 3, 16, 16)
+    maps = permutation_maps(PatchModel(), x, patch=4, seed=0)
+    assert maps.shape == (6, 2, 16, 16)
+    inside = torch.zeros(2, 16, 16, dtype=torch.bool)
+    inside[0, :4, :4] = inside[1, 4:8, 8:12] = True
+    assert torch.all(maps[:, inside] > 0) and torch.all(maps[:, ~inside] == 0)
+
+
+def tiny(head: str = "attention", seed: int = 0) -> HPNet:
+    torch.manual_seed(seed)
+    return HPNet(ModelConfig(NAMES, head=head, **TINY)).eval()
+
+
+def test_gradcam_of_a_linear_head_is_cam():
+    model = tiny("linear")
+    x = torch.rand(3, 3, 16, 16)
+    with torch.no_grad():
+        z = model.features(x)
+        cam = torch.relu(torch.einsum("kc,bchw->bkhw", model.heads.weight, z))
+    expected = torch.nn.functional.interpolate(cam, size=(16, 16), mode="bilinear", align_corners=False)
+    got = gradcam_maps(model, x) * z.shape[2] * z.shape[3]  # alpha_c = w_kc / HW
+    torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.skipif(not captum_available(), reason="Captum is not installed")
+@pytest.mark.parametrize("head", ["attention", "linear"])
+def test_builtin_gradcam_and_saliency_agree_with_captum(head):
+    model, x = tiny(head), torch.rand(4, 3, 16, 16)
+    torch.testing.assert_close(gradcam_maps(model, x), gradcam_maps(model, x, "captum"), atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(saliency_maps(model, x), saliency_maps(model, x, "captum"), atol=1e-6, rtol=1e-4)
+
+
+# ---------------------------------------------------------------------------- calibration
+
+
+def test_regression_calibration_orthogonal_bases_beat_the_naive_polynomial():
+    r = regression_predictability(n_boot=200)
+    assert r["legendre"]["score"] > r["power"]["score"]
+    assert r["fourier"]["score"] > r["power"]["score"]
+    assert r["legendre"]["score"] == pytest.approx(1.0) and r["fourier"]["score"] == pytest.approx(1.0)
+    assert r["power"]["ci_high"] < 1.0
+
+
+# ---------------------------------------------------------------------------- a trained run
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("pred") / "run"
+    spec = DataSpec(dataset="synthetic", image_size=16, max_images=256, attributes=NAMES)
+    train_run(out, spec, dict(TINY), TrainConfig(epochs=1, batch_size=32), progress=False)
+    return out
+
+
+def test_pruning_and_transform_predictability_on_a_trained_model(run):
+    model = load_run_model(run)
+    spec = DataSpec(dataset="synthetic", image_size=16, max_images=256, attributes=NAMES)
+    train, test = load_split(spec, "train", False), load_split(spec, "test", False)
+    usage = channel_usage(model, train, 64)
+    ops = pruning_operations(8, groups=4)
+    r = pruning_predictability(model, test, usage, ops, max_images=64, n_boot=100)
+    assert r["n"] == 12 * 3 and r["predictor"] == "mask_x_weight"
+    assert all(math.isfinite(r[k]) for k in ("score", "ci_low", "ci_high"))
+    assert np.asarray(r["data"]["logit"]).shape == (12, 3)
+    assert set(r["variants"]) == {"mask_x_weight", "mask_x_weight_x_activation", "weight"}
+    t = transform_predictability(model, test, usage, [(2.0, 0.0), (1.0, 0.5)], max_images=64, n_boot=100)
+    assert t["n"] == 6 and math.isfinite(t["score"])
+    assert not model.heads.transform_active  # the model is left as it was
+
+
+def test_localisation_of_a_trained_model(run):
+    model = load_run_model(run)
+    data = load_split(DataSpec(dataset="synthetic", image_size=16, max_images=256, attributes=NAMES), "test", False)
+    loc = localisation(model, data, max_images=6, n_boot=50, batch_size=3, patch=4)
+    for m in ("attention",) + EXPLAINERS + ("chance",):
+        assert 0.0 <= loc[m]["score"] <= 1.0 and len(loc[m]["per_attribute"]) == 3
+    assert loc["images"] == 6
+
+
+def test_predictability_run_writes_the_interface(run):
+    result = predictability_run(run, max_images=64, localisation_images=4, usage_images=64, groups=4,
+                                n_boot=100, batch_size=32, progress=False)
+    saved = json.loads((run / RESULT_FILE).read_text())
+    assert saved == json.loads(json.dumps(result))
+    for net in ("attention", "plain"):
+        assert {"score", "ci_low", "ci_high"} <= set(saved["pruning"][net])
+        assert saved["accuracy"][net]["mean_accuracy"] > 0
+    assert {"score", "ci_low", "ci_high"} <= set(saved["transform"]["attention"])
+    assert {"attention", "gradcam", "saliency", "chance"} <= set(saved["localisation"])
+    assert set(saved["regression"]) == {"power", "legendre", "fourier"}
+    assert all(isinstance(v, float) for v in saved["regression"].values())
+    assert (run / "plain" / "model.safetensors").is_file()
+    assert (run / "figures" / "predictability_pruning.png").is_file()
+    html = report_section(run)
+    assert "plain CNN" in html and "data:image/png;base64," in html
+
+
+def test_predictability_run_refuses_a_plain_run_or_an_attention_baseline(run, tmp_path):
+    with pytest.raises(HPNetError, match="must be a plain CNN"):
+        predictability_run(run, plain_run=run, progress=False)
+    linear = tmp_path / "linear"
+    tiny("linear").save(linear)
+    (linear / "run.json").write_text((run / "run.json").read_text())
+    with pytest.raises(HPNetError, match="linear heads"):
+        predictability_run(linear, progress=False)
