@@ -149,9 +149,10 @@ class FeatureExtractor(nn.Sequential):
 
 def _head_chunk(z: torch.Tensor, mask_w: torch.Tensor, mask_b: torch.Tensor, n: torch.Tensor,
                 beta: torch.Tensor, transform: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    """Pooled features and mask sum for a chunk of k heads, never leaving the chunk's temporaries.
+    """The naive reference: pooled features and mask sums through the whole (B, k, C, HW) masks.
 
-    z (B, C, HW); mask_w (k, C, C); mask_b, w (k, C); n, beta (k,).
+    z (B, C, HW); mask_w (k, C, C); mask_b (k, C); n, beta (k,). hpnet.fused computes the same
+    without the full tensor and is tested against this.
     Returns pooled (B, k, C) = mean_hw(g(M) * z) and the sum of M over (C, HW), shape (B, k).
     """
     B, C, HW = z.shape

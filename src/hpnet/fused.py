@@ -1,0 +1,400 @@
+"""Fused attention heads: pooled features and mask sums without the (B, K, C, H, W) mask tensor.
+
+For head k, image b, channel c and position p (HW positions per image):
+
+    P = A_k z_b + a_k,   M = sigmoid(P),   G = g(M; n_k, beta_k)
+    pooled[b, k, c] = sum_p G[c, p] z[c, p] / HW        msum[b, k] = sum_{c, p} M[c, p]
+
+The work is cut into tiles: a block of heads times a block of columns of the features seen as
+(C, B*HW) (a part of one image, or several whole images). A tile's mask, (k*C, cols), is a few
+MB: one matrix product writes it, and the elementwise work and reductions read it back while it
+is still in cache; it is never kept. Forward saves only its inputs; backward recomputes each tile
+and applies the hand-derived gradients (gp = dL/dpooled, gs = dL/dmsum):
+
+    dG = gp[b, k, c] z[c, p] / HW      dM = dG g'(M) + gs[b, k]      dP = dM M (1 - M)
+    dA_k = sum_{b, p} dP z^T           da_k = sum_{b, p} dP
+    dz = sum_k A_k^T dP + sum_k gp[b, k, c] G / HW
+
+so a training step costs four matrix products per tile (one forward, three backward) and holds
+no temporary larger than a tile: memory does not grow with K, and the allocator never sees the
+huge, short-lived blocks that glibc maps and unmaps (page faults at 100% system time).
+
+On CPU the column blocks are shared out to one worker thread per intra-op thread, each running
+single-threaded torch ops on its own tiles and workspace: no fork/join per small op, and a
+worker that the OS deschedules does not stall the other (it takes fewer blocks). On CUDA the
+tiles run in the calling thread, big enough to keep kernel launches few. Under autocast the
+matrix products run in the autocast dtype; the elementwise work and all sums in float32.
+"""
+from __future__ import annotations
+
+import math
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import torch
+
+from .ops.transform import mask_transform
+
+# bytes of one tile's mask when the config says 0 ("auto"). CPU: measured on a 2-core AMD EPYC
+# (512 KB L2 per core, 32 MB L3), where 2-3 MB tiles run fastest (10 MB tiles spill the shared
+# L3 and the elementwise passes double in cost). CUDA: big tiles, few launches.
+CPU_TILE_BYTES = 5 << 19
+CUDA_TILE_BYTES = 512 << 20
+MIN_COLS = 64
+
+
+def tile_budget(device: torch.device, chunk_mb: float = 0) -> int:
+    """Bytes of one tile's mask: ``chunk_mb`` MB, or the device's default when it is 0."""
+    if chunk_mb and chunk_mb > 0:
+        return int(chunk_mb * (1 << 20))
+    return CUDA_TILE_BYTES if device.type == "cuda" else CPU_TILE_BYTES
+
+
+def plan_tiles(K: int, C: int, B: int, HW: int, budget: int, elem: int = 4) -> tuple[int, int]:
+    """(heads per tile, columns per tile) for a tile of about ``budget`` bytes.
+
+    Columns are either a divisor of HW (a block inside one image) or a multiple of HW (whole
+    images), so every tile's reductions stay per image. All heads go in one tile when at least
+    MIN_COLS columns fit, else the heads are split.
+    """
+    heads = K
+    while True:
+        cols = _cols_for(heads * C * elem, B, HW, budget)
+        if cols or heads == 1:
+            return heads, cols or _largest_divisor(HW, 1)
+        heads = math.ceil(heads / 2)
+
+
+def _cols_for(col_bytes: int, B: int, HW: int, budget: int) -> int:
+    target = budget // col_bytes
+    if target >= HW:
+        return HW * min(B, target // HW)
+    cols = _largest_divisor(HW, target)
+    return cols if cols >= min(MIN_COLS, HW) else 0
+
+
+def _largest_divisor(n: int, limit: int) -> int:
+    return max((d for d in range(1, min(n, max(limit, 1)) + 1) if n % d == 0), default=1)
+
+
+def tone_curve_grad(m: torch.Tensor, n: torch.Tensor) -> torch.Tensor:
+    """dh/dM of Eq. 12: n (2M)^(n-1) below 0.5, n (2(1-M))^(n-1) from 0.5 up."""
+    low = n * (2.0 * m.clamp(max=0.5)) ** (n - 1.0)
+    high = n * (2.0 * (1.0 - m).clamp(max=0.5)) ** (n - 1.0)
+    return torch.where(m < 0.5, low, high)
+
+
+def fused_heads(z: torch.Tensor, mask_weight: torch.Tensor, mask_bias: torch.Tensor,
+                transform_n: torch.Tensor, transform_beta: torch.Tensor, transform: bool,
+                tiles: tuple[int, int] | None = None, chunk_mb: float = 0, threads: int = 0
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Pooled features (B, K, C) = mean_p g(M) z and mask sums (B, K) of features z (B, C, H, W).
+
+    ``tiles`` = (heads, columns) per tile overrides the plan made from ``chunk_mb`` (0: auto).
+    ``threads``: CPU worker threads (0: torch.get_num_threads()). Outputs are float32 (float64
+    for float64 features); gradients flow to z, mask_weight and mask_bias.
+    """
+    B, C = z.shape[:2]
+    zf = z.reshape(B, C, -1)
+    if tiles is None:
+        tiles = plan_tiles(mask_weight.shape[0], C, B, zf.shape[2], tile_budget(z.device, chunk_mb))
+    return _FusedHeads.apply(zf, mask_weight, mask_bias, transform_n, transform_beta, bool(transform),
+                             (int(tiles[0]), int(tiles[1]), int(threads)))
+
+
+# ----------------------------------------------------------------------------------------------
+# the tile walk
+
+
+class _Block:
+    """Columns j0:j1 of the (C, B*HW) feature layout: images b0:b1, positions p0:p0+np per image."""
+
+    def __init__(self, j0: int, j1: int, HW: int):
+        self.j0, self.j1 = j0, j1
+        self.b0, self.b1 = j0 // HW, (j1 - 1) // HW + 1
+        self.nb = self.b1 - self.b0
+        self.p0, self.np = j0 - self.b0 * HW, min(HW, j1 - j0)
+
+    @property
+    def cols(self) -> int:
+        return self.j1 - self.j0
+
+
+class _Problem:
+    """Shapes, dtypes and the tile walk of one call: column blocks times head blocks.
+
+    z stays in its (B, C, HW) layout: a block inside one image is a strided (C, cols) view of it,
+    a block of whole images is copied into (C, cols) by the worker that takes it.
+    """
+
+    def __init__(self, z: torch.Tensor, A: torch.Tensor, a: torch.Tensor, n: torch.Tensor,
+                 beta: torch.Tensor, transform: bool, cdt: torch.dtype, setup: tuple[int, int, int]):
+        heads, cols, threads = setup
+        self.B, self.C, self.HW = z.shape
+        self.K = A.shape[0]
+        self.cdt = cdt                                                # matrix products
+        self.acc = torch.float64 if cdt == torch.float64 else torch.float32  # everything else
+        self.z, self.transform = z, transform
+        self.A, self.a = A.detach().to(cdt), a.detach().to(cdt)
+        self.n, self.beta = n.to(self.acc), beta.to(self.acc)
+        self.heads = max(1, min(heads, self.K))
+        if cols >= self.HW:
+            cols = self.HW * max(1, cols // self.HW)
+        elif self.HW % cols:
+            raise ValueError(f"columns per tile ({cols}) must divide the positions per image ({self.HW})")
+        self.cols = cols
+        self.threads = threads or torch.get_num_threads()
+
+    @property
+    def device(self) -> torch.device:
+        return self.z.device
+
+    def blocks(self) -> list[_Block]:
+        total = self.B * self.HW
+        return [_Block(j0, min(j0 + self.cols, total), self.HW) for j0 in range(0, total, self.cols)]
+
+    def head_blocks(self):
+        for h0 in range(0, self.K, self.heads):
+            yield h0, min(h0 + self.heads, self.K)
+
+    def features(self, blk: _Block) -> torch.Tensor:
+        """The block's features as (C, cols) in the matrix-product dtype."""
+        if blk.nb == 1:
+            zt = self.z[blk.b0, :, blk.p0:blk.p0 + blk.np]
+        else:
+            zt = self.z[blk.b0:blk.b1].transpose(0, 1).reshape(self.C, blk.cols)
+        return zt.to(self.cdt)
+
+    def masks(self, work: "_Workspace", h0: int, h1: int, zt: torch.Tensor) -> torch.Tensor:
+        """M = sigmoid(A z + a) of heads h0:h1 on features zt (C, cols): (k*C, cols), acc dtype."""
+        C = self.C
+        rows, width = (h1 - h0) * C, zt.shape[1]
+        w, b = self.A[h0:h1].reshape(rows, C), self.a[h0:h1].reshape(rows, 1)
+        m = work.buf[:rows * width].view(rows, width)
+        if work.low_buf is None:
+            torch.addmm(b, w, zt, out=m)
+        else:
+            p = work.low_buf[:rows * width].view(rows, width)
+            torch.addmm(b, w, zt, out=p)
+            m.copy_(p)
+        return m.sigmoid_()
+
+    def transform_params(self, h0: int, h1: int) -> tuple[torch.Tensor, torch.Tensor]:
+        shape = (h1 - h0, 1, 1, 1)
+        return self.n[h0:h1].view(shape), self.beta[h0:h1].view(shape)
+
+
+class _Workspace:
+    """Two tile buffers (and one in the matrix-product dtype under autocast), reused by every tile
+    of one worker: no allocation per tile."""
+
+    def __init__(self, pb: _Problem):
+        size = pb.heads * pb.C * pb.cols
+        self.buf = torch.empty(size, dtype=pb.acc, device=pb.device)
+        self.buf2 = torch.empty(size, dtype=pb.acc, device=pb.device)
+        self.low_buf = torch.empty(size, dtype=pb.cdt, device=pb.device) if pb.cdt != pb.acc else None
+
+    def second(self, like: torch.Tensor) -> torch.Tensor:
+        return self.buf2[:like.numel()].view(like.shape)
+
+    def low(self, m: torch.Tensor) -> torch.Tensor:
+        """m in the matrix-product dtype (m itself when that is the accumulation dtype)."""
+        if self.low_buf is None:
+            return m
+        return self.low_buf[:m.numel()].view(m.shape).copy_(m)
+
+
+# ----------------------------------------------------------------------------------------------
+# one column block, forward and backward
+
+
+class _ForwardState:
+    def __init__(self, pb: _Problem):
+        self.work = _Workspace(pb)
+        self.pooled = torch.zeros(pb.K, pb.C, pb.B, dtype=pb.acc, device=pb.device)
+        self.msum = torch.zeros(pb.K, pb.B, dtype=pb.acc, device=pb.device)
+
+
+def _forward_block(pb: _Problem, st: _ForwardState, blk: _Block) -> None:
+    C, nb, np_, b0, b1 = pb.C, blk.nb, blk.np, blk.b0, blk.b1
+    zt = pb.features(blk)
+    z4 = zt.to(pb.acc).view(1, C, nb, np_)
+    for h0, h1 in pb.head_blocks():
+        kh = h1 - h0
+        m = pb.masks(st.work, h0, h1, zt).view(kh, C, nb, np_)              # M
+        st.msum[h0:h1, b0:b1] += m.sum(-1).sum(1)
+        if pb.transform:  # the L1 term sums M, the classifier pools g(M)
+            m = mask_transform(m, *pb.transform_params(h0, h1))
+        prod = torch.mul(m, z4, out=st.work.second(m))
+        st.pooled[h0:h1, :, b0:b1] += prod.sum(-1)
+
+
+class _BackwardState:
+    def __init__(self, pb: _Problem, need_A: bool, need_a: bool):
+        self.work = _Workspace(pb)
+        self.dA = torch.zeros(pb.K * pb.C, pb.C, dtype=pb.acc, device=pb.device) if need_A else None
+        self.da = torch.zeros(pb.K * pb.C, dtype=pb.acc, device=pb.device) if need_a else None
+        self.dz_block = torch.empty(pb.C * pb.cols, dtype=pb.acc, device=pb.device)
+
+
+def _backward_block(pb: _Problem, st: _BackwardState, blk: _Block, coef: torch.Tensor,
+                    gs: torch.Tensor, gz: torch.Tensor | None) -> None:
+    C, nb, np_, b0, b1 = pb.C, blk.nb, blk.np, blk.b0, blk.b1
+    zt = pb.features(blk)
+    z4 = zt.to(pb.acc).view(1, C, nb, np_)
+    dz = None
+    if gz is not None:  # the block of dL/dz: a view of gz inside one image, else a buffer
+        dz = gz[b0, :, blk.p0:blk.p0 + np_] if nb == 1 else st.dz_block[:C * blk.cols].view(C, blk.cols).zero_()
+    for h0, h1 in pb.head_blocks():
+        kh = h1 - h0
+        m2 = pb.masks(st.work, h0, h1, zt)                                  # (kh*C, cols) = M
+        m = m2.view(kh, C, nb, np_)
+        if pb.transform:
+            nk, bk = pb.transform_params(h0, h1)
+            g, dg = mask_transform(m, nk, bk), (1.0 + bk) * tone_curve_grad(m, nk)
+        else:
+            g, dg = m, None
+        y = st.work.second(m)
+        ct = coef[h0:h1, :, b0:b1].unsqueeze(-1)                            # (kh, C, nb, 1) = gp / HW
+        if dz is not None:  # the direct term: sum_k gp G / HW
+            dz.view(C, nb, np_).add_(torch.mul(g, ct, out=y).sum(0))
+        torch.mul(ct, z4, out=y)                                            # dG
+        if dg is not None:
+            y.mul_(dg)
+        y.add_(gs[h0:h1, b0:b1].view(kh, 1, nb, 1))                         # dM
+        m.addcmul_(m, m, value=-1.0).mul_(y)                                # dP = dM M (1 - M), in m
+        dp = st.work.low(m2)
+        r0, r1 = h0 * C, h1 * C
+        if st.dA is not None:
+            _addmm_acc(st.dA[r0:r1], dp, zt.t())
+        if st.da is not None:
+            st.da[r0:r1] += m2.sum(1)
+        if dz is not None:
+            _addmm_acc(dz, pb.A[h0:h1].reshape(-1, C).t(), dp)
+    if dz is not None and nb > 1:
+        gz[b0:b1].transpose(0, 1).add_(dz.view(C, nb, np_))
+
+
+def _addmm_acc(out: torch.Tensor, m1: torch.Tensor, m2: torch.Tensor) -> None:
+    """out += m1 @ m2, accumulating in out's dtype."""
+    if m1.dtype == out.dtype:
+        out.addmm_(m1, m2)
+    else:
+        out.add_(torch.mm(m1, m2))
+
+
+# ----------------------------------------------------------------------------------------------
+# workers
+
+
+_POOL: ThreadPoolExecutor | None = None
+_POOL_SIZE = 0
+_POOL_LOCK = threading.Lock()
+
+
+def _pool(n: int) -> ThreadPoolExecutor:
+    """n worker threads whose torch ops run single-threaded (the calling thread keeps its count)."""
+    global _POOL, _POOL_SIZE
+    with _POOL_LOCK:
+        if _POOL is None or _POOL_SIZE != n:
+            if _POOL is not None:
+                _POOL.shutdown(wait=True)
+            caller = torch.get_num_threads()
+            barrier = threading.Barrier(n)
+            pool = ThreadPoolExecutor(max_workers=n, thread_name_prefix="hpnet-heads")
+            for f in [pool.submit(_start_worker, barrier) for _ in range(n)]:
+                f.result()
+            torch.set_num_threads(caller)  # threads created later default to the caller's count
+            _POOL, _POOL_SIZE = pool, n
+        return _POOL
+
+
+def _start_worker(barrier: threading.Barrier) -> None:
+    torch.set_num_threads(1)
+    barrier.wait()  # every worker thread exists (and is single-threaded) before the pool is used
+
+
+def _reset_pool_in_child() -> None:
+    global _POOL, _POOL_SIZE
+    _POOL, _POOL_SIZE = None, 0
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_reset_pool_in_child)
+
+
+def _run_blocks(pb: _Problem, make_state, body) -> list:
+    """Run ``body(state, block)`` over every column block; one state per worker."""
+    blocks = pb.blocks()
+    threads = min(pb.threads, len(blocks)) if pb.device.type == "cpu" else 1
+    if threads <= 1:
+        state = make_state()
+        for blk in blocks:
+            body(state, blk)
+        return [state]
+    queue, lock = iter(blocks), threading.Lock()
+    inference = torch.is_inference_mode_enabled()
+
+    def worker():
+        with torch.inference_mode(inference), torch.no_grad():
+            state = make_state()
+            while True:
+                with lock:
+                    blk = next(queue, None)
+                if blk is None:
+                    return state
+                body(state, blk)
+
+    futures = [_pool(threads).submit(worker) for _ in range(threads)]
+    return [f.result() for f in futures]
+
+
+# ----------------------------------------------------------------------------------------------
+# the autograd function
+
+
+def _compute_dtype(z: torch.Tensor) -> torch.dtype:
+    if torch.is_autocast_enabled(z.device.type):
+        return torch.get_autocast_dtype(z.device.type)
+    return z.dtype
+
+
+class _FusedHeads(torch.autograd.Function):
+
+    @staticmethod
+    def forward(ctx, z, A, a, n, beta, transform, setup):
+        B, C, HW = z.shape
+        cdt = _compute_dtype(z)
+        with torch.autocast(z.device.type, enabled=False):
+            pb = _Problem(z, A, a, n, beta, transform, cdt, setup)
+            states = _run_blocks(pb, lambda: _ForwardState(pb), lambda st, blk: _forward_block(pb, st, blk))
+            pooled, msum = _total(s.pooled for s in states), _total(s.msum for s in states)
+        ctx.save_for_backward(z, A, a, n, beta)
+        ctx.setup = (transform, setup, cdt)
+        return pooled.div_(HW).permute(2, 0, 1), msum.t()       # (B, K, C), (B, K)
+
+    @staticmethod
+    def backward(ctx, grad_pooled, grad_msum):
+        z, A, a, n, beta = ctx.saved_tensors
+        transform, setup, cdt = ctx.setup
+        need_z, need_A, need_a = ctx.needs_input_grad[:3]
+        pb = _Problem(z, A, a, n, beta, transform, cdt, setup)
+        B, K, C, HW = pb.B, pb.K, pb.C, pb.HW
+        coef = (grad_pooled.to(pb.acc) / HW).permute(1, 2, 0).contiguous()    # (K, C, B)
+        gs = grad_msum.to(pb.acc).t().contiguous()                               # (K, B)
+        gz = torch.zeros(B, C, HW, dtype=pb.acc, device=pb.device) if need_z else None
+        states = _run_blocks(pb, lambda: _BackwardState(pb, need_A, need_a),
+                             lambda st, blk: _backward_block(pb, st, blk, coef, gs, gz))
+        gz = gz.to(z.dtype) if need_z else None
+        gA = _total(s.dA for s in states).view(K, C, C).to(A.dtype) if need_A else None
+        ga = _total(s.da for s in states).view(K, C).to(a.dtype) if need_a else None
+        return gz, gA, ga, None, None, None, None
+
+
+def _total(tensors) -> torch.Tensor:
+    tensors = list(tensors)
+    out = tensors[0]
+    for t in tensors[1:]:
+        out = out.add_(t)
+    return out

@@ -1,0 +1,164 @@
+"""The fused attention heads equal the naive reference in outputs, the L1 term and every gradient."""
+import copy
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from hpnet.fused import fused_heads, plan_tiles
+from hpnet.model import HPNet, ModelConfig, _head_chunk
+
+NAMES = ["Smiling", "Male", "Eyeglasses", "Young", "Bald"]
+RTOL = 1e-4
+
+
+def close(actual: torch.Tensor, expected: torch.Tensor, what: str) -> None:
+    """Equal to 1e-4 of the reference's largest magnitude (elementwise relative error is
+    meaningless for entries that cancel to near zero)."""
+    scale = expected.abs().max().clamp_min(1e-12)
+    err = (actual - expected).abs().max() / scale
+    assert err <= RTOL, f"{what}: relative error {err:.2e}"
+
+
+def random_heads(B, K, C, H, transform, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    z = torch.randn(B, C, H, H, generator=g).requires_grad_()
+    A = (torch.randn(K, C, C, generator=g) / C ** 0.5).requires_grad_()
+    a = (0.5 * torch.randn(K, C, generator=g)).requires_grad_()
+    n = 0.5 + 2.5 * torch.rand(K, generator=g) if transform else torch.ones(K)
+    beta = 0.6 * torch.rand(K, generator=g) if transform else torch.zeros(K)
+    return z, A, a, n, beta
+
+
+def heads_and_grads(fn, z, A, a, n, beta, transform, seed=1):
+    pooled, msum = fn(z, A, a, n, beta, transform)
+    g = torch.Generator().manual_seed(seed)
+    gp, gs = torch.randn(pooled.shape, generator=g), torch.randn(msum.shape, generator=g)
+    grads = torch.autograd.grad((pooled * gp).sum() + (msum * gs).sum(), (z, A, a))
+    return [pooled, msum, *grads]
+
+
+def naive(z, A, a, n, beta, transform):
+    return _head_chunk(z.reshape(z.shape[0], z.shape[1], -1), A, a, n, beta, transform)
+
+
+# (B, K, C, H, (heads, columns) per tile): heads that do not divide K, blocks inside one image,
+# blocks of several whole images with a short last block, one tile for everything
+CASES = [
+    (3, 5, 6, 4, (2, 4)),
+    (3, 5, 6, 4, (3, 8)),
+    (4, 7, 8, 5, (4, 50)),
+    (5, 5, 6, 4, (5, 32)),
+    (2, 3, 4, 3, (3, 18)),
+]
+
+
+@pytest.mark.parametrize("transform", [False, True], ids=["identity", "transformed"])
+@pytest.mark.parametrize("case", CASES, ids=[f"B{c[0]}K{c[1]}C{c[2]}H{c[3]}tile{c[4]}" for c in CASES])
+def test_fused_function_equals_naive(case, transform):
+    B, K, C, H, tiles = case
+    inputs = random_heads(B, K, C, H, transform)
+    expected = heads_and_grads(naive, *inputs, transform)
+    fused = lambda *args: fused_heads(*args, tiles=tiles)  # noqa: E731
+    actual = heads_and_grads(fused, *inputs, transform)
+    for what, x, y in zip(("pooled", "mask sum", "grad z", "grad A", "grad a"), actual, expected):
+        assert x.shape == y.shape, what
+        close(x, y, what)
+
+
+@pytest.mark.parametrize("transform", [False, True], ids=["identity", "transformed"])
+def test_fused_backward_passes_gradcheck(transform):
+    z, A, a, n, beta = (t.detach().double().requires_grad_(t.requires_grad)
+                        for t in random_heads(2, 3, 3, 3, transform))
+    fn = lambda z, A, a: fused_heads(z, A, a, n, beta, transform, tiles=(2, 3))  # noqa: E731
+    assert torch.autograd.gradcheck(fn, (z, A, a))
+
+
+def test_tile_plans_fit_the_budget_and_keep_images_whole():
+    for K, C, B, HW, budget in [(40, 128, 32, 4096, 4 << 20), (40, 128, 32, 64, 4 << 20),
+                                (3, 8, 4, 256, 1 << 20), (40, 128, 2, 4489, 1 << 20), (7, 16, 3, 49, 100)]:
+        heads, cols = plan_tiles(K, C, B, HW, budget)
+        assert 1 <= heads <= K
+        assert HW % cols == 0 or cols % HW == 0
+        if heads > 1 or cols > 1:
+            assert heads * C * cols * 4 <= max(budget, C * 4 * min(HW, 64))
+
+
+def model_pair(backbone, chunk_mb=0.0, seed=0):
+    torch.manual_seed(seed)
+    config = ModelConfig(NAMES, backbone=backbone, widths=(4, 6, 6, 8), head_chunk_mb=chunk_mb)
+    fused = HPNet(config)
+    naive_model = copy.deepcopy(fused)
+    naive_model.config = copy.deepcopy(config)
+    naive_model.heads.impl = "naive"
+    return fused, naive_model
+
+
+def loss_and_grads(model, x, y):
+    x = x.clone().requires_grad_()
+    out = model(x)
+    loss = F.binary_cross_entropy_with_logits(out.logits, y) + 0.3 * out.mask_l1  # L1 weighted up
+    names = [n for n, _ in model.named_parameters()]
+    grads = torch.autograd.grad(loss, [p for _, p in model.named_parameters()] + [x])
+    return out, dict(zip(names + ["input"], grads))
+
+
+@pytest.mark.parametrize("transform", [False, True], ids=["identity", "transformed"])
+@pytest.mark.parametrize("backbone,chunk_mb", [("paper", 0.0), ("paper", 0.004), ("strided", 0.0),
+                                               ("strided", 0.002)])
+def test_model_fused_equals_naive_in_training(backbone, chunk_mb, transform):
+    fused, naive_model = model_pair(backbone, chunk_mb)
+    if transform:
+        n, beta = torch.tensor([1.0, 2.0, 0.7, 3.0, 1.5]), torch.tensor([0.0, 0.2, 0.5, 0.1, 0.3])
+        for m in (fused, naive_model):
+            m.set_transform(n, beta)
+    x = torch.rand(3, 3, 16, 16)
+    y = (torch.rand(3, len(NAMES)) > 0.5).float()
+    out_f, grads_f = loss_and_grads(fused.train(), x, y)
+    out_n, grads_n = loss_and_grads(naive_model.train(), x, y)
+    close(out_f.logits, out_n.logits, "logits")
+    close(out_f.mask_l1, out_n.mask_l1, "L1 term")
+    assert set(grads_f) == set(grads_n)
+    for name in grads_n:
+        close(grads_f[name], grads_n[name], name)
+
+
+def test_fused_is_the_default_and_masks_stay_available():
+    model = HPNet(ModelConfig(NAMES, widths=(4, 8), dilations=(1, 2)))
+    assert model.config.head_impl == "fused" and model.heads.impl == "fused"
+    x = torch.rand(2, 3, 8, 8)
+    out = model.eval()(x, return_masks=True)
+    assert out.masks.shape == (2, len(NAMES), 8, 8, 8)
+    expected = out.masks.sum(dim=(1, 2)).mean()  # position_mean: sum over k, c; mean over the rest
+    close(out.mask_l1, expected, "L1 from masks")
+
+
+def test_inference_needs_no_autograd_state():
+    fused, naive_model = model_pair("paper")
+    x = torch.rand(2, 3, 16, 16)
+    with torch.no_grad():
+        a, b = fused.eval()(x), naive_model.eval()(x)
+    close(a.logits, b.logits, "logits")
+
+
+def test_autocast_runs_low_precision_products_and_keeps_float32_outputs():
+    z, A, a, n, beta = random_heads(2, 3, 8, 4, False)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        pooled, msum = fused_heads(z, A, a, n, beta, False, tiles=(2, 8))
+    assert pooled.dtype == torch.float32 and msum.dtype == torch.float32
+    ref_p, ref_s = naive(z, A, a, n, beta, False)
+    assert (pooled - ref_p).abs().max() < 0.05 * ref_p.abs().max()
+    gz, gA = torch.autograd.grad(pooled.sum() + 1e-2 * msum.sum(), (z, A))
+    assert gz.dtype == z.dtype and gA.dtype == A.dtype
+    rz, rA = torch.autograd.grad(ref_p.sum() + 1e-2 * ref_s.sum(), (z, A))
+    assert (gz - rz).abs().max() < 0.05 * rz.abs().max()
+    assert (gA - rA).abs().max() < 0.05 * rA.abs().max()
+
+
+def test_bfloat16_features_flow_through():
+    z, A, a, n, beta = random_heads(2, 3, 8, 4, False)
+    zb = z.detach().bfloat16().requires_grad_()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        pooled, msum = fused_heads(zb, A, a, n, beta, False, tiles=(3, 16))
+    (gz,) = torch.autograd.grad(pooled.sum() + msum.sum() * 1e-3, (zb,))
+    assert gz.dtype == torch.bfloat16 and torch.isfinite(gz.float()).all()
