@@ -67,7 +67,7 @@ def test_training_is_deterministic_and_writes_a_loadable_run(tmp_path):
 
 def test_training_learns_on_synthetic_faces(tmp_path):
     record = train_run(tmp_path / "r", DataSpec(dataset="synthetic", image_size=32, max_images=1024,
-                                                attributes=["Wearing_Hat", "Eyeglasses", "Bald"]),
+                                                attributes=["Male", "Wearing_Lipstick", "No_Beard"]),
                        {"backbone": "strided", "widths": (8, 16, 16, 16)},
                        TrainConfig(epochs=4, batch_size=32, lr=3e-3), progress=False)
     result = evaluate_run(tmp_path / "r", progress=False)

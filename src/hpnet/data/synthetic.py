@@ -38,28 +38,32 @@ Each image is made in three steps, all from one ``numpy.random.Generator(PCG64(s
    Eyeglasses                    rings around both eyes, bridge and arms (eye band)
    Wearing_Hat                   crown and brim over the top of the head (top of head)
    Black/Blond/Brown/Gray_Hair   colour of the hair cap and hair behind the head (hair region)
-   Bald                          no hair, skin up to the crown, a highlight (top of head)
+   Bald                          no hair: skin up to the crown, a highlight (scalp, hair region)
    Bangs                         fringe over the forehead (forehead)
    Mustache                      band between nose and upper lip (below nose)
-   No_Beard (0)                  full beard over jaw and chin (lower face)
+   No_Beard (0)                  full beard over jaw and chin, unless Goatee (lower face)
    Goatee                        beard on the chin only (chin)
    Sideburns                     hair strips at both temples down to the cheeks (face sides)
    Wearing_Lipstick              saturated lip colour instead of a skin-like one (lips)
    Heavy_Makeup                  eye shadow, eyeliner and light blush (eyes and cheeks)
    Rosy_Cheeks                   reddish blobs on both cheeks (cheeks)
-   Pale_Skin                     light, desaturated skin tone (face)
-   Male                          wider, squarer jaw and mostly short hair (jaw and hair sides)
+   Pale_Skin                     light, desaturated skin tone (face, ears, neck)
+   Male                          wider face, squarer jaw, wider neck, mostly short hair
+                                 (head outline, hair beside the face, neck)
    Young                         no wrinkles; not Young draws forehead, smile and eye lines
-   Narrow_Eyes                   eye height halved (eyes)
+                                 (forehead, cheeks beside the nose, outer eye corners)
+   Narrow_Eyes                   eye height about halved (eyes)
    Bushy_Eyebrows                thick eyebrows (brows)
    Arched_Eyebrows               strongly curved eyebrows (brows)
    Big_Nose                      wider nose base and nostrils (nose)
    Wearing_Earrings              small metal dots below the ears (ear lobes)
    ============================  ===============================================================
 
-Subtle attributes are small, low-contrast cues (wrinkles, narrow eyes, nose size), and nuisance
-overlaps with cues on purpose: lighting gain and skin tone overlap with Pale_Skin, makeup blush
-overlaps with Rosy_Cheeks, a hat hides the hair colour, a light beard looks like stubble.
+Eyebrows, beards, mustaches and sideburns take a darker shade of the hair colour (the "other"
+one for a bald head). Subtle attributes are small, low-contrast cues (wrinkles, narrow eyes, nose
+size), and nuisance overlaps with cues on purpose: lighting gain and skin tone overlap with
+Pale_Skin, makeup blush overlaps with Rosy_Cheeks, a hat hides the hair colour, a light beard
+looks like stubble.
 The per-image geometry (centre, scale, tilt, face size, eye and mouth positions) is kept, so the
 evidence regions are computed on demand instead of stored.
 """
@@ -84,10 +88,12 @@ ATTRIBUTES: list[str] = [
 # columns of SyntheticFaces.geometry: what region_masks needs to place the face on the grid
 GEOMETRY: list[str] = ["cx", "cy", "scale", "angle", "face_ax", "face_ay", "eye_y", "eye_dx", "mouth_y"]
 
-_PIXELS_PER_BATCH = 1_000_000  # bounds memory: one float32 (B, S, S) array is about 4 MB
-_THREADS = 2
+_PIXELS_PER_BATCH = 500_000  # bounds memory: one float32 (B, S, S) array is about 2 MB
+_THREADS = 2  # batches drawn side by side
 
 Arrays = dict[str, np.ndarray]
+Num = float | np.ndarray  # a constant, or per-image values shaped (B, 1, 1) to broadcast
+Region = Callable[[np.ndarray, np.ndarray, Arrays], np.ndarray]  # (X, Y, geometry) -> bool mask
 
 
 # ----------------------------------------------------------------------------- public API
@@ -114,7 +120,7 @@ class SyntheticFaces(ArrayDataset):
 
     def region_masks(self, indices: torch.Tensor | Sequence[int] | np.ndarray | None = None) -> torch.Tensor:
         """Where each attribute's evidence lies: bool ``(n, K, S, S)`` for the given images (all if None)."""
-        geometry = self.geometry if indices is None else self.geometry[torch.as_tensor(indices)]
+        geometry = self.geometry if indices is None else self.geometry[torch.as_tensor(indices).cpu()]
         geometry = geometry.reshape(-1, len(GEOMETRY)).numpy()
         return torch.from_numpy(_region_masks(geometry, self.attribute_names, self.image_size))
 
@@ -127,6 +133,7 @@ def generate(n: int, image_size: int = 64, seed: int = 0,
     The images do not depend on that choice: every attribute is always sampled and drawn.
     """
     names = _check_arguments(n, image_size, attributes)
+    n, image_size = int(n), int(image_size)
     rng = np.random.Generator(np.random.PCG64(seed))
     attrs = _sample_attributes(rng, n)
     scene = _sample_scene(rng, n)
@@ -175,7 +182,7 @@ def _sample_attributes(rng: np.random.Generator, n: int) -> dict[str, np.ndarray
         np.full(n, 0.30),                       # black
         np.where(male, 0.10, 0.36),             # blond
         np.full(n, 0.28),                       # brown
-        np.where(young, 0.03, 0.45),            # gray
+        np.where(young, 0.05, 0.6),             # gray
         np.full(n, 0.10),                       # other (auburn, red)
     ], axis=1)
     cum = np.cumsum(weights / weights.sum(1, keepdims=True), axis=1)
@@ -185,7 +192,7 @@ def _sample_attributes(rng: np.random.Generator, n: int) -> dict[str, np.ndarray
     beard = male & bern(np.where(young, 0.65, 0.75))
     goatee = beard & bern(0.45)
     mustache = male & bern(np.where(beard, 0.5, 0.2))
-    sideburns = male & has_hair & bern(np.where(beard, 0.45, 0.15))
+    sideburns = male & has_hair & bern(np.where(beard, 0.55, 0.25))
     lipstick = bern(np.where(male, 0.02, 0.75))
     makeup = bern(np.where(lipstick, 0.65, np.where(male, 0.005, 0.08)))
     rosy = bern(0.08 + 0.12 * ~male + 0.1 * makeup)
@@ -225,7 +232,7 @@ def _sample_scene(rng: np.random.Generator, n: int) -> Arrays:
         return rng.uniform(lo, hi, (n, *shape)).astype(np.float32)
 
     return {
-        "cx": uni(-0.12, 0.12), "cy": uni(-0.14, 0.06), "scale": uni(0.72, 0.95),
+        "cx": uni(-0.1, 0.1), "cy": uni(-0.1, 0.06), "scale": uni(0.84, 1.08),
         "angle": uni(-0.2, 0.2),
         "ax_jit": uni(-0.025, 0.025), "ay_jit": uni(-0.02, 0.02),
         "eye_y": uni(-0.08, -0.03), "eye_dx": uni(0.165, 0.195), "mouth_y": uni(0.31, 0.35),
@@ -237,9 +244,9 @@ def _sample_scene(rng: np.random.Generator, n: int) -> Arrays:
         "cloth": uni(30, 230, 3), "hat_col": uni(20, 235, 3), "frame_pick": uni(0.0, 1.0),
         "lens": uni(0.0, 0.4), "metal": uni(0.0, 1.0),
         "bg1": uni(20, 235, 3), "bg2": uni(20, 235, 3), "bg_dir": uni(0, 6.3),
-        "tex_amp": uni(0, 22), "tex_freq": uni(3, 14, 2), "tex_phase": uni(0, 6.3),
+        "tex_amp": uni(0, 18), "tex_freq": uni(3, 14, 2), "tex_phase": uni(0, 6.3),
         "gain": uni(0.65, 1.3), "light_k": uni(0.0, 0.35), "light_dir": uni(0, 6.3),
-        "tint": uni(0.93, 1.07, 3), "contrast": uni(0.7, 1.15), "noise": uni(3, 12),
+        "tint": uni(0.93, 1.07, 3), "contrast": uni(0.75, 1.15), "noise": uni(1.5, 7),
     }
 
 
@@ -281,16 +288,25 @@ def _cov(d: np.ndarray, pw: np.ndarray) -> np.ndarray:
     return np.clip(0.5 - d / pw, 0.0, 1.0)
 
 
-def _ellipse(X: np.ndarray, Y: np.ndarray, x0, y0, a, b) -> np.ndarray:
-    """Approximate signed distance to an axis-aligned ellipse (exact sign, good near the edge)."""
-    return (np.sqrt(((X - x0) / a) ** 2 + ((Y - y0) / b) ** 2) - 1.0) * np.minimum(a, b)
+def _ellipse(X: np.ndarray, Y: np.ndarray, x0: Num, y0: Num, a: Num, b: Num) -> np.ndarray:
+    """Approximate signed distance to an axis-aligned ellipse.
+
+    Outside, the value divided by its gradient's length (accurate along both axes, so thin
+    ellipses do not bleed along their long axis); inside, the cheap radial form.
+    """
+    u, v = (X - x0) / a, (Y - y0) / b
+    k0 = np.sqrt(u * u + v * v)
+    k1 = np.sqrt((u / a) ** 2 + (v / b) ** 2)
+    return np.where(k0 < 1, (k0 - 1) * np.minimum(a, b), k0 * (k0 - 1) / np.maximum(k1, 1e-6))
 
 
-def _box(X: np.ndarray, Y: np.ndarray, x0, y0, hw, hh) -> np.ndarray:
+def _box(X: np.ndarray, Y: np.ndarray, x0: Num, y0: Num, hw: Num, hh: Num) -> np.ndarray:
+    """Signed (Chebyshev) distance to an axis-aligned box of half sizes hw, hh."""
     return np.maximum(np.abs(X - x0) - hw, np.abs(Y - y0) - hh)
 
 
-def _segment(X: np.ndarray, Y: np.ndarray, p, q, thick) -> np.ndarray:
+def _segment(X: np.ndarray, Y: np.ndarray, p: tuple[Num, Num], q: tuple[Num, Num],
+             thick: float) -> np.ndarray:
     """Signed distance to a thick line segment from point p to point q."""
     px, py = p
     vx, vy = q[0] - px, q[1] - py
@@ -318,7 +334,7 @@ _OTHER_HAIR = np.array([[150, 62, 34], [70, 45, 35], [185, 110, 60]], np.float32
 _LIPSTICK = np.array([[190, 20, 50], [170, 30, 95], [215, 60, 80], [140, 20, 45]], np.float32)
 _SHADOW = np.array([[95, 60, 125], [60, 95, 150], [125, 85, 60], [150, 90, 135]], np.float32)
 _IRIS = np.array([[70, 45, 30], [60, 100, 140], [80, 110, 70], [40, 30, 25]], np.float32)
-_FRAME = np.array([[20, 20, 20], [90, 60, 40], [150, 150, 160], [120, 30, 30]], np.float32)
+_FRAME = np.array([[20, 20, 20], [70, 45, 30], [40, 40, 90], [120, 25, 25]], np.float32)
 _SKIN_DARK, _SKIN_MID, _SKIN_LIGHT = (np.array(c, np.float32) for c in
                                       ([92, 60, 42], [198, 148, 112], [236, 196, 166]))
 _SKIN_PALE = np.array([240, 222, 212], np.float32)
@@ -459,8 +475,8 @@ class _Batch:
         p["pw"] = (2.0 / size) / s  # one pixel in face units: the soft-edge width
         p["skin"] = _skin(a["Pale_Skin"], sc["tone"])
         p["hair"] = _hair_colour(a, sc)
-        # eyebrows and beards are a darker shade of the hair; bald heads get dark brown ones
-        p["dark_hair"] = np.where(a["Bald"][:, None], np.float32([70, 55, 45]), p["hair"] * 0.8)
+        # eyebrows and beards are a darker shade of the hair colour (the "other" one when bald)
+        p["dark_hair"] = p["hair"] * 0.7
         self.p = p
         self.is_ = {k: _col(v.astype(np.float32)) for k, v in a.items()}
 
@@ -517,10 +533,10 @@ def _head(f: _View) -> None:
 def _age_lines(f: _View) -> None:
     """Not Young: faint forehead lines, smile lines and crow's feet (low contrast on purpose)."""
     X, Y, Xa, ey, ex = f.X, f.Y, f.Xa, f.eye_y, f.eye_dx
-    d = np.minimum(_box(X, Y, 0, ey - 0.2, 0.15, 0.006), _box(X, Y, 0, ey - 0.25, 0.13, 0.006))
-    d = np.minimum(d, _segment(Xa, Y, (0.08, 0.16), (0.15, f.mouth_y + 0.05), 0.007))
-    d = np.minimum(d, _segment(Xa, Y, (ex + 0.09, ey - 0.01), (ex + 0.13, ey + 0.02), 0.006))
-    f.paint(f.cov(d) * 0.75, f.skin * 0.62)
+    d = np.minimum(_box(X, Y, 0, ey - 0.2, 0.15, 0.008), _box(X, Y, 0, ey - 0.25, 0.13, 0.008))
+    d = np.minimum(d, _segment(Xa, Y, (0.08, 0.16), (0.16, f.mouth_y + 0.05), 0.009))
+    d = np.minimum(d, _segment(Xa, Y, (ex + 0.09, ey - 0.01), (ex + 0.14, ey + 0.02), 0.008))
+    f.paint(f.cov(d) * 0.8, f.skin * 0.6)
 
 
 def _cheek_blob(f: _View) -> np.ndarray:
@@ -529,7 +545,7 @@ def _cheek_blob(f: _View) -> np.ndarray:
 
 
 def _rosy_cheeks(f: _View) -> None:
-    f.paint(_cheek_blob(f) * 0.5, _const([215, 85, 90], f.n))
+    f.paint(_cheek_blob(f) * 0.8, _const([210, 65, 75], f.n))
 
 
 def _makeup(f: _View) -> None:
@@ -543,8 +559,8 @@ def _eyes(f: _View) -> None:
     """Eye whites (half as high for Narrow_Eyes), eyeliner (thicker with makeup), irises."""
     Xa, Y, ex, ey = f.Xa, f.Y, f.eye_dx, f.eye_y
     makeup = f.is_["Heavy_Makeup"]
-    h = 0.036 * (1 - 0.5 * f.is_["Narrow_Eyes"]) * _col(f.sc["eye_h"])
-    eye = _ellipse(Xa, Y, ex, ey, 0.072, h)
+    h = 0.042 * (1 - 0.55 * f.is_["Narrow_Eyes"]) * _col(f.sc["eye_h"])
+    eye = _ellipse(Xa, Y, ex, ey, 0.075, h)
     liner = np.abs(eye) - (0.004 + 0.008 * makeup)
     f.paint(f.cov(liner) * (0.35 + 0.55 * makeup), f.skin * 0.3)
     white = f.cov(eye)
@@ -557,9 +573,9 @@ def _eyes(f: _View) -> None:
 def _brows(f: _View) -> None:
     """Bushy_Eyebrows: thickness; Arched_Eyebrows: curvature of the brow line."""
     u = f.Xa - f.eye_dx
-    arch = 0.006 + 0.03 * f.is_["Arched_Eyebrows"]
+    arch = 0.006 + 0.04 * f.is_["Arched_Eyebrows"]
     yb = f.eye_y - 0.11 - arch * (1 - (u / 0.1) ** 2)
-    th = (0.011 + 0.015 * f.is_["Bushy_Eyebrows"]) * _col(f.sc["brow_th"])
+    th = (0.013 + 0.025 * f.is_["Bushy_Eyebrows"]) * _col(f.sc["brow_th"])
     d = np.maximum(np.abs(f.Y - yb) - th, np.abs(u) - 0.1)
     f.paint(f.cov(d) * 0.9, f.dark_hair)
 
@@ -569,18 +585,18 @@ def _nose(f: _View) -> None:
     X, Xa, Y = f.X, f.Xa, f.Y
     big = f.is_["Big_Nose"]
     f.paint(f.cov(_segment(X, Y, (0.0, 0.0), (0.0, 0.13), 0.008)) * 0.35, f.skin * 0.75)
-    w = 0.048 + 0.032 * big
+    w = 0.048 + 0.04 * big
     f.paint(f.cov(_ellipse(X, Y, 0, 0.14, w, 0.03 + 0.01 * big)) * 0.55, f.skin * 0.8)
     nostril = _ellipse(Xa, Y, w * 0.55, 0.155, 0.012 + 0.005 * big, 0.009)
     f.paint(f.cov(nostril) * 0.7, f.skin * 0.45)
 
 
 def _beard(f: _View) -> None:
-    """Not No_Beard: a full beard over jaw and chin, or a Goatee on the chin only."""
+    """A Goatee on the chin only, else (not No_Beard) a full beard over jaw and chin."""
     X, Y, face = f.X, f.Y, f.face
     goatee = f.is_["Goatee"]
     d_full = np.maximum(face - 0.015, 0.22 - 0.25 * (X / f.ax) ** 2 - Y)
-    d_goatee = np.maximum(_ellipse(X, Y, 0, f.mouth_y + 0.15, 0.1, 0.14), face - 0.01)
+    d_goatee = np.maximum(_ellipse(X, Y, 0, f.mouth_y + 0.15, 0.12, 0.16), face - 0.03)
     d = np.where(goatee > 0, d_goatee, d_full)
     f.paint(f.cov(d) * _col(f.sc["beard_alpha"]), f.dark_hair)
 
@@ -589,30 +605,30 @@ def _mouth(f: _View) -> None:
     """Lips along a curve (corners up when Smiling), an open dark interior, teeth if both."""
     X, Y, my = f.X, f.Y, f.mouth_y
     smile, open_ = f.is_["Smiling"], f.is_["Mouth_Slightly_Open"]
-    w = 0.12 + 0.03 * smile
+    w = 0.13 + 0.05 * smile
     q = np.clip((X / w) ** 2, 0, 1)
-    yc = my - (0.045 * smile - 0.006) * (q - 0.3)
-    th = (0.026 + 0.012 * open_) * np.sqrt(1 - q) + 0.004
+    yc = my - (0.085 * smile - 0.008) * (q - 0.3)
+    th = (0.03 + 0.016 * open_) * np.sqrt(1 - q) + 0.005
     lips = f.cov(np.maximum(np.abs(Y - yc) - th, np.abs(X) - w))
     natural = f.skin * np.float32([0.82, 0.58, 0.58]) + np.float32([25, 0, 5])
     lipstick = _pick(_LIPSTICK, f.sc["lip_pick"])
     f.paint(lips, np.where(f.is_["Wearing_Lipstick"][:, 0], lipstick, natural))
-    inner = f.cov(np.maximum(_ellipse(X, Y, 0, my + 0.008, 0.75 * w, 0.022), yc - 0.012 - Y))
+    inner = f.cov(np.maximum(_ellipse(X, Y, 0, my + 0.012, 0.75 * w, 0.045), yc - 0.015 - Y))
     f.paint(inner * open_, _const([60, 20, 25], f.n))
-    teeth = inner * f.cov(Y - my + 0.002) * open_ * smile
+    teeth = inner * f.cov(Y - my - 0.002) * open_ * smile
     f.paint(teeth * 0.9, _const([235, 232, 220], f.n))
-    closed = f.cov(np.maximum(np.abs(Y - yc) - 0.004, np.abs(X) - 0.9 * w))
+    closed = f.cov(np.maximum(np.abs(Y - yc) - 0.006, np.abs(X) - 0.9 * w))
     f.paint(closed * (1 - open_) * 0.7, f.skin * 0.35)
 
 
 def _mustache(f: _View) -> None:
-    y_m = f.mouth_y - 0.085 + 0.02 * (f.X / 0.14) ** 2
-    d = np.maximum(np.abs(f.Y - y_m) - 0.022, f.Xa - 0.14)
-    f.paint(f.cov(d) * 0.92, f.dark_hair)
+    y_m = f.mouth_y - 0.09 + 0.025 * (f.X / 0.17) ** 2
+    d = np.maximum(np.abs(f.Y - y_m) - 0.038, f.Xa - 0.17)
+    f.paint(f.cov(d), f.dark_hair)
 
 
 def _sideburns(f: _View) -> None:
-    d = np.maximum(_box(f.Xa, f.Y, f.ax - 0.035, f.eye_y + 0.02, 0.035, 0.14), f.face)
+    d = np.maximum(_box(f.Xa, f.Y, f.ax - 0.055, f.eye_y + 0.07, 0.055, 0.19), f.face)
     f.paint(f.cov(d) * 0.9, f.dark_hair)
 
 
@@ -637,18 +653,21 @@ def _bald_shine(f: _View) -> None:
 
 
 def _earrings(f: _View) -> None:
+    """A gold or silver disc below each ear, with a dark rim so it shows on blond hair too."""
     gold = f.sc["metal"][:, None] < 0.5
-    metal = np.where(gold, np.float32([225, 185, 60]), np.float32([205, 205, 215]))
-    f.paint(f.cov(_ellipse(f.Xa, f.Y, f.ax + 0.01, 0.14, 0.022, 0.022)), metal)
+    metal = np.where(gold, np.float32([230, 190, 50]), np.float32([215, 215, 225]))
+    disc = _ellipse(f.Xa, f.Y, f.ax + 0.01, 0.165, 0.05, 0.05)
+    f.paint(f.cov(disc - 0.012), _const([40, 30, 20], f.n))
+    f.paint(f.cov(disc), metal)
 
 
 def _glasses(f: _View) -> None:
     """Tinted lenses, rings around both eyes, a bridge and the arms towards the ears."""
     Xa, Y, ex, ey = f.Xa, f.Y, f.eye_dx, f.eye_y
-    lens = _ellipse(Xa, Y, ex, ey, 0.105, 0.08)
+    lens = _ellipse(Xa, Y, ex, ey, 0.115, 0.09)
     f.paint(f.cov(lens) * _col(f.sc["lens"]), _const([30, 30, 40], f.n))
-    frame = np.minimum(np.abs(lens) - 0.011, _segment(Xa, Y, (0.0, ey), (ex - 0.1, ey), 0.009))
-    frame = np.minimum(frame, _segment(Xa, Y, (ex + 0.105, ey), (f.ax + 0.02, ey - 0.02), 0.009))
+    frame = np.minimum(np.abs(lens) - 0.025, _segment(Xa, Y, (0.0, ey), (ex - 0.1, ey), 0.016))
+    frame = np.minimum(frame, _segment(Xa, Y, (ex + 0.115, ey), (f.ax + 0.02, ey - 0.02), 0.014))
     f.paint(f.cov(frame), _pick(_FRAME, f.sc["frame_pick"]))
 
 
@@ -674,17 +693,17 @@ _LAYERS: list[tuple[Callable[[_View], None], tuple[float, float, float, float],
     (_rosy_cheeks, (-0.47, 0.47, -0.08, 0.34), _has("Rosy_Cheeks")),
     (_makeup, (-0.47, 0.47, -0.17, 0.34), _has("Heavy_Makeup")),
     (_eyes, (-0.33, 0.33, -0.17, 0.04), None),
-    (_brows, (-0.32, 0.32, -0.27, -0.09), None),
+    (_brows, (-0.32, 0.32, -0.29, -0.08), None),
     (_nose, (-0.13, 0.13, -0.02, 0.19), None),
-    (_beard, (-0.56, 0.56, -0.06, 0.67), _has("No_Beard", False)),
-    (_mouth, (-0.2, 0.2, 0.24, 0.43), None),
-    (_mustache, (-0.17, 0.17, 0.2, 0.3), _has("Mustache")),
-    (_sideburns, (-0.56, 0.56, -0.2, 0.2), _has("Sideburns")),
+    (_beard, (-0.56, 0.56, -0.06, 0.7), lambda a: ~a["No_Beard"] | a["Goatee"]),
+    (_mouth, (-0.22, 0.22, 0.22, 0.47), None),
+    (_mustache, (-0.19, 0.19, 0.16, 0.34), _has("Mustache")),
+    (_sideburns, (-0.56, 0.56, -0.24, 0.26), _has("Sideburns")),
     (_hair_cap, (-0.6, 0.6, -0.73, -0.09), _has("Bald", False)),
     (_bangs, (-0.6, 0.6, -0.73, -0.09), _has("Bangs")),
     (_bald_shine, (-0.36, 0.16, -0.71, -0.19), _has("Bald")),
-    (_earrings, (-0.57, 0.57, 0.1, 0.18), _has("Wearing_Earrings")),
-    (_glasses, (-0.57, 0.57, -0.2, 0.05), _has("Eyeglasses")),
+    (_earrings, (-0.6, 0.6, 0.09, 0.24), _has("Wearing_Earrings")),
+    (_glasses, (-0.57, 0.57, -0.22, 0.1), _has("Eyeglasses")),
     (_hat, (-0.76, 0.76, -0.91, -0.31), _has("Wearing_Hat")),
 ]
 
@@ -712,119 +731,153 @@ def _window(g: np.ndarray, size: int, box: tuple[float, float, float, float]) ->
 
 def _region_masks(geometry: np.ndarray, names: list[str], size: int) -> np.ndarray:
     """Bool (n, K, S, S): for each image and attribute, where its evidence is drawn."""
-    X, Y, _ = _face_coords(geometry, size)
-    geo = {k: _col(geometry[:, i]) for i, k in enumerate(GEOMETRY)}
     out = np.zeros((len(geometry), len(names), size, size), bool)
-    for k, name in enumerate(names):
-        out[:, k] = _REGIONS[name](X, Y, geo)
+    # small images: test several points per pixel, so a region smaller than a pixel still marks it
+    sub = max(1, -(-48 // size))
+    fine = size * sub
+    step = max(1, _PIXELS_PER_BATCH // (fine * fine))  # bounds the float coordinate grids
+    for start in range(0, len(geometry), step):
+        g = geometry[start:start + step]
+        X, Y, _ = _face_coords(g, fine)
+        geo = {k: _col(g[:, i]) for i, k in enumerate(GEOMETRY)}
+        done: dict[Region, np.ndarray] = {}  # several attributes share a region (hair colours)
+        for k, name in enumerate(names):
+            region = _REGIONS[name]
+            if region not in done:
+                hit = region(X, Y, geo).reshape(len(g), size, sub, size, sub).any(axis=(2, 4))
+                done[region] = _dilate(hit)
+            out[start:start + step, k] = done[region]
     return out
 
 
-Region = Callable[[np.ndarray, np.ndarray, dict[str, np.ndarray]], np.ndarray]
+def _dilate(mask: np.ndarray) -> np.ndarray:
+    """Grow masks by one pixel (3 x 3), to hold the soft, anti-aliased edges of the shapes."""
+    rows = mask.copy()
+    rows[..., 1:, :] |= mask[..., :-1, :]
+    rows[..., :-1, :] |= mask[..., 1:, :]
+    out = rows.copy()
+    out[..., :, 1:] |= rows[..., :, :-1]
+    out[..., :, :-1] |= rows[..., :, 1:]
+    return out
 
 
 def _inside(d: np.ndarray) -> np.ndarray:
     return d <= 0
 
 
-def _r_mouth(X, Y, g):
-    return _inside(_box(X, Y, 0, g["mouth_y"], 0.2, 0.09))
+def _in_ellipse(X: np.ndarray, Y: np.ndarray, x0: Num, y0: Num, a: Num, b: Num) -> np.ndarray:
+    """Inside test only: regions need no distances, and this is much cheaper than _ellipse."""
+    return ((X - x0) / a) ** 2 + ((Y - y0) / b) ** 2 <= 1
 
 
-def _r_eyes(X, Y, g):
+def _r_mouth(X: np.ndarray, Y: np.ndarray, g: Arrays) -> np.ndarray:
+    return _inside(_box(X, Y, 0, g["mouth_y"] + 0.01, 0.21, 0.1))
+
+
+def _r_eyes(X: np.ndarray, Y: np.ndarray, g: Arrays) -> np.ndarray:
     return _inside(_box(np.abs(X), Y, g["eye_dx"], g["eye_y"], 0.11, 0.06))
 
 
-def _r_eye_band(X, Y, g):
-    return _inside(_box(X, Y, 0, g["eye_y"], g["face_ax"] + 0.04, 0.11))
+def _r_eye_band(X: np.ndarray, Y: np.ndarray, g: Arrays) -> np.ndarray:
+    return _inside(_box(X, Y, 0, g["eye_y"], g["face_ax"] + 0.04, 0.125))
 
 
-def _r_brows(X, Y, g):
-    return _inside(_box(np.abs(X), Y, g["eye_dx"], g["eye_y"] - 0.13, 0.125, 0.07))
+def _r_brows(X: np.ndarray, Y: np.ndarray, g: Arrays) -> np.ndarray:
+    return _inside(_box(np.abs(X), Y, g["eye_dx"], g["eye_y"] - 0.13, 0.125, 0.08))
 
 
-def _r_hair(X, Y, g):
+def _r_hair(X: np.ndarray, Y: np.ndarray, g: Arrays) -> np.ndarray:
     ax, ay = g["face_ax"], g["face_ay"]
-    outer = _ellipse(X, Y, 0, 0.1, ax + 0.16, 0.82) <= 0
-    face_below_hairline = (_ellipse(X, Y, 0, 0, ax, ay) <= 0) & (Y > g["eye_y"] - 0.26)
+    outer = _in_ellipse(X, Y, 0, 0.1, ax + 0.16, 0.82)
+    face_below_hairline = _in_ellipse(X, Y, 0, 0, ax, ay) & (Y > g["eye_y"] - 0.26)
     return outer & ~face_below_hairline & (Y < 0.8)
 
 
-def _r_top(X, Y, g):
+def _r_top(X: np.ndarray, Y: np.ndarray, g: Arrays) -> np.ndarray:
     top = g["eye_y"] - 0.36
-    return (_ellipse(X, Y, 0, top, g["face_ax"] + 0.22, 0.5) <= 0) & (Y < top + 0.07)
+    return _in_ellipse(X, Y, 0, top, g["face_ax"] + 0.22, 0.5) & (Y < top + 0.07)
 
 
-def _r_scalp(X, Y, g):
-    return (_ellipse(X, Y, 0, -0.04, g["face_ax"] + 0.06, g["face_ay"] + 0.05) <= 0) & (Y < g["eye_y"] - 0.2)
+def _r_scalp(X: np.ndarray, Y: np.ndarray, g: Arrays) -> np.ndarray:
+    return _in_ellipse(X, Y, 0, -0.04, g["face_ax"] + 0.06, g["face_ay"] + 0.05) & (Y < g["eye_y"] - 0.2)
 
 
-def _r_forehead(X, Y, g):
-    return _inside(_box(X, Y, 0, g["eye_y"] - 0.24, g["face_ax"], 0.12))
+def _r_bald(X: np.ndarray, Y: np.ndarray, g: Arrays) -> np.ndarray:
+    return _r_scalp(X, Y, g) | _r_hair(X, Y, g)
 
 
-def _r_mustache(X, Y, g):
-    return _inside(_box(X, Y, 0, g["mouth_y"] - 0.085, 0.17, 0.05))
+def _r_forehead(X: np.ndarray, Y: np.ndarray, g: Arrays) -> np.ndarray:
+    return _inside(_box(X, Y, 0, g["eye_y"] - 0.27, g["face_ax"] + 0.02, 0.15))
 
 
-def _r_lower_face(X, Y, g):
+def _r_mustache(X: np.ndarray, Y: np.ndarray, g: Arrays) -> np.ndarray:
+    return _inside(_box(X, Y, 0, g["mouth_y"] - 0.078, 0.19, 0.06))
+
+
+def _r_lower_face(X: np.ndarray, Y: np.ndarray, g: Arrays) -> np.ndarray:
     ax, ay = g["face_ax"], g["face_ay"]
-    return (_ellipse(X, Y, 0, 0, ax + 0.05, ay + 0.05) <= 0) & (Y > 0.2 - 0.25 * (X / ax) ** 2 - 0.03)
+    return _in_ellipse(X, Y, 0, 0, ax + 0.05, ay + 0.05) & (Y > 0.2 - 0.25 * (X / ax) ** 2 - 0.03)
 
 
-def _r_chin(X, Y, g):
-    return _inside(_ellipse(X, Y, 0, g["mouth_y"] + 0.15, 0.15, 0.19))
+def _r_chin(X: np.ndarray, Y: np.ndarray, g: Arrays) -> np.ndarray:
+    return _in_ellipse(X, Y, 0, g["mouth_y"] + 0.15, 0.15, 0.19)
 
 
-def _r_sideburns(X, Y, g):
-    return _inside(_box(np.abs(X), Y, g["face_ax"] - 0.035, g["eye_y"] + 0.02, 0.07, 0.17))
+def _r_sideburns(X: np.ndarray, Y: np.ndarray, g: Arrays) -> np.ndarray:
+    return _inside(_box(np.abs(X), Y, g["face_ax"] - 0.05, g["eye_y"] + 0.07, 0.08, 0.21))
 
 
-def _r_lips(X, Y, g):
-    return _inside(_box(X, Y, 0, g["mouth_y"], 0.17, 0.06))
+def _r_lips(X: np.ndarray, Y: np.ndarray, g: Arrays) -> np.ndarray:
+    return _inside(_box(X, Y, 0, g["mouth_y"] + 0.01, 0.2, 0.085))
 
 
-def _r_cheeks(X, Y, g):
+def _r_cheeks(X: np.ndarray, Y: np.ndarray, g: Arrays) -> np.ndarray:
     return (np.abs(X) - 0.25) ** 2 + (Y - 0.13) ** 2 <= 0.13 ** 2
 
 
-def _r_makeup(X, Y, g):
+def _r_makeup(X: np.ndarray, Y: np.ndarray, g: Arrays) -> np.ndarray:
     return _r_cheeks(X, Y, g) | _inside(_box(np.abs(X), Y, g["eye_dx"], g["eye_y"] - 0.015, 0.12, 0.08))
 
 
-def _r_face(X, Y, g):
-    return _ellipse(X, Y, 0, 0, g["face_ax"], g["face_ay"]) <= 0
-
-
-def _r_male(X, Y, g):
+def _r_skin(X: np.ndarray, Y: np.ndarray, g: Arrays) -> np.ndarray:
     ax, ay = g["face_ax"], g["face_ay"]
-    jaw = (np.abs(_ellipse(X, Y, 0, 0, ax, ay)) <= 0.08) & (Y > 0.05)
-    long_hair = (_ellipse(X, Y, 0, 0.1, ax + 0.16, 0.82) <= 0) & (np.abs(X) > ax - 0.05) & (Y > -0.1) & (Y < 0.8)
-    return jaw | long_hair
+    face = _in_ellipse(X, Y, 0, 0, ax + 0.03, ay + 0.02)
+    ears = _in_ellipse(np.abs(X), Y, ax, 0.0, 0.07, 0.11)
+    neck = _inside(_box(X, Y, 0, 0.7, 0.25, 0.3))
+    return face | ears | neck
 
 
-def _r_age(X, Y, g):
+def _r_male(X: np.ndarray, Y: np.ndarray, g: Arrays) -> np.ndarray:
+    """The head outline (width, jaw), the hair around it (length) and the neck."""
+    ax, ay = g["face_ax"], g["face_ay"]
+    outline = _in_ellipse(X, Y, 0, 0, ax + 0.08, ay + 0.08) & ~_in_ellipse(X, Y, 0, 0, ax - 0.08, ay - 0.08)
+    long_hair = _in_ellipse(X, Y, 0, 0.1, ax + 0.16, 0.82) & (np.abs(X) > ax - 0.08) & (Y < 0.8)
+    neck = _inside(_box(X, Y, 0, 0.7, 0.27, 0.3))
+    return outline | long_hair | neck
+
+
+def _r_age(X: np.ndarray, Y: np.ndarray, g: Arrays) -> np.ndarray:
     forehead = _inside(_box(X, Y, 0, g["eye_y"] - 0.225, 0.18, 0.06))
     smile_lines = _inside(_box(np.abs(X), Y, 0.115, (0.16 + g["mouth_y"] + 0.05) / 2, 0.06, 0.13))
     crows = _inside(_box(np.abs(X), Y, g["eye_dx"] + 0.11, g["eye_y"] + 0.005, 0.04, 0.04))
     return forehead | smile_lines | crows
 
 
-def _r_nose(X, Y, g):
+def _r_nose(X: np.ndarray, Y: np.ndarray, g: Arrays) -> np.ndarray:
     return _inside(_box(X, Y, 0, 0.1, 0.11, 0.1))
 
 
-def _r_ears(X, Y, g):
-    return _inside(_ellipse(np.abs(X), Y, g["face_ax"] + 0.01, 0.14, 0.07, 0.07))
+def _r_ears(X: np.ndarray, Y: np.ndarray, g: Arrays) -> np.ndarray:
+    return _in_ellipse(np.abs(X), Y, g["face_ax"] + 0.01, 0.165, 0.09, 0.09)
 
 
 _REGIONS: dict[str, Region] = {
-    "Arched_Eyebrows": _r_brows, "Bald": _r_scalp, "Bangs": _r_forehead, "Big_Nose": _r_nose,
+    "Arched_Eyebrows": _r_brows, "Bald": _r_bald, "Bangs": _r_forehead, "Big_Nose": _r_nose,
     "Black_Hair": _r_hair, "Blond_Hair": _r_hair, "Brown_Hair": _r_hair, "Gray_Hair": _r_hair,
     "Bushy_Eyebrows": _r_brows, "Eyeglasses": _r_eye_band, "Goatee": _r_chin,
     "Heavy_Makeup": _r_makeup, "Male": _r_male, "Mouth_Slightly_Open": _r_mouth,
     "Mustache": _r_mustache, "Narrow_Eyes": _r_eyes, "No_Beard": _r_lower_face,
-    "Pale_Skin": _r_face, "Rosy_Cheeks": _r_cheeks, "Sideburns": _r_sideburns,
+    "Pale_Skin": _r_skin, "Rosy_Cheeks": _r_cheeks, "Sideburns": _r_sideburns,
     "Smiling": _r_mouth, "Wearing_Earrings": _r_ears, "Wearing_Hat": _r_top,
     "Wearing_Lipstick": _r_lips, "Young": _r_age,
 }
