@@ -75,13 +75,14 @@ def test_fused_backward_passes_gradcheck(transform):
 
 
 def test_tile_plans_fit_the_budget_and_keep_images_whole():
-    for K, C, B, HW, budget in [(40, 128, 32, 4096, 4 << 20), (40, 128, 32, 64, 4 << 20),
+    for K, C, B, HW, budget in [(40, 128, 32, 4096, 5 << 19), (40, 128, 32, 64, 5 << 19),
                                 (3, 8, 4, 256, 1 << 20), (40, 128, 2, 4489, 1 << 20), (7, 16, 3, 49, 100)]:
-        heads, cols = plan_tiles(K, C, B, HW, budget)
-        assert 1 <= heads <= K
-        assert HW % cols == 0 or cols % HW == 0
-        if heads > 1 or cols > 1:
-            assert heads * C * cols * 4 <= max(budget, C * 4 * min(HW, 64))
+        for columns in (512, None):
+            heads, cols = plan_tiles(K, C, B, HW, budget, columns=columns)
+            assert 1 <= heads <= K
+            assert HW % cols == 0 or (cols % HW == 0 and cols <= B * HW)
+            assert heads * C * cols * 4 <= max(budget, C * 4)
+    assert plan_tiles(40, 128, 32, 4096, 5 << 19) == (10, 512)  # the paper's config on CPU
 
 
 def model_pair(backbone, chunk_mb=0.0, seed=0):
@@ -162,3 +163,11 @@ def test_bfloat16_features_flow_through():
         pooled, msum = fused_heads(zb, A, a, n, beta, False, tiles=(3, 16))
     (gz,) = torch.autograd.grad(pooled.sum() + msum.sum() * 1e-3, (zb,))
     assert gz.dtype == torch.bfloat16 and torch.isfinite(gz.float()).all()
+
+
+def test_results_are_bit_identical_for_any_thread_count():
+    inputs = random_heads(4, 5, 6, 4, True)
+    fused = {t: heads_and_grads(lambda *args: fused_heads(*args, tiles=(2, 4), threads=t), *inputs, True)
+             for t in (1, 2, 3)}
+    for t in (2, 3):
+        assert all(torch.equal(a, b) for a, b in zip(fused[1], fused[t])), t

@@ -20,10 +20,10 @@ from pathlib import Path
 from typing import Iterator
 
 import torch
-import torch.distributed as dist
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from . import distributed
 from .data import DataSpec
 from .data.base import ArrayDataset, MultiLabelDataset
 from .errors import HPNetError
@@ -67,9 +67,7 @@ def resolve_device(name: str = "auto") -> torch.device:
 
 def world() -> tuple[int, int]:
     """(rank, world size); (0, 1) outside torch.distributed."""
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    return 0, 1
+    return distributed.world()
 
 
 def to_input(images: torch.Tensor, device: torch.device) -> torch.Tensor:
@@ -186,8 +184,10 @@ def fit(model: HPNet, train_data: MultiLabelDataset, valid_data: MultiLabelDatas
         resume: bool = False, progress: bool = True) -> dict:
     """Train ``model`` into ``run_dir``; returns the run record (also written as run.json)."""
     run_dir = Path(run_dir)
-    rank, world_size = world()
     device = resolve_device(cfg.device)
+    distributed.init_distributed(device)  # under torchrun; a no-op otherwise
+    device = distributed.device_for_rank(device)
+    rank, world_size = world()
     torch.manual_seed(cfg.seed)
     model.to(device)
     net = model
@@ -220,7 +220,7 @@ def fit(model: HPNet, train_data: MultiLabelDataset, valid_data: MultiLabelDatas
         order = torch.randperm(len(train_data), generator=torch.Generator().manual_seed(cfg.seed * 100003 + epoch))
         stats = _train_epoch(net, model, train_data, order, optimizer, scaler, amp_dtype, cfg, device,
                              record, total_steps, epoch, progress and rank == 0)
-        if valid_data is not None and len(valid_data):
+        if rank == 0 and valid_data is not None and len(valid_data):
             result = evaluate(model, valid_data, record["train_positive_rate"], cfg.batch_size * 4)
             stats["valid_mean_accuracy"] = result["mean_accuracy"]
         record["history"].append(stats)
@@ -251,17 +251,23 @@ def _train_epoch(net, model: HPNet, data, order, optimizer, scaler, amp_dtype, c
         lr = learning_rate(cfg, record["step"], total_steps)
         for group in optimizer.param_groups:
             group["lr"] = lr
+        global_batch = images.shape[0]
+        if global_batch < world_size:  # a last batch too small to give every rank an image
+            continue
         images, targets = images[rank::world_size], targets[rank::world_size]  # this rank's share
         x, y = to_input(images, device), targets.to(device, non_blocking=True)
         with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
             out = net(x)
         loss, bce = loss_fn(out.logits, y, out.mask_l1, cfg.l1_lambda)
+        # DDP averages gradients over ranks; weighting each rank by its share of the global batch
+        # makes that the gradient of the global batch mean even when the shares differ by one
+        share = images.shape[0] * world_size / global_batch
         optimizer.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
+        scaler.scale(loss * share if world_size > 1 else loss).backward()
         scaler.step(optimizer)
         scaler.update()
         record["step"] += 1
-        b = images.shape[0] * world_size
+        b = global_batch
         loss_sum, bce_sum, l1_sum, seen = (loss_sum + float(loss.detach()) * b, bce_sum + float(bce.detach()) * b,
                                            l1_sum + float(out.mask_l1.detach()) * b, seen + b)
         bar.update(b)

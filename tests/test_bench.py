@@ -1,0 +1,21 @@
+"""The benchmark runs end to end (tiny config) and ends with one JSON object with the agreed keys."""
+import json
+import subprocess
+import sys
+
+KEYS = {"train_speedup", "infer_speedup", "peak_memory_ratio", "flop_limit_fraction",
+        "pruned50_infer_speedup", "data_fraction", "device", "train_batch", "infer_batch",
+        "memory_batch", "matmul_gflops", "flops_per_image", "flop_limit_images_per_s"}
+
+
+def test_quick_bench_prints_json_last():
+    proc = subprocess.run([sys.executable, "-m", "hpnet.bench", "--quick", "--device", "cpu"],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert KEYS <= set(result)
+    for impl in ("naive", "fused"):
+        assert result[impl]["train_images_per_s"] > 0 and result[impl]["infer_images_per_s"] > 0
+        assert result[impl]["train_step_peak_memory_mb"] > 0
+    assert result["pruned50"]["channels"] == result["config"]["channels"] // 2
+    assert "naive" in proc.stderr and "fused" in proc.stderr  # the table
