@@ -171,3 +171,9 @@ def test_results_are_bit_identical_for_any_thread_count():
              for t in (1, 2, 3)}
     for t in (2, 3):
         assert all(torch.equal(a, b) for a, b in zip(fused[1], fused[t])), t
+
+
+def test_an_empty_batch_gives_empty_outputs():
+    z, A, a, n, beta = random_heads(1, 3, 4, 3, False)
+    pooled, msum = fused_heads(z[:0], A, a, n, beta, False)
+    assert pooled.shape == (0, 3, 4) and msum.shape == (0, 3)

@@ -66,7 +66,7 @@ def data_spec(args: argparse.Namespace, seed: int = 0):
 
 @command
 def cmd_train(args: argparse.Namespace) -> int:
-    from .api import evaluate_run, format_table, train_run
+    from .api import train_run
     from .train import TrainConfig
     model = {"backbone": args.backbone, "head": args.head, "l1_norm": args.l1_norm}
     if args.widths:
@@ -75,11 +75,19 @@ def cmd_train(args: argparse.Namespace) -> int:
         model["dilations"] = args.dilations
     elif args.widths and args.backbone == "paper" and len(args.widths) != 4:
         model["dilations"] = (1, 2, 3, 2, 1, 2, 3, 2)[:len(args.widths)]
-    cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+    if args.resume:  # the run's own settings; only --epochs may extend it
+        cfg = TrainConfig(epochs=args.epochs) if args.epochs else None
+        record = train_run(args.out, None, resume=True, train=cfg, progress=not args.quiet)
+        return _after_training(args, record)
+    cfg = TrainConfig(epochs=args.epochs or 10, batch_size=args.batch_size, lr=args.lr,
                       weight_decay=args.weight_decay, l1_lambda=args.l1_lambda, seed=args.seed,
                       amp=not args.no_amp, device=args.device, num_workers=args.workers)
-    record = train_run(args.out, data_spec(args, args.seed), model, cfg, resume=args.resume,
-                       progress=not args.quiet)
+    record = train_run(args.out, data_spec(args, args.seed), model, cfg, progress=not args.quiet)
+    return _after_training(args, record)
+
+
+def _after_training(args: argparse.Namespace, record: dict) -> int:
+    from .api import evaluate_run, format_table
     from .train import world
     if world()[0] == 0:
         print(f"trained {record['epochs_done']} epochs into {args.out}")
@@ -188,7 +196,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train a network into a run folder")
     add_data_args(p, required=True)
     p.add_argument("--out", required=True, help="run folder to write")
-    p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--epochs", type=int, default=None, help="epochs (default 10; with --resume: "
+                                                            "raise the run's number of epochs)")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--weight-decay", type=float, default=0.0)
@@ -266,7 +275,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="the whole pipeline on synthetic faces")
     p.add_argument("--out", default="runs/demo")
     p.add_argument("--epochs", type=int, default=3)
-    p.add_argument("--max-images", type=int, default=8000, help="training images")
+    p.add_argument("--max-images", type=int, default=4000, help="training images")
     p.add_argument("--quiet", action="store_true")
     return parser
 

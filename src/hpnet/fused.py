@@ -336,6 +336,8 @@ def _run_groups(pb: _Problem, make_sums, body) -> list:
     while a worker that the OS deschedules simply takes fewer groups.
     """
     blocks = pb.blocks()
+    if not blocks:  # an empty batch
+        return [make_sums()]
     n = min(GROUPS, len(blocks))
     groups = [blocks[len(blocks) * g // n:len(blocks) * (g + 1) // n] for g in range(n)]
     sums: list = [None] * n
