@@ -96,6 +96,9 @@ def fused_heads(z: torch.Tensor, mask_weight: torch.Tensor, mask_bias: torch.Ten
     for float64 features); gradients flow to z, mask_weight and mask_bias.
     """
     B, C = z.shape[:2]
+    if B == 0:  # nothing to tile
+        K = mask_weight.shape[0]
+        return z.new_zeros(0, K, C), z.new_zeros(0, K)
     zf = z.reshape(B, C, -1)
     if tiles is None:
         tiles = plan_tiles(mask_weight.shape[0], C, B, zf.shape[2], tile_budget(z.device, chunk_mb),
