@@ -98,7 +98,8 @@ def fused_heads(z: torch.Tensor, mask_weight: torch.Tensor, mask_bias: torch.Ten
     B, C = z.shape[:2]
     if B == 0:  # nothing to tile
         K = mask_weight.shape[0]
-        return z.new_zeros(0, K, C), z.new_zeros(0, K)
+        dtype = torch.float64 if z.dtype == torch.float64 else torch.float32
+        return z.new_zeros(0, K, C, dtype=dtype), z.new_zeros(0, K, dtype=dtype)
     zf = z.reshape(B, C, -1)
     if tiles is None:
         tiles = plan_tiles(mask_weight.shape[0], C, B, zf.shape[2], tile_budget(z.device, chunk_mb),
