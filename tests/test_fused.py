@@ -5,6 +5,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from hpnet import _kernels
+from hpnet import fused as fused_module
 from hpnet.fused import fused_heads, plan_tiles
 from hpnet.model import HPNet, ModelConfig, _head_chunk
 
@@ -53,9 +55,18 @@ CASES = [
 ]
 
 
+@pytest.fixture(params=[True, False], ids=["compiled", "torch-ops"])
+def kernels(request, monkeypatch):
+    """Run a test with the compiled per-tile loops (hpnet._kernels) and with torch ops only."""
+    if request.param and _kernels.library() is None:
+        pytest.skip("no C compiler: the compiled loops are unavailable")
+    monkeypatch.setattr(fused_module, "USE_KERNELS", request.param)
+    return request.param
+
+
 @pytest.mark.parametrize("transform", [False, True], ids=["identity", "transformed"])
 @pytest.mark.parametrize("case", CASES, ids=[f"B{c[0]}K{c[1]}C{c[2]}H{c[3]}tile{c[4]}" for c in CASES])
-def test_fused_function_equals_naive(case, transform):
+def test_fused_function_equals_naive(case, transform, kernels):
     B, K, C, H, tiles = case
     inputs = random_heads(B, K, C, H, transform)
     expected = heads_and_grads(naive, *inputs, transform)
@@ -107,7 +118,7 @@ def loss_and_grads(model, x, y):
 @pytest.mark.parametrize("transform", [False, True], ids=["identity", "transformed"])
 @pytest.mark.parametrize("backbone,chunk_mb", [("paper", 0.0), ("paper", 0.004), ("strided", 0.0),
                                                ("strided", 0.002)])
-def test_model_fused_equals_naive_in_training(backbone, chunk_mb, transform):
+def test_model_fused_equals_naive_in_training(backbone, chunk_mb, transform, kernels):
     fused, naive_model = model_pair(backbone, chunk_mb)
     if transform:
         n, beta = torch.tensor([1.0, 2.0, 0.7, 3.0, 1.5]), torch.tensor([0.0, 0.2, 0.5, 0.1, 0.3])
@@ -132,6 +143,22 @@ def test_fused_is_the_default_and_masks_stay_available():
     assert out.masks.shape == (2, len(NAMES), 8, 8, 8)
     expected = out.masks.sum(dim=(1, 2)).mean()  # position_mean: sum over k, c; mean over the rest
     close(out.mask_l1, expected, "L1 from masks")
+
+
+def test_channels_last_features_give_the_same_heads(kernels):
+    z, A, a, n, beta = random_heads(2, 3, 8, 4, False)
+    expected = naive(z, A, a, n, beta, False)
+    actual = fused_heads(z.contiguous(memory_format=torch.channels_last), A, a, n, beta, False, tiles=(2, 8))
+    for x, y in zip(actual, expected):
+        close(x, y, "channels_last")
+
+
+def test_the_compiled_loops_are_used_where_they_apply():
+    if _kernels.library() is None:
+        pytest.skip("no C compiler")
+    z, A, a, n, beta = random_heads(2, 3, 8, 4, False)
+    assert fused_module._Problem(z.reshape(2, 8, -1), A, a, n, beta, False, torch.float32, (3, 16, 1)).kernels
+    assert not fused_module._Problem(z.reshape(2, 8, -1), A, a, n, beta, True, torch.float32, (3, 16, 1)).kernels
 
 
 def test_inference_needs_no_autograd_state():
@@ -165,9 +192,10 @@ def test_bfloat16_features_flow_through():
     assert gz.dtype == torch.bfloat16 and torch.isfinite(gz.float()).all()
 
 
-def test_results_are_bit_identical_for_any_thread_count():
-    inputs = random_heads(4, 5, 6, 4, True)
-    fused = {t: heads_and_grads(lambda *args: fused_heads(*args, tiles=(2, 4), threads=t), *inputs, True)
+@pytest.mark.parametrize("transform", [False, True], ids=["identity", "transformed"])
+def test_results_are_bit_identical_for_any_thread_count(kernels, transform):
+    inputs = random_heads(4, 5, 6, 4, transform)
+    fused = {t: heads_and_grads(lambda *args: fused_heads(*args, tiles=(2, 4), threads=t), *inputs, transform)
              for t in (1, 2, 3)}
     for t in (2, 3):
         assert all(torch.equal(a, b) for a, b in zip(fused[1], fused[t])), t
@@ -177,3 +205,23 @@ def test_an_empty_batch_gives_empty_outputs():
     z, A, a, n, beta = random_heads(1, 3, 4, 3, False)
     pooled, msum = fused_heads(z[:0], A, a, n, beta, False)
     assert pooled.shape == (0, 3, 4) and msum.shape == (0, 3)
+
+
+def test_without_a_compiler_the_heads_fall_back_to_torch_ops(monkeypatch, tmp_path, capsys):
+    monkeypatch.setattr(_kernels, "_TRIED", False)
+    monkeypatch.setattr(_kernels, "_LIB", None)
+    monkeypatch.setenv("CC", str(tmp_path / "no-such-compiler"))
+    monkeypatch.setenv("HPNET_KERNEL_CACHE", str(tmp_path / "cache"))
+    assert _kernels.library() is None
+    assert "unavailable" in capsys.readouterr().err
+    z, A, a, n, beta = random_heads(2, 3, 8, 4, False)
+    for x, y in zip(fused_heads(z, A, a, n, beta, False), naive(z, A, a, n, beta, False)):
+        close(x, y, "fallback")
+
+
+def test_loading_the_compiled_loops_keeps_subnormal_numbers():
+    """The library must not switch the process to flush-to-zero (as -ffast-math builds do)."""
+    if _kernels.library() is None:
+        pytest.skip("no C compiler")
+    tiny = torch.tensor([1e-39])
+    assert (tiny * 1.0).item() > 0.0

@@ -159,7 +159,12 @@ class Timing:
 
     def __init__(self, fn, device: torch.device, warm=None):
         self.fn, self.device, self.warm = fn, device, warm or fn
-        self.best, self.user, self.system = float("inf"), 0.0, 0.0
+        self.best, self.user, self.system, self.runs = float("inf"), 0.0, 0.0, 0
+
+    @property
+    def cpu_seconds(self) -> float:
+        """Mean CPU time (all threads, user + system) of one timed run."""
+        return (self.user + self.system) / max(self.runs, 1)
 
     def run(self) -> None:
         r0, t0 = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
@@ -169,6 +174,7 @@ class Timing:
         self.best = min(self.best, elapsed)
         self.user += r1.ru_utime - r0.ru_utime
         self.system += r1.ru_stime - r0.ru_stime
+        self.runs += 1
 
     @property
     def system_fraction(self) -> float:
@@ -349,10 +355,15 @@ def run(cfg: BenchConfig, device: torch.device, quick: bool) -> dict:
                                    ("fused", cfg.train_batch, cfg.infer_batch)):
         out[impl] = {"train_step_s": train[impl].best, "train_images_per_s": b_train / train[impl].best,
                      "train_system_time_fraction": train[impl].system_fraction,
+                     "train_cpu_s_per_image": train[impl].cpu_seconds / b_train,
+                     "infer_cpu_s_per_image": infer[impl].cpu_seconds / b_infer,
                      "infer_batch_s": infer[impl].best, "infer_images_per_s": b_infer / infer[impl].best}
     del naive, train, infer
     out["train_speedup"] = out["fused"]["train_images_per_s"] / out["naive"]["train_images_per_s"]
     out["infer_speedup"] = out["fused"]["infer_images_per_s"] / out["naive"]["infer_images_per_s"]
+    # CPU time per image: what the step costs the machine, less swayed by other processes' load
+    out["train_cpu_speedup"] = out["naive"]["train_cpu_s_per_image"] / out["fused"]["train_cpu_s_per_image"]
+    out["infer_cpu_speedup"] = out["naive"]["infer_cpu_s_per_image"] / out["fused"]["infer_cpu_s_per_image"]
     out["flop_limit_fraction"] = out["fused"]["infer_images_per_s"] / out["flop_limit_images_per_s"]
     out["train_flop_limit_fraction"] = out["fused"]["train_images_per_s"] / out["train_flop_limit_images_per_s"]
 
@@ -418,6 +429,10 @@ def table(r: dict) -> str:
          f"{f['train_step_peak_memory_mb']:.0f}", f"{r['peak_memory_ratio']:.3f}"),
         ("train step system time", f"{100 * n['train_system_time_fraction']:.0f}%",
          f"{100 * f['train_system_time_fraction']:.0f}%", ""),
+        ("train CPU s per image", f"{n['train_cpu_s_per_image']:.2f}", f"{f['train_cpu_s_per_image']:.2f}",
+         f"{r['train_cpu_speedup']:.2f}x less"),
+        ("inference CPU s per image", f"{n['infer_cpu_s_per_image']:.3f}", f"{f['infer_cpu_s_per_image']:.3f}",
+         f"{r['infer_cpu_speedup']:.2f}x less"),
     ]
     lines = [f"{a:<32}{b:>12}{c:>12}{d:>14}" for a, b, c, d in rows]
     p = r["pruned50"]

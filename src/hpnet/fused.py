@@ -20,9 +20,13 @@ no temporary larger than a tile: memory does not grow with K, and the allocator 
 huge, short-lived blocks that glibc maps and unmaps (page faults at 100% system time).
 
 On CPU the column blocks are shared out to one worker thread per intra-op thread, each running
-single-threaded torch ops on its own tiles and workspace: no fork/join per small op, and a
-worker that the OS deschedules does not stall the other (it takes less of the work). Sums are
-formed in a fixed order, so results are bit-identical run to run and for any thread count. On CUDA the
+single-threaded ops on its own tiles and workspace: no fork/join per small op, and a worker that
+the OS deschedules does not stall the other (it takes less of the work). Sums are formed in a
+fixed order, so results are bit-identical run to run and for any thread count. For float32
+without a mask transformation the elementwise work of a tile (sigmoid, sums, dP, the direct
+term) is one pass of a small compiled loop (hpnet._kernels) instead of a dozen torch ops; the
+matrix products stay in MKL, and torch ops take over where the loops do not apply or cannot be
+built. On CUDA the
 tiles run in the calling thread, big enough to keep kernel launches few. Under autocast the
 matrix products run in the autocast dtype; the elementwise work and all sums in float32.
 """
@@ -35,12 +39,13 @@ from concurrent.futures import ThreadPoolExecutor
 
 import torch
 
+from . import _kernels
 from .ops.transform import mask_transform
 
 # tile shape when the config says 0 ("auto"). CPU, measured on a 2-core AMD EPYC (512 KB L2 per
-# core, 32 MB L3): tiles of 2-3 MB stay in cache (10 MB tiles spill it, and the elementwise passes
-# double in cost), and 512 columns with a few heads give the matrix products a better shape than
-# all 40 heads on 128 columns (10-20% less CPU time for training). CUDA: big tiles, few launches.
+# core, 32 MB L3) for K = 40, C = 128: 512 columns and 8-20 heads (2-5 MB) train fastest; all 40
+# heads on 512 columns (10 MB) is 25% slower, on 128 columns 15% slower. CUDA: big tiles, few
+# kernel launches.
 CPU_TILE_BYTES = 5 << 19
 CPU_TILE_COLUMNS = 512
 CUDA_TILE_BYTES = 512 << 20
@@ -136,6 +141,8 @@ class _Problem:
     def __init__(self, z: torch.Tensor, A: torch.Tensor, a: torch.Tensor, n: torch.Tensor,
                  beta: torch.Tensor, transform: bool, cdt: torch.dtype, setup: tuple[int, int, int]):
         heads, cols, threads = setup
+        if z.stride(-1) != 1:  # blocks are (C, cols) matrices with unit column stride
+            z = z.contiguous()
         self.B, self.C, self.HW = z.shape
         self.K = A.shape[0]
         self.cdt = cdt                                                # matrix products
@@ -150,6 +157,9 @@ class _Problem:
             raise ValueError(f"columns per tile ({cols}) must divide the positions per image ({self.HW})")
         self.cols = cols
         self.threads = threads or torch.get_num_threads()
+        # the compiled per-tile loops (hpnet._kernels): float32 on CPU without a transformation
+        self.kernels = (_kernels.library() if z.device.type == "cpu" and cdt == torch.float32
+                        and z.dtype == torch.float32 and not transform and USE_KERNELS else None)
 
     @property
     def device(self) -> torch.device:
@@ -185,6 +195,12 @@ class _Problem:
             m.copy_(p)
         return m.sigmoid_()
 
+    def logits(self, work: "_Workspace", h0: int, h1: int, zt: torch.Tensor) -> torch.Tensor:
+        """A z of heads h0:h1 (no bias: the compiled loops add it), (k*C, cols) float32."""
+        rows = (h1 - h0) * self.C
+        p = work.buf[:rows * zt.shape[1]].view(rows, zt.shape[1])
+        return torch.mm(self.A[h0:h1].reshape(rows, self.C), zt, out=p)
+
     def transform_params(self, h0: int, h1: int) -> tuple[torch.Tensor, torch.Tensor]:
         shape = (h1 - h0, 1, 1, 1)
         return self.n[h0:h1].view(shape), self.beta[h0:h1].view(shape)
@@ -200,6 +216,13 @@ class _Workspace:
         self.buf2 = torch.empty(size, dtype=pb.acc, device=pb.device)
         self.low_buf = torch.empty(size, dtype=pb.cdt, device=pb.device) if pb.cdt != pb.acc else None
         self.dz_block = None
+        self.rows = None
+
+    def scratch_rows(self, pb: _Problem) -> torch.Tensor:
+        """Somewhere for the compiled loops to put row sums nobody asked for (K*C, zeroed)."""
+        if self.rows is None:
+            self.rows = torch.zeros(pb.K * pb.C, dtype=pb.acc, device=pb.device)
+        return self.rows
 
     def dz(self, pb: _Problem, blk: _Block) -> torch.Tensor:
         """A zeroed (C, cols) buffer for the gradient of a block of several images."""
@@ -226,10 +249,27 @@ class _ForwardSums:
         self.pooled = torch.zeros(pb.K, pb.C, pb.B, dtype=pb.acc, device=pb.device)
         self.msum = torch.zeros(pb.K, pb.B, dtype=pb.acc, device=pb.device)
 
+    @staticmethod
+    def add(total: "_ForwardSums", part: "_ForwardSums") -> "_ForwardSums":
+        total.pooled += part.pooled
+        total.msum += part.msum
+        return total
+
 
 def _forward_block(pb: _Problem, work: _Workspace, acc: _ForwardSums, blk: _Block) -> None:
     C, nb, np_, b0, b1 = pb.C, blk.nb, blk.np, blk.b0, blk.b1
     zt = pb.features(blk)
+    if pb.kernels is not None:
+        zt = zt.contiguous()  # rows HW apart alias in the caches; the loops read them once per head
+        for h0, h1 in pb.head_blocks():
+            kh = h1 - h0
+            p = pb.logits(work, h0, h1, zt)
+            sums = torch.empty(2, kh * C, nb)
+            pb.kernels.heads_forward(p.data_ptr(), kh * C, nb, np_, C, zt.data_ptr(), zt.stride(0),
+                                     pb.a[h0:h1].data_ptr(), sums[0].data_ptr(), sums[1].data_ptr())
+            acc.msum[h0:h1, b0:b1] += sums[0].view(kh, C, nb).sum(1)
+            acc.pooled[h0:h1, :, b0:b1] += sums[1].view(kh, C, nb)
+        return
     z4 = zt.to(pb.acc).view(1, C, nb, np_)
     for h0, h1 in pb.head_blocks():
         kh = h1 - h0
@@ -246,6 +286,13 @@ class _BackwardSums:
         self.dA = torch.zeros(pb.K * pb.C, pb.C, dtype=pb.acc, device=pb.device) if need_A else None
         self.da = torch.zeros(pb.K * pb.C, dtype=pb.acc, device=pb.device) if need_a else None
 
+    @staticmethod
+    def add(total: "_BackwardSums", part: "_BackwardSums") -> "_BackwardSums":
+        for name in ("dA", "da"):
+            if getattr(total, name) is not None:
+                getattr(total, name).add_(getattr(part, name))
+        return total
+
 
 def _backward_block(pb: _Problem, work: _Workspace, acc: _BackwardSums, blk: _Block,
                     coef: torch.Tensor, gs: torch.Tensor, gz: torch.Tensor | None) -> None:
@@ -255,6 +302,16 @@ def _backward_block(pb: _Problem, work: _Workspace, acc: _BackwardSums, blk: _Bl
     dz = None
     if gz is not None:  # the block of dL/dz: a view of gz inside one image, else a buffer
         dz = gz[b0, :, blk.p0:blk.p0 + np_] if nb == 1 else work.dz(pb, blk)
+    if pb.kernels is not None:
+        # contiguous copies: rows HW apart alias in the caches, and the loops visit them per head
+        zt = zt.contiguous()
+        dzc = work.dz(pb, blk) if dz is not None else None
+        _backward_block_compiled(pb, work, acc, blk, coef, gs, zt, dzc)
+        if nb == 1 and dz is not None:
+            dz.add_(dzc)
+        elif dz is not None:
+            gz[b0:b1].transpose(0, 1).add_(dzc.view(C, nb, np_))
+        return
     for h0, h1 in pb.head_blocks():
         kh = h1 - h0
         m2 = pb.masks(work, h0, h1, zt)                                  # (kh*C, cols) = M
@@ -283,6 +340,27 @@ def _backward_block(pb: _Problem, work: _Workspace, acc: _BackwardSums, blk: _Bl
             _addmm_acc(dz, pb.A[h0:h1].reshape(-1, C).t(), dp)
     if dz is not None and nb > 1:
         gz[b0:b1].transpose(0, 1).add_(dz.view(C, nb, np_))
+
+
+def _backward_block_compiled(pb: _Problem, work: _Workspace, acc: _BackwardSums, blk: _Block,
+                             coef: torch.Tensor, gs: torch.Tensor, zt: torch.Tensor,
+                             dz: torch.Tensor | None) -> None:
+    """The same as the torch-op loop of _backward_block, the elementwise work in one compiled pass."""
+    C, b0, b1 = pb.C, blk.b0, blk.b1
+    da = acc.da if acc.da is not None else work.scratch_rows(pb)
+    for h0, h1 in pb.head_blocks():
+        kh, r0, r1 = h1 - h0, h0 * C, h1 * C
+        p = pb.logits(work, h0, h1, zt)
+        ct = coef[h0:h1, :, b0:b1].contiguous()                            # (kh, C, nb)
+        gt = gs[h0:h1, b0:b1].contiguous()                                 # (kh, nb)
+        pb.kernels.heads_backward(p.data_ptr(), kh * C, blk.nb, blk.np, C, zt.data_ptr(), zt.stride(0),
+                                  pb.a[h0:h1].data_ptr(), ct.data_ptr(), gt.data_ptr(),
+                                  dz.data_ptr() if dz is not None else None,
+                                  dz.stride(0) if dz is not None else 0, da[r0:r1].data_ptr())
+        if acc.dA is not None:                                             # p now holds dP
+            acc.dA[r0:r1].addmm_(p, zt.t())
+        if dz is not None:
+            dz.addmm_(pb.A[h0:h1].reshape(-1, C).t(), p)
 
 
 def _addmm_acc(out: torch.Tensor, m1: torch.Tensor, m2: torch.Tensor) -> None:
@@ -328,11 +406,30 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_reset_pool_in_child)
 
 
-GROUPS = 16
+GROUPS = 32
+USE_KERNELS = True  # the compiled per-tile loops where they apply (tests switch them off to compare)
 
 
-def _run_groups(pb: _Problem, make_sums, body) -> list:
-    """``body(workspace, sums, block)`` over every column block; returns the sums in group order.
+class _OrderedTotal:
+    """Adds the groups' sums in group order, whatever order they finish in: bit-identical results,
+    and no more than a few groups' sums held at a time."""
+
+    def __init__(self, add):
+        self.add, self.total, self.next, self.ready = add, None, 0, {}
+        self.lock = threading.Lock()
+
+    def put(self, g: int, sums) -> None:
+        with self.lock:
+            self.ready[g] = sums
+            while self.next in self.ready:
+                part = self.ready.pop(self.next)
+                self.total = part if self.total is None else self.add(self.total, part)
+                self.next += 1
+
+
+def _run_groups(pb: _Problem, make_sums, body, add):
+    """``body(workspace, sums, block)`` over every column block; returns the groups' sums added up
+    by ``add(total, sums)`` in group order.
 
     The blocks are cut into at most GROUPS runs of consecutive blocks, each summed into its own
     accumulators in block order, and workers take whole groups as they come free. So the result is
@@ -340,23 +437,23 @@ def _run_groups(pb: _Problem, make_sums, body) -> list:
     while a worker that the OS deschedules simply takes fewer groups.
     """
     blocks = pb.blocks()
-    if not blocks:  # an empty batch
-        return [make_sums()]
     n = min(GROUPS, len(blocks))
     groups = [blocks[len(blocks) * g // n:len(blocks) * (g + 1) // n] for g in range(n)]
-    sums: list = [None] * n
+    total = _OrderedTotal(add)
 
     def run_group(work: _Workspace, g: int) -> None:
         acc = make_sums()
         for blk in groups[g]:
             body(work, acc, blk)
-        sums[g] = acc
+        total.put(g, acc)
 
+    if not blocks:  # an empty batch
+        return make_sums()
     if pb.device.type != "cpu":  # CUDA: in the calling thread, kernels queue asynchronously
         work = _Workspace(pb)
         for g in range(n):
             run_group(work, g)
-        return sums
+        return total.total
     next_group, lock = iter(range(n)), threading.Lock()
     inference = torch.is_inference_mode_enabled()
 
@@ -373,7 +470,7 @@ def _run_groups(pb: _Problem, make_sums, body) -> list:
     threads = min(pb.threads, n)
     for f in [_pool(threads).submit(worker) for _ in range(threads)]:
         f.result()
-    return sums
+    return total.total
 
 
 # ----------------------------------------------------------------------------------------------
@@ -394,8 +491,9 @@ class _FusedHeads(torch.autograd.Function):
         cdt = _compute_dtype(z)
         with torch.autocast(z.device.type, enabled=False):
             pb = _Problem(z, A, a, n, beta, transform, cdt, setup)
-            sums = _run_groups(pb, lambda: _ForwardSums(pb), lambda w, acc, blk: _forward_block(pb, w, acc, blk))
-            pooled, msum = _total(s.pooled for s in sums), _total(s.msum for s in sums)
+            sums = _run_groups(pb, lambda: _ForwardSums(pb), lambda w, acc, blk: _forward_block(pb, w, acc, blk),
+                               _ForwardSums.add)
+            pooled, msum = sums.pooled, sums.msum
         ctx.save_for_backward(z, A, a, n, beta)
         ctx.setup = (transform, setup, cdt)
         return pooled.div_(HW).permute(2, 0, 1), msum.t()       # (B, K, C), (B, K)
@@ -411,16 +509,8 @@ class _FusedHeads(torch.autograd.Function):
         gs = grad_msum.to(pb.acc).t().contiguous()                               # (K, B)
         gz = torch.zeros(B, C, HW, dtype=pb.acc, device=pb.device) if need_z else None
         sums = _run_groups(pb, lambda: _BackwardSums(pb, need_A, need_a),
-                           lambda w, acc, blk: _backward_block(pb, w, acc, blk, coef, gs, gz))
+                           lambda w, acc, blk: _backward_block(pb, w, acc, blk, coef, gs, gz), _BackwardSums.add)
         gz = gz.to(z.dtype) if need_z else None
-        gA = _total(s.dA for s in sums).view(K, C, C).to(A.dtype) if need_A else None
-        ga = _total(s.da for s in sums).view(K, C).to(a.dtype) if need_a else None
+        gA = sums.dA.view(K, C, C).to(A.dtype) if need_A else None
+        ga = sums.da.view(K, C).to(a.dtype) if need_a else None
         return gz, gA, ga, None, None, None, None
-
-
-def _total(tensors) -> torch.Tensor:
-    tensors = list(tensors)
-    out = tensors[0]
-    for t in tensors[1:]:
-        out = out.add_(t)
-    return out
