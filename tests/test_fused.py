@@ -158,7 +158,9 @@ def test_the_compiled_loops_are_used_where_they_apply():
         pytest.skip("no C compiler")
     z, A, a, n, beta = random_heads(2, 3, 8, 4, False)
     assert fused_module._Problem(z.reshape(2, 8, -1), A, a, n, beta, False, torch.float32, (3, 16, 1)).kernels
-    assert not fused_module._Problem(z.reshape(2, 8, -1), A, a, n, beta, True, torch.float32, (3, 16, 1)).kernels
+    assert fused_module._Problem(z.reshape(2, 8, -1), A, a, n, beta, True, torch.float32, (3, 16, 1)).kernels
+    assert not fused_module._Problem(z.reshape(2, 8, -1).double(), A.double(), a.double(), n, beta, False,
+                                     torch.float64, (3, 16, 1)).kernels
 
 
 def test_inference_needs_no_autograd_state():
@@ -225,3 +227,15 @@ def test_loading_the_compiled_loops_keeps_subnormal_numbers():
         pytest.skip("no C compiler")
     tiny = torch.tensor([1e-39])
     assert (tiny * 1.0).item() > 0.0
+
+
+def test_saturated_masks_with_a_transformation(kernels):
+    """Masks at exactly 0, 0.5 and 1 (|d| = 1 or 0 in the tone curve) give the reference values."""
+    z, A, a, n, beta = random_heads(2, 3, 8, 4, True)
+    with torch.no_grad():
+        A.mul_(200.0)       # logits of +-100s: sigmoid 0 or 1 in float32
+        A[1].zero_()        # head 1: M = sigmoid(a), then exactly 0.5 where a = 0
+        a[1, :4] = 0.0
+    expected = naive(z, A, a, n, beta, True)
+    for x, y in zip(fused_heads(z, A, a, n, beta, True, tiles=(2, 8)), expected):
+        close(x, y, "saturated")

@@ -3,10 +3,11 @@
 The matrix products of a tile stay in MKL (torch.mm); what these loops fuse is the elementwise
 work around them, which in torch ops takes a dozen passes over the tile:
 
-- forward: mask = sigmoid(P + a) and, per row and image, sum(mask) and sum(mask * z), reading the
-  tile once and writing nothing;
+- forward: mask = sigmoid(P + a) and, per row and image, sum(mask) and sum(g(mask) * z) (g the
+  mask transformation, when one is set), reading the tile once and writing nothing;
 - backward: the recomputed mask, dP = (coef z + gs) M (1 - M) written over P, the row sums of dP
-  and the direct term dz += coef M, in one pass.
+  and the direct term dz += coef M, in one pass (training never has a transformation set; with one,
+  the backward pass uses torch ops).
 
 The C source below is compiled once (well under a second) with the system C compiler (``$CC``,
 default ``cc``) into ``$HPNET_KERNEL_CACHE`` (default ``~/.cache/hpnet``, else a folder in the temp
@@ -33,12 +34,11 @@ SOURCE = r"""
 #include <stdint.h>
 #include <string.h>
 
-/* sigmoid(x) = 1 / (1 + e^-x), e^-x = 2^t with t = n + f, n = round(t), |f| <= 1/2 and 2^f a
-   degree-5 polynomial (weighted least squares, relative error 1.7e-7): plain arithmetic that gcc
-   vectorises, several times cheaper than expf. t is clamped to +-126 (sigmoid 1 or ~1e-38). */
-static inline float sigmoid(float x)
+/* 2^t for t in [-126, 126]: t = n + f, n = round(t), |f| <= 1/2, 2^f a degree-5 polynomial
+   (weighted least squares, relative error 1.7e-7), n added to the exponent bits: plain arithmetic
+   that gcc vectorises, several times cheaper than exp2f. */
+static inline float exp2_approx(float t)
 {
-    float t = -x * 1.44269504088896341f;
     t = t > 126.0f ? 126.0f : (t < -126.0f ? -126.0f : t);
     const float n = rintf(t), f = t - n;
     float p = 1.3260922e-3f;
@@ -51,13 +51,51 @@ static inline float sigmoid(float x)
     memcpy(&bits, &p, sizeof bits);
     bits += (int32_t)n << 23;
     memcpy(&p, &bits, sizeof p);
-    return 1.0f / (1.0f + p);
+    return p;
+}
+
+/* sigmoid(x) = 1 / (1 + 2^(-x log2 e)); 1 or ~1e-38 beyond |x| = 87. */
+static inline float sigmoid(float x)
+{
+    return 1.0f / (1.0f + exp2_approx(-x * 1.44269504088896341f));
+}
+
+/* log2(x) for x > 0: x = 2^e m with m in [sqrt(1/2), sqrt(2)), log m = 2 atanh(s),
+   s = (m - 1) / (m + 1), |s| < 0.172, by its series to s^9 (relative error ~1e-8). x = 0 (or a
+   subnormal) gives about -127, which is all the callers need (2^(n * that) is ~0). */
+static inline float log2_approx(float x)
+{
+    int32_t bits;
+    memcpy(&bits, &x, sizeof bits);
+    int32_t e = ((bits >> 23) & 255) - 127;
+    bits = (bits & 0x007fffff) | 0x3f800000;           /* m in [1, 2) */
+    float m;
+    memcpy(&m, &bits, sizeof m);
+    if (m > 1.41421356f) { m *= 0.5f; e += 1; }
+    const float s = (m - 1.0f) / (m + 1.0f), s2 = s * s;
+    float q = 1.0f / 9.0f;
+    q = q * s2 + 1.0f / 7.0f;
+    q = q * s2 + 1.0f / 5.0f;
+    q = q * s2 + 1.0f / 3.0f;
+    q = q * s2 + 1.0f;
+    return (float)e + 2.8853900817779268f * s * q;     /* 2 / ln 2 */
+}
+
+/* g(M; n, beta) of Eq. 11-12: with d = 2M - 1, h = 0.5 + sign(d) (0.5 - 0.5 (1 - |d|)^n) and
+   g = (1 + beta) h - beta. */
+static inline float mask_transform(float m, float n, float beta)
+{
+    const float d = 2.0f * m - 1.0f, base = 1.0f - fabsf(d);
+    const float half = 0.5f - 0.5f * exp2_approx(n * log2_approx(base));
+    const float h = 0.5f + (d < 0.0f ? -half : half);
+    return (1.0f + beta) * h - beta;
 }
 
 /* P: rows x (nb*np) tile, row r = k*C + c; z: row c at z + c*zs; bias: rows.
-   out_sum, out_dot: rows x nb. */
+   out_sum: rows x nb, the sums of M; out_dot: rows x nb, the sums of g(M) z, where g is the mask
+   transformation of head k = r / C with tn[k], tb[k], or the identity when tn is NULL. */
 void heads_forward(const float *P, int rows, int nb, int np, int C,
-                   const float *z, long zs, const float *bias,
+                   const float *z, long zs, const float *bias, const float *tn, const float *tb,
                    float *out_sum, float *out_dot)
 {
     const long cols = (long)nb * np;
@@ -68,10 +106,19 @@ void heads_forward(const float *P, int rows, int nb, int np, int C,
         for (int i = 0; i < nb; i++) {
             const float *pp = pr + (long)i * np, *zp = zr + (long)i * np;
             float s = 0.0f, d = 0.0f;
-            for (int p = 0; p < np; p++) {
-                float m = sigmoid(pp[p] + a);
-                s += m;
-                d += m * zp[p];
+            if (tn) {
+                const float n = tn[r / C], beta = tb[r / C];
+                for (int p = 0; p < np; p++) {
+                    float m = sigmoid(pp[p] + a);
+                    s += m;
+                    d += mask_transform(m, n, beta) * zp[p];
+                }
+            } else {
+                for (int p = 0; p < np; p++) {
+                    float m = sigmoid(pp[p] + a);
+                    s += m;
+                    d += m * zp[p];
+                }
             }
             out_sum[(long)r * nb + i] = s;
             out_dot[(long)r * nb + i] = d;
@@ -187,7 +234,7 @@ def _build(cache: Path) -> Path:
 def _load(path: Path) -> ctypes.CDLL:
     lib = ctypes.CDLL(str(path))
     f, i, l = ctypes.c_void_p, ctypes.c_int, ctypes.c_long
-    lib.heads_forward.argtypes = [f, i, i, i, i, f, l, f, f, f]
+    lib.heads_forward.argtypes = [f, i, i, i, i, f, l, f, f, f, f, f]
     lib.heads_forward.restype = None
     lib.heads_backward.argtypes = [f, i, i, i, i, f, l, f, f, f, f, l, f]
     lib.heads_backward.restype = None

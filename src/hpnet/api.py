@@ -1,6 +1,7 @@
 """The commands as library functions: what ``hpnet train`` and ``hpnet eval`` do, callable from Python."""
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import torch
@@ -93,17 +94,24 @@ def format_table(result: dict) -> str:
 
 
 DEMO_MODEL = {"backbone": "strided", "widths": (16, 32, 64, 64)}
+# Synthetic faces at this size learn in steps (colours first, small shape cues such as the mouth
+# later): at the default lr 1e-3 and batch 64 the test accuracy is still rising after 10 epochs.
+# Measured on 8,000 images (majority baseline 73.97%): lr 1e-3/batch 64, 3 epochs 77.5%,
+# 10 epochs 83.8%; lr 3e-3/batch 32, 6 epochs 85.9%; lr 1e-2/batch 32, 4 epochs 83.6%,
+# 5 epochs 86.0%, 6 epochs 87.6%.
+DEMO_TRAIN = {"lr": 1e-2, "batch_size": 32}
 
 
-def demo(out: str | Path = "runs/demo", images: int = 4000, image_size: int = 64, epochs: int = 3,
+def demo(out: str | Path = "runs/demo", images: int = 8000, image_size: int = 64, epochs: int = 5,
          progress: bool = True) -> Path:
     """train -> eval -> analyse -> prune -> robust -> predictability -> report on synthetic faces.
 
     Returns the report's path.
 
     The default fits in about five minutes on a 2-core CPU: the strided backbone (the paper's
-    extractor never downsamples and is about 15x slower), 25 attributes, 4,000 training images at
-    64x64, 3 epochs; the plain-CNN baseline of the predictability step gets the same budget.
+    extractor never downsamples and is about 15x slower), 25 attributes, 8,000 training images at
+    64x64, 5 epochs of Adam at lr 1e-2, batch 32 (DEMO_TRAIN); the plain-CNN baseline of the
+    predictability step gets the same budget.
     """
     import shutil
     from .analysis.attention import analyse_run
@@ -116,18 +124,21 @@ def demo(out: str | Path = "runs/demo", images: int = 4000, image_size: int = 64
         shutil.rmtree(out)  # the demo owns its folder: a fresh run each time
     spec = DataSpec(dataset="synthetic", image_size=image_size, max_images=images)
     steps = [
-        ("train", lambda: train_run(out, spec, DEMO_MODEL, TrainConfig(epochs=epochs), progress=progress)),
+        ("train", lambda: train_run(out, spec, DEMO_MODEL, TrainConfig(epochs=epochs, **DEMO_TRAIN), progress=progress)),
         ("eval", lambda: print(format_table(evaluate_run(out, progress=progress)))),
         ("analyse", lambda: analyse_run(out, progress=progress)),
         ("prune", lambda: prune_run(out, progress=progress)),
         ("robust", lambda: robust_run(out, progress=progress)),
         ("predictability", lambda: predictability_run(out, progress=progress)),
     ]
+    start = time.perf_counter()
     for name, step in steps:
         print(f"== {name}", flush=True)
+        t = time.perf_counter()
         step()
+        print(f"== {name} took {time.perf_counter() - t:.0f} s", flush=True)
     report = write_full_report(out)
-    print(f"report: {report}")
+    print(f"report: {report} (demo took {time.perf_counter() - start:.0f} s)")
     return report
 
 

@@ -182,7 +182,8 @@ def cmd_predictability(args: argparse.Namespace) -> int:
 @command
 def cmd_demo(args: argparse.Namespace) -> int:
     from .api import demo
-    demo(args.out, images=args.max_images, epochs=args.epochs, progress=not args.quiet)
+    sizes = {k: v for k, v in (("images", args.max_images), ("epochs", args.epochs)) if v is not None}
+    demo(args.out, progress=not args.quiet, **sizes)
     return 0
 
 
@@ -274,8 +275,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("demo", help="the whole pipeline on synthetic faces")
     p.add_argument("--out", default="runs/demo")
-    p.add_argument("--epochs", type=int, default=3)
-    p.add_argument("--max-images", type=int, default=4000, help="training images")
+    p.add_argument("--epochs", type=int, default=None, help="default 5")
+    p.add_argument("--max-images", type=int, default=None, help="training images (default 8000)")
     p.add_argument("--quiet", action="store_true")
     return parser
 

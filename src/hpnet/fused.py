@@ -23,11 +23,10 @@ On CPU the column blocks are shared out to one worker thread per intra-op thread
 single-threaded ops on its own tiles and workspace: no fork/join per small op, and a worker that
 the OS deschedules does not stall the other (it takes less of the work). Sums are formed in a
 fixed order, so results are bit-identical run to run and for any thread count. For float32
-without a mask transformation the elementwise work of a tile (sigmoid, sums, dP, the direct
-term) is one pass of a small compiled loop (hpnet._kernels) instead of a dozen torch ops; the
-matrix products stay in MKL, and torch ops take over where the loops do not apply or cannot be
-built. On CUDA the
-tiles run in the calling thread, big enough to keep kernel launches few. Under autocast the
+the elementwise work of a tile (sigmoid, the mask transformation, sums; in backward without a
+transformation also dP and the direct term) is one pass of a small compiled loop
+(hpnet._kernels) instead of a dozen torch ops; the matrix products stay in MKL, and torch ops
+take over where the loops do not apply or cannot be built. On CUDA the tiles run in the calling thread, big enough to keep kernel launches few. Under autocast the
 matrix products run in the autocast dtype; the elementwise work and all sums in float32.
 """
 from __future__ import annotations
@@ -149,7 +148,7 @@ class _Problem:
         self.acc = torch.float64 if cdt == torch.float64 else torch.float32  # everything else
         self.z, self.transform = z, transform
         self.A, self.a = A.detach().to(cdt), a.detach().to(cdt)
-        self.n, self.beta = n.to(self.acc), beta.to(self.acc)
+        self.n, self.beta = n.detach().to(self.acc).contiguous(), beta.detach().to(self.acc).contiguous()
         self.heads = max(1, min(heads, self.K))
         if cols >= self.HW:
             cols = self.HW * max(1, cols // self.HW)
@@ -157,9 +156,9 @@ class _Problem:
             raise ValueError(f"columns per tile ({cols}) must divide the positions per image ({self.HW})")
         self.cols = cols
         self.threads = threads or torch.get_num_threads()
-        # the compiled per-tile loops (hpnet._kernels): float32 on CPU without a transformation
+        # the compiled per-tile loops (hpnet._kernels): float32 on CPU (backward: no transformation)
         self.kernels = (_kernels.library() if z.device.type == "cpu" and cdt == torch.float32
-                        and z.dtype == torch.float32 and not transform and USE_KERNELS else None)
+                        and z.dtype == torch.float32 and USE_KERNELS else None)
 
     @property
     def device(self) -> torch.device:
@@ -265,8 +264,9 @@ def _forward_block(pb: _Problem, work: _Workspace, acc: _ForwardSums, blk: _Bloc
             kh = h1 - h0
             p = pb.logits(work, h0, h1, zt)
             sums = torch.empty(2, kh * C, nb)
+            tn, tb = (pb.n[h0:h1].data_ptr(), pb.beta[h0:h1].data_ptr()) if pb.transform else (None, None)
             pb.kernels.heads_forward(p.data_ptr(), kh * C, nb, np_, C, zt.data_ptr(), zt.stride(0),
-                                     pb.a[h0:h1].data_ptr(), sums[0].data_ptr(), sums[1].data_ptr())
+                                     pb.a[h0:h1].data_ptr(), tn, tb, sums[0].data_ptr(), sums[1].data_ptr())
             acc.msum[h0:h1, b0:b1] += sums[0].view(kh, C, nb).sum(1)
             acc.pooled[h0:h1, :, b0:b1] += sums[1].view(kh, C, nb)
         return
@@ -302,7 +302,7 @@ def _backward_block(pb: _Problem, work: _Workspace, acc: _BackwardSums, blk: _Bl
     dz = None
     if gz is not None:  # the block of dL/dz: a view of gz inside one image, else a buffer
         dz = gz[b0, :, blk.p0:blk.p0 + np_] if nb == 1 else work.dz(pb, blk)
-    if pb.kernels is not None:
+    if pb.kernels is not None and not pb.transform:
         # contiguous copies: rows HW apart alias in the caches, and the loops visit them per head
         zt = zt.contiguous()
         dzc = work.dz(pb, blk) if dz is not None else None

@@ -277,7 +277,13 @@ class HPNet(nn.Module):
         return self.config.head == "attention"
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
-        """z = f_f(x) with pruned channels zeroed: (B, C, H, W)."""
+        """z = f_f(x) with pruned channels zeroed: (B, C, H, W).
+
+        On CPU the convolutions run on channels-last input (oneDNN's fast layout; about 30% more
+        training throughput for the strided backbone), so z may be channels-last too.
+        """
+        if x.device.type == "cpu":
+            x = x.contiguous(memory_format=torch.channels_last)
         return self.extractor(x) * self.channel_keep.view(1, -1, 1, 1)
 
     def masks(self, z: torch.Tensor, transformed: bool = False) -> torch.Tensor:
