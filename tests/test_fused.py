@@ -7,7 +7,7 @@ import torch.nn.functional as F
 
 from hpnet import _kernels
 from hpnet import fused as fused_module
-from hpnet.fused import fused_heads, plan_tiles
+from hpnet.fused import fused_heads, fused_pooled_many, plan_tiles
 from hpnet.model import HPNet, ModelConfig, _head_chunk
 
 NAMES = ["Smiling", "Male", "Eyeglasses", "Young", "Bald"]
@@ -239,3 +239,28 @@ def test_saturated_masks_with_a_transformation(kernels):
     expected = naive(z, A, a, n, beta, True)
     for x, y in zip(fused_heads(z, A, a, n, beta, True, tiles=(2, 8)), expected):
         close(x, y, "saturated")
+
+
+@pytest.mark.parametrize("tiles", [(2, 8), (3, 16), (3, 32)], ids=["part-image", "one-image", "two-images"])
+def test_many_transformations_at_once_equal_one_at_a_time(kernels, tiles):
+    z, A, a, _, _ = random_heads(3, 3, 8, 4, False)
+    g = torch.Generator().manual_seed(5)
+    n = torch.cat([torch.ones(1, 3), 0.5 + 3.0 * torch.rand(3, 3, generator=g)])      # (4, K), row 0 identity
+    beta = torch.cat([torch.zeros(1, 3), 0.6 * torch.rand(3, 3, generator=g)])
+    many = fused_pooled_many(z, A, a, n, beta, tiles=tiles)
+    assert many.shape == (4, 3, 3, 8) and not many.requires_grad
+    for t in range(4):
+        close(many[t], naive(z, A, a, n[t], beta[t], True)[0], f"transformation {t}")
+
+
+def test_logits_under_equal_the_model_with_each_transformation_set():
+    for impl in ("fused", "naive"):
+        torch.manual_seed(0)
+        model = HPNet(ModelConfig(["a", "b", "c"], widths=(4, 8, 8, 8), head_impl=impl)).eval()
+        x = torch.rand(2, 3, 16, 16)
+        n, beta = torch.tensor([[1.0, 1.0, 1.0], [2.0, 0.7, 4.0]]), torch.tensor([[0.0, 0.0, 0.0], [0.2, 0.0, 0.5]])
+        with torch.no_grad():
+            under = model.heads.logits_under(model.features(x), n, beta)
+            for t in range(2):
+                model.set_transform(n[t], beta[t])
+                close(under[t], model(x).logits, f"{impl} transformation {t}")

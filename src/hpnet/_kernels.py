@@ -91,37 +91,54 @@ static inline float mask_transform(float m, float n, float beta)
     return (1.0f + beta) * h - beta;
 }
 
+#define SPAN 256
+
 /* P: rows x (nb*np) tile, row r = k*C + c; z: row c at z + c*zs; bias: rows.
-   out_sum: rows x nb, the sums of M; out_dot: rows x nb, the sums of g(M) z, where g is the mask
-   transformation of head k = r / C with tn[k], tb[k], or the identity when tn is NULL. */
+   out_sum: rows x nb, the sums of M. out_dot: T x rows x nb, the sums of g_t(M) z for the T mask
+   transformations t, those of head k = r / C being tn[t*ts + k], tb[t*ts + k]; T = 0 (tn NULL)
+   means one output, the identity. Masks are formed once, in spans of SPAN positions, and every
+   transformation reads them from there. */
 void heads_forward(const float *P, int rows, int nb, int np, int C,
-                   const float *z, long zs, const float *bias, const float *tn, const float *tb,
+                   const float *z, long zs, const float *bias,
+                   int T, const float *tn, const float *tb, long ts,
                    float *out_sum, float *out_dot)
 {
-    const long cols = (long)nb * np;
+    const long cols = (long)nb * np, plane = (long)rows * nb;
+    float mb[SPAN];
     for (int r = 0; r < rows; r++) {
         const float *pr = P + (long)r * cols;
         const float *zr = z + (long)(r % C) * zs;
         const float a = bias[r];
+        const int k = r / C;
         for (int i = 0; i < nb; i++) {
             const float *pp = pr + (long)i * np, *zp = zr + (long)i * np;
-            float s = 0.0f, d = 0.0f;
-            if (tn) {
-                const float n = tn[r / C], beta = tb[r / C];
-                for (int p = 0; p < np; p++) {
-                    float m = sigmoid(pp[p] + a);
+            const long o = (long)r * nb + i;
+            float s = 0.0f;
+            for (int t = 0; t < (T ? T : 1); t++)
+                out_dot[t * plane + o] = 0.0f;
+            for (int p0 = 0; p0 < np; p0 += SPAN) {
+                const int len = np - p0 < SPAN ? np - p0 : SPAN;
+                const float *pq = pp + p0, *zq = zp + p0;
+                float d = 0.0f;
+                for (int p = 0; p < len; p++) {
+                    float m = sigmoid(pq[p] + a);
+                    mb[p] = m;
                     s += m;
-                    d += mask_transform(m, n, beta) * zp[p];
+                    d += m * zq[p];
                 }
-            } else {
-                for (int p = 0; p < np; p++) {
-                    float m = sigmoid(pp[p] + a);
-                    s += m;
-                    d += m * zp[p];
+                if (T == 0) {
+                    out_dot[o] += d;
+                    continue;
+                }
+                for (int t = 0; t < T; t++) {
+                    const float n = tn[t * ts + k], beta = tb[t * ts + k];
+                    float dt = 0.0f;
+                    for (int p = 0; p < len; p++)
+                        dt += mask_transform(mb[p], n, beta) * zq[p];
+                    out_dot[t * plane + o] += dt;
                 }
             }
-            out_sum[(long)r * nb + i] = s;
-            out_dot[(long)r * nb + i] = d;
+            out_sum[o] = s;
         }
     }
 }
@@ -234,7 +251,7 @@ def _build(cache: Path) -> Path:
 def _load(path: Path) -> ctypes.CDLL:
     lib = ctypes.CDLL(str(path))
     f, i, l = ctypes.c_void_p, ctypes.c_int, ctypes.c_long
-    lib.heads_forward.argtypes = [f, i, i, i, i, f, l, f, f, f, f, f]
+    lib.heads_forward.argtypes = [f, i, i, i, i, f, l, f, i, f, f, l, f, f]
     lib.heads_forward.restype = None
     lib.heads_backward.argtypes = [f, i, i, i, i, f, l, f, f, f, f, l, f]
     lib.heads_backward.restype = None

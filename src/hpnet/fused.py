@@ -112,6 +112,38 @@ def fused_heads(z: torch.Tensor, mask_weight: torch.Tensor, mask_bias: torch.Ten
                              (int(tiles[0]), int(tiles[1]), int(threads)))
 
 
+def fused_pooled_many(z: torch.Tensor, mask_weight: torch.Tensor, mask_bias: torch.Tensor,
+                      transform_n: torch.Tensor, transform_beta: torch.Tensor,
+                      tiles: tuple[int, int] | None = None, chunk_mb: float = 0, threads: int = 0
+                      ) -> torch.Tensor:
+    """Pooled features (T, B, K, C) under T mask transformations at once, for inference.
+
+    ``transform_n`` and ``transform_beta`` are (T, K): row t is one transformation of every head.
+    Each tile's masks are formed once and every transformation pools them, so T transformations
+    cost far less than T calls of :func:`fused_heads` (the robustness sweep). No gradients.
+    """
+    B, C = z.shape[:2]
+    K = mask_weight.shape[0]
+    n, beta = transform_n.reshape(-1, K), transform_beta.reshape(-1, K)
+    if n.shape != beta.shape:
+        raise ValueError(f"transform_n {tuple(n.shape)} and transform_beta {tuple(beta.shape)} differ")
+    dtype = torch.float64 if z.dtype == torch.float64 else torch.float32
+    if B == 0:
+        return z.new_zeros(n.shape[0], 0, K, C, dtype=dtype)
+    zf = z.reshape(B, C, -1)
+    HW = zf.shape[2]
+    if tiles is None:
+        tiles = plan_tiles(K, C, B, HW, tile_budget(z.device, chunk_mb),
+                           columns=None if z.device.type == "cuda" else CPU_TILE_COLUMNS)
+    cdt = _compute_dtype(z)
+    with torch.no_grad(), torch.autocast(z.device.type, enabled=False):
+        pb = _Problem(zf.detach(), mask_weight, mask_bias, n, beta, True, cdt,
+                      (int(tiles[0]), int(tiles[1]), int(threads)))
+        sums = _run_groups(pb, lambda: _ForwardSums(pb), lambda w, acc, blk: _forward_block(pb, w, acc, blk),
+                           _ForwardSums.add)
+    return sums.pooled.div_(HW).permute(0, 3, 1, 2)
+
+
 # ----------------------------------------------------------------------------------------------
 # the tile walk
 
@@ -148,7 +180,10 @@ class _Problem:
         self.acc = torch.float64 if cdt == torch.float64 else torch.float32  # everything else
         self.z, self.transform = z, transform
         self.A, self.a = A.detach().to(cdt), a.detach().to(cdt)
-        self.n, self.beta = n.detach().to(self.acc).contiguous(), beta.detach().to(self.acc).contiguous()
+        # (T, K): T = 1 for the model's own transformation, more for fused_pooled_many
+        self.n = n.detach().to(self.acc).reshape(-1, self.K).contiguous()
+        self.beta = beta.detach().to(self.acc).reshape(-1, self.K).contiguous()
+        self.T = self.n.shape[0]
         self.heads = max(1, min(heads, self.K))
         if cols >= self.HW:
             cols = self.HW * max(1, cols // self.HW)
@@ -200,9 +235,9 @@ class _Problem:
         p = work.buf[:rows * zt.shape[1]].view(rows, zt.shape[1])
         return torch.mm(self.A[h0:h1].reshape(rows, self.C), zt, out=p)
 
-    def transform_params(self, h0: int, h1: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def transform_params(self, h0: int, h1: int, t: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
         shape = (h1 - h0, 1, 1, 1)
-        return self.n[h0:h1].view(shape), self.beta[h0:h1].view(shape)
+        return self.n[t, h0:h1].view(shape), self.beta[t, h0:h1].view(shape)
 
 
 class _Workspace:
@@ -245,7 +280,7 @@ class _Workspace:
 
 class _ForwardSums:
     def __init__(self, pb: _Problem):
-        self.pooled = torch.zeros(pb.K, pb.C, pb.B, dtype=pb.acc, device=pb.device)
+        self.pooled = torch.zeros(pb.T, pb.K, pb.C, pb.B, dtype=pb.acc, device=pb.device)
         self.msum = torch.zeros(pb.K, pb.B, dtype=pb.acc, device=pb.device)
 
     @staticmethod
@@ -263,22 +298,23 @@ def _forward_block(pb: _Problem, work: _Workspace, acc: _ForwardSums, blk: _Bloc
         for h0, h1 in pb.head_blocks():
             kh = h1 - h0
             p = pb.logits(work, h0, h1, zt)
-            sums = torch.empty(2, kh * C, nb)
-            tn, tb = (pb.n[h0:h1].data_ptr(), pb.beta[h0:h1].data_ptr()) if pb.transform else (None, None)
+            sums = torch.empty(1 + pb.T, kh * C, nb)                        # M sums, then g_t(M) z sums
+            T, tn, tb = (pb.T, pb.n[0, h0:].data_ptr(), pb.beta[0, h0:].data_ptr()) if pb.transform else (0, None, None)
             pb.kernels.heads_forward(p.data_ptr(), kh * C, nb, np_, C, zt.data_ptr(), zt.stride(0),
-                                     pb.a[h0:h1].data_ptr(), tn, tb, sums[0].data_ptr(), sums[1].data_ptr())
+                                     pb.a[h0:h1].data_ptr(), T, tn, tb, pb.K, sums[0].data_ptr(),
+                                     sums[1].data_ptr())
             acc.msum[h0:h1, b0:b1] += sums[0].view(kh, C, nb).sum(1)
-            acc.pooled[h0:h1, :, b0:b1] += sums[1].view(kh, C, nb)
+            acc.pooled[:, h0:h1, :, b0:b1] += sums[1:].view(pb.T, kh, C, nb)
         return
     z4 = zt.to(pb.acc).view(1, C, nb, np_)
     for h0, h1 in pb.head_blocks():
         kh = h1 - h0
         m = pb.masks(work, h0, h1, zt).view(kh, C, nb, np_)                 # M
         acc.msum[h0:h1, b0:b1] += m.sum(-1).sum(1)
-        if pb.transform:  # the L1 term sums M, the classifier pools g(M)
-            m = mask_transform(m, *pb.transform_params(h0, h1))
-        prod = torch.mul(m, z4, out=work.second(m))
-        acc.pooled[h0:h1, :, b0:b1] += prod.sum(-1)
+        for t in range(pb.T):  # the L1 term sums M, the classifier pools g(M)
+            g = mask_transform(m, *pb.transform_params(h0, h1, t)) if pb.transform else m
+            prod = torch.mul(g, z4, out=work.second(m))
+            acc.pooled[t, h0:h1, :, b0:b1] += prod.sum(-1)
 
 
 class _BackwardSums:
@@ -496,7 +532,7 @@ class _FusedHeads(torch.autograd.Function):
             pooled, msum = sums.pooled, sums.msum
         ctx.save_for_backward(z, A, a, n, beta)
         ctx.setup = (transform, setup, cdt)
-        return pooled.div_(HW).permute(2, 0, 1), msum.t()       # (B, K, C), (B, K)
+        return pooled[0].div_(HW).permute(2, 0, 1), msum.t()    # (B, K, C), (B, K)
 
     @staticmethod
     def backward(ctx, grad_pooled, grad_msum):

@@ -28,7 +28,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .errors import HPNetError
-from .fused import fused_heads
+from .fused import fused_heads, fused_pooled_many
 from .ops.transform import mask_transform
 
 PAPER_WIDTHS = (32, 64, 64, 128)
@@ -215,6 +215,21 @@ class AttentionHeads(nn.Module):
         pooled, m_sum = self._pooled(zf)                            # (B, K, C), (B, K)
         logits = (pooled * self.weight).sum(-1) + self.bias         # (B, K)
         return logits, m_sum.sum(1)
+
+    def logits_under(self, z: torch.Tensor, n: torch.Tensor, beta: torch.Tensor) -> torch.Tensor:
+        """Logits (T, B, K) under T mask transformations at once: row t of ``n`` and ``beta`` (T, K)
+        is one (n, beta) per attribute. For inference (no gradients); each mask is formed once."""
+        B, C, H, W = z.shape
+        zf = z.reshape(B, C, H * W)
+        n = n.to(zf.device, torch.float32).reshape(-1, self.weight.shape[0])
+        beta = beta.to(zf.device, torch.float32).reshape(n.shape)
+        if self.impl == "naive":
+            with torch.no_grad():
+                pooled = torch.stack([_head_chunk(zf, self.mask_weight, self.mask_bias, nt, bt, True)[0]
+                                      for nt, bt in zip(n, beta)])
+        else:
+            pooled = fused_pooled_many(zf, self.mask_weight, self.mask_bias, n, beta, chunk_mb=self.chunk_mb)
+        return (pooled * self.weight).sum(-1) + self.bias
 
     def _pooled(self, zf: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         transform = self.transform_active

@@ -6,8 +6,8 @@ the classifiers of Eq. 13; n = 1, beta = 0 is the network without transformation
 
 The comparison is paired: one standard normal draw eps per image (seeded) serves every noise level
 (the noise at level sigma is sigma * eps) and every (n, beta). For each noisy batch the extractor
-runs once and only the heads run again per (n, beta). The model's own transformation is restored
-afterwards.
+runs once, and the heads form each mask once and pool it under every (n, beta)
+(``AttentionHeads.logits_under``). The model's own transformation is not used or changed.
 """
 from __future__ import annotations
 
@@ -70,20 +70,24 @@ def sweep_accuracy(model: HPNet, data: MultiLabelDataset, transforms: Sequence[t
     device = model_device(model)
     K = model.config.num_attributes
     counts = torch.zeros(len(noise_stds), len(transforms), K, dtype=torch.float64, device=device)
-    saved = _saved_transform(model)
     gen = torch.Generator().manual_seed(seed)
-    try:
-        with inference(model):
-            for x, y in stream(data, batch_size, device, max_images, progress, "noise sweep"):
-                eps = torch.randn(x.shape, generator=gen).to(device)  # drawn as train.predict draws
-                for s, std in enumerate(noise_stds):
-                    z = model.features(_noisy(x, eps, std, clip))
-                    for t, (n, beta) in enumerate(transforms):
-                        _set(model, n, beta)
-                        counts[s, t] += ((model.heads(z)[0] > 0).float() == y).sum(0).double()
-    finally:
-        _set(model, *saved)
+    n_all = torch.stack([torch.as_tensor(n, dtype=torch.float32).expand(K) for n, _ in transforms])
+    beta_all = torch.stack([torch.as_tensor(b, dtype=torch.float32).expand(K) for _, b in transforms])
+    with inference(model):
+        for x, y in stream(data, batch_size, device, max_images, progress, "noise sweep"):
+            eps = torch.randn(x.shape, generator=gen).to(device)  # drawn as train.predict draws
+            for s, std in enumerate(noise_stds):
+                z = model.features(_noisy(x, eps, std, clip))
+                logits = _logits_under(model, z, n_all, beta_all)              # (T, B, K)
+                counts[s] += ((logits > 0).float() == y).sum(1).double()
     return (counts / max(image_count(data, max_images), 1)).cpu()
+
+
+def _logits_under(model: HPNet, z: torch.Tensor, n: torch.Tensor, beta: torch.Tensor) -> torch.Tensor:
+    """Logits (T, B, K) for every transformation, the masks formed once (linear heads: T copies)."""
+    if model.has_masks:
+        return model.heads.logits_under(z, n, beta)
+    return model.heads(z)[0].expand(n.shape[0], -1, -1)
 
 
 def _noisy(x: torch.Tensor, eps: torch.Tensor, std: float, clip: bool) -> torch.Tensor:
@@ -99,17 +103,6 @@ def _check_transforms(model: HPNet, transforms: Sequence[tuple[Number, Number]])
     if not identity:
         raise HPNetError("mask transformation needs attention heads; this model has linear heads "
                          "(use --n 1 --beta 0)")
-
-
-def _saved_transform(model: HPNet) -> tuple[Number, Number]:
-    if not model.has_masks:
-        return 1.0, 0.0
-    return model.heads.transform_n.clone(), model.heads.transform_beta.clone()
-
-
-def _set(model: HPNet, n: Number, beta: Number) -> None:
-    if model.has_masks:
-        model.set_transform(n, beta)
 
 
 # ----------------------------------------------------------------------------------------------
