@@ -6,7 +6,7 @@ from pathlib import Path
 
 import torch
 
-from .data import DataSpec, load_split, parse_splits, require_nonempty
+from .data import DataSpec, default_eval_split, load_split, parse_splits, require_nonempty
 from .errors import HPNetError
 from .io import atomic_write_json
 from .model import HPNet, ModelConfig
@@ -45,11 +45,6 @@ def _resume_settings(out: Path, epochs: int | None) -> tuple[DataSpec, dict, Tra
     return DataSpec.from_dict(record["data"]), model, stored
 
 
-def default_split(spec: DataSpec) -> str:
-    """The split `hpnet eval` uses by default: test, or the held-out validation part when test is empty."""
-    return "test" if len(load_split(spec, "test", progress=False)) else "valid"
-
-
 def evaluate_run(run: str | Path, data: DataSpec | None = None, split: str | None = None,
                  batch_size: int = 256, progress: bool = True, write: bool = True) -> dict:
     """Per-attribute accuracy of a run's model, with the majority baseline from its training labels.
@@ -63,7 +58,7 @@ def evaluate_run(run: str | Path, data: DataSpec | None = None, split: str | Non
     spec = data or DataSpec.from_dict(record["data"])
     if data is not None:
         spec.attributes = spec.attributes or model.attribute_names
-    split = split or default_split(spec)
+    split = split or default_eval_split(spec)
     dataset = require_nonempty(load_split(spec, split, progress), spec, split)
     if dataset.attribute_names != model.attribute_names:
         raise HPNetError(f"--attributes: the data has {dataset.attribute_names}, "

@@ -100,6 +100,12 @@ def _load_one(spec: DataSpec, split: str, progress: bool) -> ArrayDataset:
     return train.subset(torch.arange(cut) if split == "train" else torch.arange(cut, len(train)))
 
 
+def default_eval_split(spec: DataSpec) -> str:
+    """The split evaluations use by default: "test", or the held-out "valid" part when the source
+    has no test images (as in a train-only CelebA folder)."""
+    return "test" if len(load_split(spec, "test", progress=False)) else "valid"
+
+
 def _synthetic(spec: DataSpec, split: str) -> ArrayDataset:
     n_train = spec.max_images or SYNTHETIC_TRAIN
     n = n_train if split == "train" else min(1000, max(64, n_train // 8))

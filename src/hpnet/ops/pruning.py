@@ -27,7 +27,7 @@ import torch
 from ..analysis.correlation import channel_correlation
 from ..analysis.masks import mean_mask_grid
 from ..analysis.stream import correct_counts, image_count, inference, median_latency, model_device, stream
-from ..data import DataSpec, load_split, require_nonempty
+from ..data import DataSpec, default_eval_split, load_split, require_nonempty
 from ..data.base import MultiLabelDataset
 from ..errors import HPNetError
 from ..io import atomic_write_json
@@ -386,11 +386,6 @@ def majority_baseline(record: dict, data: MultiLabelDataset, max_images: int | N
     majority = (torch.tensor(rates) >= 0.5).float()
     targets = data.targets[:image_count(data, max_images)]
     return float((targets == majority).float().mean()) if len(targets) else None
-
-
-def default_eval_split(spec: DataSpec) -> str:
-    """"test", or "valid" when the source has no test images."""
-    return "test" if len(load_split(spec, "test", progress=False)) else "valid"
 
 
 def physical_report(model: HPNet, kept: Sequence[int], data: MultiLabelDataset, batch_size: int = 64,

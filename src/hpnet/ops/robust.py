@@ -17,13 +17,13 @@ from typing import Sequence
 import torch
 
 from ..analysis.stream import image_count, inference, model_device, stream
-from ..data import DataSpec, load_split, require_nonempty
+from ..data import DataSpec, default_eval_split, load_split, require_nonempty
 from ..data.base import MultiLabelDataset
 from ..errors import HPNetError
 from ..io import atomic_write_json
 from ..model import HPNet
 from ..train import load_run_model, read_run, resolve_device
-from .pruning import default_eval_split, majority_baseline, run_data_spec
+from .pruning import majority_baseline, run_data_spec
 
 NS = (1.0, 2.0, 4.0)
 BETAS = (0.0, 0.2, 0.5)
