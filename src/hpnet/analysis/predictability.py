@@ -351,7 +351,7 @@ def transform_predictability(model: HPNet, data: MultiLabelDataset, usage: dict[
         raise HPNetError("mask transformation needs attention heads; this model has linear heads")
     saved = (model.heads.transform_n.clone(), model.heads.transform_beta.clone())
     try:
-        model.set_transform(1.0, 0.0)
+        model.set_transform(1.0, 0.0)  # the baseline: no transformation
         ops = [_transform_op(model, n, b) for n, b in transforms]
         measured = measure_operations(model, data, ops, max_images, batch_size, progress)
     finally:
@@ -374,12 +374,11 @@ def transform_predictability(model: HPNet, data: MultiLabelDataset, usage: dict[
 
 
 def _transform_op(model: HPNet, n: float, beta: float) -> HeadsFn:
+    K = model.config.num_attributes
+    n_k, beta_k = torch.full((1, K), float(n)), torch.full((1, K), float(beta))
+
     def run(z: torch.Tensor) -> torch.Tensor:
-        model.set_transform(n, beta)
-        try:
-            return model.heads(z)[0]
-        finally:
-            model.set_transform(1.0, 0.0)
+        return model.heads.logits_under(z, n_k, beta_k)[0]
     return run
 
 
