@@ -167,3 +167,19 @@ def test_bad_cache_input(tmp_path, fake_celeba):
     partition.write_bytes(partition.read_bytes().replace(b" 1\r\n", b" 0\r\n"))
     with pytest.raises(HPNetError, match=r"nothing to cache: CelebA split valid in .* has no images"):
         cache_dataset(CelebA(fake_celeba, split="valid"), tmp_path / "c", "k", progress=False)
+
+
+def test_a_killed_build_is_cleaned_up_once_stale(counting, cache_dir):
+    """A SIGKILLed build leaves its temporary folder; the next build of that cache removes it once
+    it is an hour old, and leaves a younger one (maybe another process building now) alone."""
+    import hashlib
+    name = hashlib.sha256(b"k").hexdigest()[:16]
+    cache_dir.mkdir()
+    stale, young = cache_dir / f".{name}.tmp-dead", cache_dir / f".{name}.tmp-busy"
+    for d in (stale, young):
+        d.mkdir()
+        (d / "images.npy").write_bytes(b"partial")
+    old = os.stat(stale).st_mtime - cache_module.STALE_SECONDS - 10
+    os.utime(stale, (old, old))
+    cache_dataset(counting, cache_dir, "k", progress=False)
+    assert sorted(p.name for p in cache_dir.iterdir()) == sorted([name, young.name])

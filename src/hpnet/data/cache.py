@@ -18,6 +18,7 @@ import json
 import os
 import shutil
 import tempfile
+import time
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -160,6 +161,21 @@ def _commit(tmp: Path, folder: Path) -> None:
     _fsync(folder.parent)
 
 
+STALE_SECONDS = 3600
+
+
+def _remove_stale_builds(folder: Path) -> None:
+    """Remove the temporary folders of builds of this cache that were killed (untouched for an
+    hour); a build running now in another process is younger and stays."""
+    now = time.time()
+    for stale in folder.parent.glob(f".{folder.name}.tmp-*"):
+        try:
+            if now - stale.stat().st_mtime > STALE_SECONDS:
+                shutil.rmtree(stale, ignore_errors=True)
+        except OSError:
+            pass
+
+
 def cache_dataset(dataset: MultiLabelDataset, cache_dir: str | Path, key: str, progress: bool = True,
                   workers: int | None = None) -> ArrayDataset:
     """Decode ``dataset`` once into ``cache_dir`` (or reuse the cache for ``key``); returns it memory-mapped.
@@ -173,6 +189,7 @@ def cache_dataset(dataset: MultiLabelDataset, cache_dir: str | Path, key: str, p
         return cached
     try:
         folder.parent.mkdir(parents=True, exist_ok=True)
+        _remove_stale_builds(folder)
         tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.tmp-", dir=folder.parent))
     except OSError as exc:
         raise HPNetError(f"cannot write the image cache in {folder.parent}: {exc.strerror}") from exc
