@@ -1,6 +1,7 @@
 """The image cache: round trip equals direct loading, reuse without decoding, invalidation, atomic writes."""
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -172,7 +173,6 @@ def test_bad_cache_input(tmp_path, fake_celeba):
 def test_a_killed_build_is_cleaned_up_once_stale(counting, cache_dir):
     """A SIGKILLed build leaves its temporary folder; the next build of that cache removes it once
     it is an hour old, and leaves a younger one (maybe another process building now) alone."""
-    import hashlib
     name = hashlib.sha256(b"k").hexdigest()[:16]
     cache_dir.mkdir()
     stale, young = cache_dir / f".{name}.tmp-dead", cache_dir / f".{name}.tmp-busy"

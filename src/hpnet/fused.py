@@ -100,18 +100,16 @@ def fused_heads(z: torch.Tensor, mask_weight: torch.Tensor, mask_bias: torch.Ten
     for float64 features); gradients flow to z, mask_weight and mask_bias.
     """
     B, C = z.shape[:2]
+    K = mask_weight.shape[0]
     if B == 0:  # nothing to tile
-        K = mask_weight.shape[0]
-        dtype = torch.float64 if z.dtype == torch.float64 else torch.float32
+        dtype = _output_dtype(z)
         return z.new_zeros(0, K, C, dtype=dtype), z.new_zeros(0, K, dtype=dtype)
     zf = z.reshape(B, C, -1)
-    if tiles is None:
-        tiles = plan_tiles(mask_weight.shape[0], C, B, zf.shape[2], tile_budget(z.device, chunk_mb),
-                           columns=None if z.device.type == "cuda" else CPU_TILE_COLUMNS)
     return _FusedHeads.apply(zf, mask_weight, mask_bias, transform_n, transform_beta, bool(transform),
-                             (int(tiles[0]), int(tiles[1]), int(threads)))
+                             _setup(zf, K, tiles, chunk_mb, threads))
 
 
+@torch.compiler.disable  # opaque to torch.compile: it runs its own worker threads
 def fused_pooled_many(z: torch.Tensor, mask_weight: torch.Tensor, mask_bias: torch.Tensor,
                       transform_n: torch.Tensor, transform_beta: torch.Tensor,
                       tiles: tuple[int, int] | None = None, chunk_mb: float = 0, threads: int = 0
@@ -127,21 +125,29 @@ def fused_pooled_many(z: torch.Tensor, mask_weight: torch.Tensor, mask_bias: tor
     n, beta = transform_n.reshape(-1, K), transform_beta.reshape(-1, K)
     if n.shape != beta.shape:
         raise ValueError(f"transform_n {tuple(n.shape)} and transform_beta {tuple(beta.shape)} differ")
-    dtype = torch.float64 if z.dtype == torch.float64 else torch.float32
     if B == 0:
-        return z.new_zeros(n.shape[0], 0, K, C, dtype=dtype)
+        return z.new_zeros(n.shape[0], 0, K, C, dtype=_output_dtype(z))
     zf = z.reshape(B, C, -1)
-    HW = zf.shape[2]
-    if tiles is None:
-        tiles = plan_tiles(K, C, B, HW, tile_budget(z.device, chunk_mb),
-                           columns=None if z.device.type == "cuda" else CPU_TILE_COLUMNS)
     cdt = _compute_dtype(z)
     with torch.no_grad(), torch.autocast(z.device.type, enabled=False):
         pb = _Problem(zf.detach(), mask_weight, mask_bias, n, beta, True, cdt,
-                      (int(tiles[0]), int(tiles[1]), int(threads)))
-        sums = _run_groups(pb, lambda: _ForwardSums(pb), lambda w, acc, blk: _forward_block(pb, w, acc, blk),
-                           _ForwardSums.add)
-    return sums.pooled.div_(HW).permute(0, 3, 1, 2)
+                      _setup(zf, K, tiles, chunk_mb, threads))
+        pooled = _forward_sums(pb).pooled
+    return pooled.div_(pb.HW).permute(0, 3, 1, 2)
+
+
+def _setup(zf: torch.Tensor, K: int, tiles: tuple[int, int] | None, chunk_mb: float,
+           threads: int) -> tuple[int, int, int]:
+    """(heads, columns, threads) of the tile walk: ``tiles`` when given, else planned."""
+    B, C, HW = zf.shape
+    if tiles is None:
+        tiles = plan_tiles(K, C, B, HW, tile_budget(zf.device, chunk_mb),
+                           columns=None if zf.device.type == "cuda" else CPU_TILE_COLUMNS)
+    return int(tiles[0]), int(tiles[1]), int(threads)
+
+
+def _output_dtype(z: torch.Tensor) -> torch.dtype:
+    return torch.float64 if z.dtype == torch.float64 else torch.float32
 
 
 # ----------------------------------------------------------------------------------------------
@@ -315,6 +321,12 @@ def _forward_block(pb: _Problem, work: _Workspace, acc: _ForwardSums, blk: _Bloc
             g = mask_transform(m, *pb.transform_params(h0, h1, t)) if pb.transform else m
             prod = torch.mul(g, z4, out=work.second(m))
             acc.pooled[t, h0:h1, :, b0:b1] += prod.sum(-1)
+
+
+def _forward_sums(pb: _Problem) -> "_ForwardSums":
+    """Every column block's forward sums, added up."""
+    return _run_groups(pb, lambda: _ForwardSums(pb), lambda w, acc, blk: _forward_block(pb, w, acc, blk),
+                       _ForwardSums.add)
 
 
 class _BackwardSums:
@@ -527,8 +539,7 @@ class _FusedHeads(torch.autograd.Function):
         cdt = _compute_dtype(z)
         with torch.autocast(z.device.type, enabled=False):
             pb = _Problem(z, A, a, n, beta, transform, cdt, setup)
-            sums = _run_groups(pb, lambda: _ForwardSums(pb), lambda w, acc, blk: _forward_block(pb, w, acc, blk),
-                               _ForwardSums.add)
+            sums = _forward_sums(pb)
             pooled, msum = sums.pooled, sums.msum
         ctx.save_for_backward(z, A, a, n, beta)
         ctx.setup = (transform, setup, cdt)
