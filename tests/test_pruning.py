@@ -5,14 +5,15 @@ import numpy as np
 import pytest
 import torch
 
-from hpnet.analysis.correlation import channel_correlation
+from hpnet.analysis.correlation import channel_correlation, contribution_correlation
 from hpnet.analysis.masks import mean_mask_grid
 from hpnet.data import DataSpec, load_split
 from hpnet.data.base import ArrayDataset
 from hpnet.errors import HPNetError
 from hpnet.model import HPNet, ModelConfig, count_macs, count_parameters
-from hpnet.ops.pruning import (attention_order, default_grid, filter_l1, l1_order, prune_physical,
-                               prune_run, pruning_curves, random_order, semantic_order)
+from hpnet.ops.pruning import (HeadFit, attention_order, default_grid, filter_l1, l1_order, mean_accuracy,
+                               method_orders, prune_physical, prune_run, pruning_curves, random_order,
+                               reconstruct_heads, semantic_order)
 from hpnet.train import TrainConfig, accuracy_table, fit, load_run_model, predict
 
 NAMES = ["Smiling", "Male", "Eyeglasses"]
@@ -69,6 +70,18 @@ def test_correlation_of_a_pruned_channel_is_zero_off_the_diagonal():
     assert torch.isfinite(corr).all()
     assert corr[2, 2] == 1 and (corr[2, torch.arange(8) != 2] == 0).all()
     assert torch.allclose(corr, corr.T) and (corr.diagonal() == 1).all()
+
+
+@pytest.mark.parametrize("kind", ["paper", "linear"])
+def test_contributions_add_up_to_the_logits_and_correlate_like_numpy(kind):
+    model, data = tiny(kind), random_data(13)
+    corr = contribution_correlation(model, data, batch_size=4, max_images=11)
+    with torch.no_grad():
+        x = data.images[:11].float() / 255
+        part = model.heads.pooled(model.features(x)) * model.heads.weight          # (B, K, C)
+        torch.testing.assert_close(part.sum(-1) + model.heads.bias, model(x).logits, rtol=1e-5, atol=1e-5)
+    stacked = part.reshape(-1, 8).T.double().numpy()                              # (C, B*K)
+    np.testing.assert_allclose(corr.numpy(), np.corrcoef(stacked), atol=1e-5)
 
 
 # ---------------------------------------------------------------------------- orders
@@ -133,6 +146,21 @@ def test_baseline_orders():
     assert {0, 3, 7}.issubset(default_grid(7)) and default_grid(4) == [0, 1, 2, 3, 4]
 
 
+def test_method_orders_scan_the_chosen_correlation_and_report_the_other():
+    model = tiny()
+    g = torch.Generator().manual_seed(1)
+    a, b = (torch.corrcoef(torch.randn(8, 30, generator=g)) for _ in range(2))
+    orders = method_orders(model, {"contributions": a, "features": b}, None, ["semantic"], seeds=1)
+    l1 = filter_l1(model)
+    assert orders == {"semantic": semantic_order(a, l1), "semantic_higher": semantic_order(a, l1, "higher"),
+                      "semantic_features": semantic_order(b, l1)}
+    swapped = method_orders(model, {"contributions": a, "features": b}, None, ["semantic"],
+                            both_rules=False, correlation="features")
+    assert swapped == {"semantic": semantic_order(b, l1), "semantic_contributions": semantic_order(a, l1)}
+    with pytest.raises(HPNetError, match="--correlation"):
+        method_orders(model, {"features": b}, None, ["semantic"])
+
+
 def test_mean_mask_grid_equals_the_mean_of_the_full_masks():
     model, data = tiny(), random_data(10)
     grid = mean_mask_grid(model, data, batch_size=4, chunk_mb=0)  # one image at a time
@@ -171,6 +199,54 @@ def test_pruning_curves_equal_masking_directly(kind):
     assert result["orders"]["semantic"] == order and len(result["orders"]["random"]) == 3
     every = [order, *orders["random"]]
     assert result["configurations"] == len({tuple(sorted(o[:p])) for o in every for p in grid}) < 4 * 4
+
+
+def test_head_fit_recovers_known_classifiers():
+    g = torch.Generator().manual_seed(0)
+    w, b = torch.randn(3, 5, generator=g), torch.randn(3, generator=g)
+    fit = HeadFit(3, 5, ridge=0.0)
+    for _ in range(3):                                   # accumulated over batches
+        pooled = torch.randn(20, 3, 5, generator=g)
+        fit.add(pooled, (pooled * w).sum(-1) + b)
+    got_w, got_b = fit.solve()
+    torch.testing.assert_close(got_w, w, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(got_b, b, rtol=1e-5, atol=1e-5)
+    empty = HeadFit(3, 0)                                # no channel left: the mean logit
+    empty.add(torch.zeros(4, 3, 0), torch.tensor([[1.0, 2, 3], [3, 2, 1], [1, 2, 3], [3, 2, 1]]))
+    assert empty.solve()[1].tolist() == [2.0, 2.0, 2.0]
+    with pytest.raises(HPNetError, match="no images"):
+        HeadFit(3, 2).solve()
+
+
+def test_reconstruction_brings_the_pruned_logits_closer_to_the_original():
+    model, data = tiny(), random_data(40)
+    kept = [0, 2, 3, 6]
+    plain = prune_physical(model, kept)
+    rebuilt = reconstruct_heads(prune_physical(model, kept), model, kept, data, batch_size=16)
+    x = data.images.float() / 255
+    with torch.no_grad():
+        target = model(x).logits
+        err_plain = (plain(x).logits - target).pow(2).mean()
+        err_rebuilt = (rebuilt(x).logits - target).pow(2).mean()
+    assert err_rebuilt < 0.5 * err_plain
+    for name in ("mask_weight", "mask_bias"):                                  # only w_k, b_k change
+        assert torch.equal(getattr(rebuilt.heads, name), getattr(plain.heads, name))
+    assert torch.equal(rebuilt.features(x), plain.features(x))
+
+
+def test_pruning_curves_with_reconstruction_match_the_reconstructed_models():
+    model, data, fit_data = tiny(), random_data(20), random_data(30, seed=1)
+    order = [5, 2, 7, 0, 1, 6, 3, 4]
+    grid = [0, 3, 6, 8]
+    plain = pruning_curves(model, data, {"s": order}, grid, batch_size=8)
+    result = pruning_curves(model, data, {"s": order}, grid, batch_size=8, fit=fit_data, fit_images=24)
+    assert result["reconstructed"] and result["fit_images"] == 24 and not plain["reconstructed"]
+    assert result["methods_heads_unchanged"] == plain["methods"]
+    assert result["methods"]["s"][0] == plain["methods"]["s"][0]       # nothing pruned: unchanged
+    for g, p in enumerate(grid[1:-1], start=1):
+        kept = order[p:]
+        small = reconstruct_heads(prune_physical(model, kept), model, kept, fit_data, 8, 24)
+        assert result["methods"]["s"][g][1] == pytest.approx(mean_accuracy(small, data), abs=1e-6)
 
 
 def test_pruning_curves_run_the_extractor_once_per_batch():
@@ -251,8 +327,10 @@ def test_prune_run_writes_the_curves_and_a_working_smaller_run(run_dir, tmp_path
     result = prune_run(run_dir, grid=[0, 4, 8], seeds=2, keep=3, save=tmp_path / "small", progress=False)
     stored = json.loads((run_dir / "pruning.json").read_text())
     assert stored["methods"] == json.loads(json.dumps(result["methods"]))
-    assert set(stored["methods"]) == {"semantic", "semantic_higher", "random", "l1", "attention"}
+    methods = {"semantic", "semantic_higher", "semantic_features", "random", "l1", "attention"}
+    assert set(stored["methods"]) == set(stored["methods_heads_unchanged"]) == methods
     assert stored["rule"] == "lower" and stored["grid"] == [0, 4, 8] and stored["channels"] == 8
+    assert stored["correlation"] == "contributions" and stored["reconstructed"] and stored["fit_images"] == 64
     assert stored["split"] == "test" and stored["images"] == 64
     assert 0.0 < stored["majority_baseline"] <= 1.0
     base = stored["methods"]["semantic"][0][1]
@@ -262,6 +340,7 @@ def test_prune_run_writes_the_curves_and_a_working_smaller_run(run_dir, tmp_path
     assert physical["params_after"] < physical["params_before"]
     assert physical["macs_after"] < physical["macs_before"]
     assert physical["latency_s_after"] > 0 and physical["accuracy_before"] == pytest.approx(base)
+    assert physical["reconstructed"]
 
     small = load_run_model(tmp_path / "small")
     record = json.loads((tmp_path / "small" / "run.json").read_text())
@@ -279,3 +358,21 @@ def test_prune_run_rejects_bad_physical_arguments_before_any_work(run_dir):
         prune_run(run_dir, keep=4, save=run_dir, progress=False)
     with pytest.raises(HPNetError, match="--save needs --keep"):
         prune_run(run_dir, save=run_dir.parent / "x", progress=False)
+    with pytest.raises(HPNetError, match="--correlation"):
+        prune_run(run_dir, correlation="weights", progress=False)
+
+
+def test_prune_run_without_reconstruction_keeps_the_heads(run_dir, tmp_path):
+    result = prune_run(run_dir, methods=["semantic"], grid=[0, 4], keep=4, save=tmp_path / "small",
+                       reconstruct=False, correlation="features", progress=False)
+    assert not result["reconstructed"] and "methods_heads_unchanged" not in result
+    assert set(result["methods"]) == {"semantic", "semantic_higher", "semantic_contributions"}
+    model, small = load_run_model(run_dir), load_run_model(tmp_path / "small")
+    kept = result["physical"]["kept_channels"]
+    assert not result["physical"]["reconstructed"] and kept == sorted(result["orders"]["semantic"][-4:])
+    mask = torch.zeros(8)
+    mask[kept] = 1
+    model.set_channel_keep(mask)
+    x = torch.rand(2, 3, 16, 16)
+    with torch.no_grad():
+        torch.testing.assert_close(small(x).logits, model(x).logits, rtol=1e-5, atol=1e-5)

@@ -95,6 +95,10 @@ DEMO_MODEL = {"backbone": "strided", "widths": (16, 32, 64, 64)}
 # 10 epochs 83.8%; lr 3e-3/batch 32, 6 epochs 85.9%; lr 1e-2/batch 32, 4 epochs 83.6%,
 # 5 epochs 86.0%, 6 epochs 87.6%.
 DEMO_TRAIN = {"lr": 1e-2, "batch_size": 32}
+# The demo's pruning curves: 9 points (every 8 of the 64 channels) instead of 17, correlations
+# from 1,000 training images, reconstruction fitted on 500: 29 s instead of 62 s with the
+# defaults. At 32 channels pruned, semantic 84.93% vs random 84.70% (defaults: 84.88% vs 84.70%).
+DEMO_PRUNE = {"grid": list(range(0, 65, 8)), "corr_images": 1000, "fit_images": 500}
 
 
 def demo(out: str | Path = "runs/demo", images: int = 8000, image_size: int = 64, epochs: int = 5,
@@ -122,7 +126,7 @@ def demo(out: str | Path = "runs/demo", images: int = 8000, image_size: int = 64
         ("train", lambda: train_run(out, spec, DEMO_MODEL, TrainConfig(epochs=epochs, **DEMO_TRAIN), progress=progress)),
         ("eval", lambda: print(format_table(evaluate_run(out, progress=progress)))),
         ("analyse", lambda: analyse_run(out, progress=progress)),
-        ("prune", lambda: prune_run(out, progress=progress)),
+        ("prune", lambda: prune_run(out, progress=progress, **DEMO_PRUNE)),
         ("robust", lambda: robust_run(out, progress=progress)),
         ("predictability", lambda: predictability_run(out, progress=progress)),
     ]

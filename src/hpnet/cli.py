@@ -119,10 +119,16 @@ def cmd_prune(args: argparse.Namespace) -> int:
     from .ops.pruning import prune_run
     result = prune_run(args.run, methods=args.method, rule=args.rule, grid=args.grid, seeds=args.seeds,
                        split=args.split, max_images=args.max_images, keep=args.keep, save=args.save,
-                       device=args.device, progress=not args.quiet)
-    for method, curve in result["methods"].items():
-        points = ", ".join(f"{p[0]}: {100 * p[1]:.1f}%" for p in curve)
-        print(f"{method:>16}  {points}")
+                       device=args.device, progress=not args.quiet, correlation=args.correlation,
+                       reconstruct=not args.no_reconstruct, fit_images=args.fit_images)
+    sections = [("heads reconstructed" if result["reconstructed"] else "heads unchanged", result["methods"])]
+    if result["reconstructed"]:
+        sections.append(("heads unchanged", result["methods_heads_unchanged"]))
+    for title, methods in sections:
+        print(f"accuracy after pruning P channels ({title}):")
+        for method, curve in methods.items():
+            points = ", ".join(f"{p[0]}: {100 * p[1]:.1f}%" for p in curve)
+            print(f"{method:>24}  {points}")
     if result.get("physical"):
         print(json.dumps(result["physical"], indent=2))
     print(f"wrote {Path(args.run) / 'pruning.json'}")
@@ -233,6 +239,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="of a correlated pair, prune the channel with the lower (default) or higher filter L1")
     p.add_argument("--grid", type=lambda t: list(int_list(t)) if t != "0" else [0], default=None,
                    help="numbers of pruned channels to evaluate (default about 17 points from 0 to C)")
+    p.add_argument("--correlation", choices=["contributions", "features"], default="contributions",
+                   help="what the semantic scan correlates: the channels' contributions to the logits "
+                        "(default) or the features over every position (the paper's Fig. 6); the other "
+                        "is reported as semantic_<kind>")
+    p.add_argument("--no-reconstruct", action="store_true",
+                   help="evaluate pruned models with their classifiers unchanged only (default: also "
+                        "refit w_k, b_k by least squares to the original logits, and report those)")
+    p.add_argument("--fit-images", type=int, default=1000,
+                   help="training images the reconstruction is fitted on (default 1000)")
     p.add_argument("--seeds", type=int, default=5, help="random orders averaged")
     p.add_argument("--keep", type=int, default=None, help="also prune physically to N channels")
     p.add_argument("--save", default=None, help="with --keep: write the smaller model as a run folder")

@@ -216,6 +216,11 @@ class AttentionHeads(nn.Module):
         logits = (pooled * self.weight).sum(-1) + self.bias         # (B, K)
         return logits, m_sum.sum(1)
 
+    def pooled(self, z: torch.Tensor) -> torch.Tensor:
+        """What each classifier reads: mean_hw(g(M^k) * z), shape (B, K, C); logit = pooled . w_k + b_k."""
+        B, C, H, W = z.shape
+        return self._pooled(z.reshape(B, C, H * W))[0]
+
     def logits_under(self, z: torch.Tensor, n: torch.Tensor, beta: torch.Tensor) -> torch.Tensor:
         """Logits (T, B, K) under T mask transformations at once: row t of ``n`` and ``beta`` (T, K)
         is one (n, beta) per attribute. For inference (no gradients); each mask is formed once."""
@@ -250,9 +255,18 @@ class LinearHeads(nn.Module):
     def forward(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return self.linear(z.mean(dim=(2, 3))), z.new_zeros(z.shape[0])
 
+    def pooled(self, z: torch.Tensor) -> torch.Tensor:
+        """What each classifier reads: GAP(z) for every attribute, (B, K, C) (a broadcast view)."""
+        K, C = self.linear.weight.shape
+        return z.mean(dim=(2, 3))[:, None, :].expand(z.shape[0], K, C)
+
     @property
     def weight(self) -> torch.Tensor:
         return self.linear.weight
+
+    @property
+    def bias(self) -> torch.Tensor:
+        return self.linear.bias
 
 
 # ----------------------------------------------------------------------------------------------
@@ -330,7 +344,7 @@ class HPNet(nn.Module):
         """Start each classifier at its attribute's training log-odds, so training starts at the
         majority-class answer instead of at 50% (shorter runs, same optimum)."""
         p = torch.as_tensor(positive_rate, dtype=torch.float32).clamp(1e-3, 1 - 1e-3)
-        bias = self.heads.bias if self.has_masks else self.heads.linear.bias
+        bias = self.heads.bias
         bias.copy_(torch.log(p / (1 - p)))
 
     def set_channel_keep(self, keep: torch.Tensor) -> None:

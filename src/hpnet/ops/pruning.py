@@ -2,16 +2,25 @@
 
 The operation acts on the C channels of z = f_f(x), the input of every attention head:
 
-1. the Pearson correlation R (C x C) of the channels over training images
-   (:func:`hpnet.analysis.correlation.channel_correlation`);
+1. a C x C Pearson correlation of the channels over training images: by default of what each
+   channel contributes to the classifiers' logits (``correlation="contributions"``,
+   :func:`hpnet.analysis.correlation.contribution_correlation`), or of the features themselves
+   over every position, the paper's Fig. 6 (``"features"``,
+   :func:`hpnet.analysis.correlation.channel_correlation`);
 2. :func:`semantic_order`: scan channel pairs by correlation, highest first; of a pair whose two
    channels are both still kept, prune the one with the lower L1 norm of the filter producing it
    (``rule="higher"``: the higher one, as the paper's experiment section says once);
 3. :func:`pruning_curves`: mean accuracy after pruning the first P channels of an order, P = 0..C
    (Fig. 7), for the semantic order and the baselines: random (several seeds), filter L1 magnitude
-   (Li et al. 2017) and least-attended channels first (mean mask value, Fig. 5);
+   (Li et al. 2017) and least-attended channels first (mean mask value, Fig. 5). Each pruned model
+   is evaluated as it is (heads unchanged) and, with a fit set, with its K classifiers
+   reconstructed: (w_k, b_k) refitted by least squares so the pruned model's logits match the
+   original model's on training images (:class:`HeadFit`; no labels, no gradient steps, the
+   extractor and the masks untouched). A redundant channel's partner can only stand in for it if
+   the classifier weights may change; reconstruction is what lets it;
 4. :func:`prune_physical`: a smaller model without the pruned channels (last conv, its BatchNorm,
-   every A_k in rows and columns, every w_k), equal in output to the masked model.
+   every A_k in rows and columns, every w_k), equal in output to the masked model;
+   :func:`reconstruct_heads` refits its classifiers.
 
 :func:`prune_run` does all of it for a run folder and writes ``RUN/pruning.json``.
 """
@@ -19,12 +28,12 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Sequence
 
 import numpy as np
 import torch
 
-from ..analysis.correlation import channel_correlation
+from ..analysis.correlation import channel_correlation, contribution_correlation
 from ..analysis.masks import mean_mask_grid
 from ..analysis.stream import correct_counts, image_count, inference, median_latency, model_device, stream
 from ..data import DataSpec, default_eval_split, load_split, require_nonempty
@@ -36,6 +45,7 @@ from ..train import CHECKPOINT, RUN_FILE, load_run_model, read_run, resolve_devi
 
 METHODS = ("semantic", "random", "l1", "attention")
 RULES = ("lower", "higher")
+CORRELATIONS = ("contributions", "features")
 RESULT_FILE = "pruning.json"
 
 Order = Sequence[int]
@@ -181,7 +191,8 @@ def _sliced_state(model: HPNet, index: torch.Tensor) -> dict[str, torch.Tensor]:
 
 def pruning_curves(model: HPNet, data: MultiLabelDataset, orders: dict[str, Order | list[Order]],
                    grid: Sequence[int], batch_size: int = 64, max_images: int | None = None,
-                   physical: bool = True, progress: bool = False) -> dict:
+                   physical: bool = True, progress: bool = False, fit: MultiLabelDataset | None = None,
+                   fit_images: int | None = 1000) -> dict:
     """Accuracy after pruning the first P channels of each order, for every P in ``grid``.
 
     ``orders`` maps a method name to one order (a permutation of the C channel ids) or to a list of
@@ -190,22 +201,36 @@ def pruning_curves(model: HPNet, data: MultiLabelDataset, orders: dict[str, Orde
     with the pruned channels removed (``physical=True``, cheaper: the heads cost grows with C^2)
     or zeroed (``physical=False``, the masked model itself). Both give the same logits.
 
+    With ``fit`` (a data set, e.g. the training split), every pruned model is also evaluated with
+    its classifiers reconstructed on the first ``fit_images`` images of it (:class:`HeadFit`):
+    then ``"methods"`` holds the reconstructed curves and ``"methods_heads_unchanged"`` the plain
+    ones; without ``fit``, ``"methods"`` holds the plain ones.
+
     Returns ``{"methods": {name: [[P, accuracy], ...] or [[P, mean, std], ...]},
     "per_attribute": {name: [[K accuracies] per P]}, "grid", "channels", "images", "attributes",
-    "orders", "configurations"}``; accuracies are means over attributes.
+    "orders", "configurations", "reconstructed"}``; accuracies are means over attributes.
     """
     C = model.config.channels
     grid = _check_grid(grid, C)
     plans, pruned_sets = _plan(orders, grid, C)
-    counts, n = _count_correct(model, data, pruned_sets, batch_size, max_images, physical, progress)
-    acc = counts / max(n, 1)                                              # (S, K)
+    heads = [_PrunedHeads(model, s, physical) for s in pruned_sets]
+    if fit is not None:
+        _reconstruct_all(model, heads, fit, batch_size, fit_images, progress)
+    counts, n = _count_correct(model, data, heads, batch_size, max_images, progress)
+    acc = counts / max(n, 1)                                              # (V, S, K)
     result = {"methods": {}, "per_attribute": {}, "grid": grid, "channels": C, "images": n,
               "attributes": list(model.attribute_names), "configurations": len(pruned_sets),
+              "reconstructed": fit is not None,
               "orders": {name: _order_field(value) for name, value in orders.items()}}
+    if fit is not None:
+        result["fit_images"] = image_count(fit, fit_images)
+        result["methods_heads_unchanged"] = {}
     for name, (multi, plan) in plans.items():
-        rows, per_attribute = _summarise(acc[torch.tensor(plan)], grid, multi)  # (R, G, K)
+        rows, per_attribute = _summarise(acc[-1][torch.tensor(plan)], grid, multi)  # (R, G, K)
         result["methods"][name] = rows
         result["per_attribute"][name] = per_attribute
+        if fit is not None:
+            result["methods_heads_unchanged"][name] = _summarise(acc[0][torch.tensor(plan)], grid, multi)[0]
     return result
 
 
@@ -253,58 +278,163 @@ def _summarise(acc: torch.Tensor, grid: list[int], multi: bool) -> tuple[list[li
     return [[p, float(m), float(s)] for p, m, s in zip(grid, means.mean(0), std)], per_attribute
 
 
-def _count_correct(model: HPNet, data: MultiLabelDataset, pruned_sets: list[tuple[int, ...]],
-                   batch_size: int, max_images: int | None, physical: bool,
-                   progress: bool) -> tuple[torch.Tensor, int]:
-    """Correct decisions (S, K) of every pruned set, the extractor run once per batch."""
+class _PrunedHeads:
+    """The heads of ``model`` with the channels ``pruned`` removed, and their classifiers.
+
+    ``pooled(z)`` gives what the K classifiers read, (B, K, C') over the C' kept channels of the
+    full z; ``classifiers`` lists (w (K, C'), b (K,)) pairs: the original weights at the kept
+    channels first, then the reconstructed ones once :func:`_reconstruct_all` added them.
+    """
+
+    def __init__(self, model: HPNet, pruned: tuple[int, ...], physical: bool):
+        C = model.config.channels
+        device = model_device(model)
+        kept = sorted(set(range(C)) - set(pruned))
+        self.index = torch.tensor(kept, dtype=torch.long, device=device)
+        self.model, self.small = model, None
+        self.all = len(kept) == C
+        if physical and 0 < len(kept) < C:
+            self.small = prune_physical(model, kept).eval()
+        elif not physical and not self.all:
+            self.keep = torch.zeros(C, device=device)
+            self.keep[self.index] = 1.0
+        weight, bias = model.heads.weight.detach(), model.heads.bias.detach()
+        self.classifiers = [(weight.index_select(1, self.index), bias)]
+
+    def pooled(self, z: torch.Tensor) -> torch.Tensor:
+        if self.index.numel() == 0:     # no channel left: the logits are the biases
+            return z.new_zeros(z.shape[0], self.model.config.num_attributes, 0)
+        if self.all:
+            return self.model.heads.pooled(z)
+        if self.small is not None:
+            return self.small.heads.pooled(z.index_select(1, self.index))
+        return self.model.heads.pooled(z * self.keep.view(1, -1, 1, 1)).index_select(2, self.index)
+
+    def logits(self, z: torch.Tensor) -> list[torch.Tensor]:
+        """Logits (B, K) under every classifier pair; the heads run once."""
+        pooled = self.pooled(z)
+        return [(pooled * w).sum(-1) + b for w, b in self.classifiers]
+
+
+class HeadFit:
+    """Least-squares classifiers reproducing target logits from pooled features, over batches.
+
+    For each attribute k it accumulates the normal equations of ``logit_k ~ pooled_k . w + b``
+    in float64; :meth:`solve` returns (w (K, C'), b (K,)). A small ridge (``ridge`` times the mean
+    diagonal of each attribute's feature Gram matrix, not on the intercept) keeps dead or
+    duplicate channels from making the system singular.
+    """
+
+    def __init__(self, attributes: int, channels: int, ridge: float = 1e-4, device=None):
+        self.gram = torch.zeros(attributes, channels + 1, channels + 1, dtype=torch.float64, device=device)
+        self.cross = torch.zeros(attributes, channels + 1, dtype=torch.float64, device=device)
+        self.ridge = ridge
+        self.n = 0
+
+    def add(self, pooled: torch.Tensor, target: torch.Tensor) -> None:
+        """pooled (B, K, C'), target logits (B, K)."""
+        x = torch.cat([pooled.double(), pooled.new_ones(*pooled.shape[:2], 1, dtype=torch.float64)], -1)
+        x = x.transpose(0, 1)                                             # (K, B, C'+1)
+        self.gram += x.transpose(1, 2) @ x
+        self.cross += (x * target.double().T[..., None]).sum(1)
+        self.n += pooled.shape[0]
+
+    def solve(self) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.n == 0:
+            raise HPNetError("head reconstruction: the fit set holds no images")
+        C = self.gram.shape[-1] - 1
+        gram = self.gram.clone()
+        if C:
+            scale = gram.diagonal(dim1=1, dim2=2)[:, :C].mean(-1).clamp(min=1e-12)    # (K,)
+            idx = torch.arange(C, device=gram.device)
+            gram[:, idx, idx] += self.ridge * scale[:, None]
+        sol = torch.linalg.solve(gram, self.cross)                        # (K, C'+1)
+        return sol[:, :C].float(), sol[:, C].float()
+
+
+def _reconstruct_all(model: HPNet, heads: list[_PrunedHeads], fit: MultiLabelDataset, batch_size: int,
+                     fit_images: int | None, progress: bool) -> None:
+    """Add to every pruned head set the classifiers refitted on ``fit`` (one extractor pass)."""
     device = model_device(model)
-    heads = [_pruned_heads(model, s, physical) for s in pruned_sets]
-    counts = torch.zeros(len(pruned_sets), model.config.num_attributes, dtype=torch.float64, device=device)
+    K = model.config.num_attributes
+    todo = [h for h in heads if not h.all]      # nothing pruned: the original classifiers stay
+    fits = [HeadFit(K, h.index.numel(), device=device) for h in todo]
+    if todo:
+        with inference(model):
+            for x, _ in stream(fit, batch_size, device, fit_images, progress, "reconstructing heads"):
+                z = model.features(x)
+                target = model.heads(z)[0]
+                for h, f in zip(todo, fits):
+                    f.add(h.pooled(z), target)
+    for h, f in zip(todo, fits):
+        h.classifiers.append(f.solve())
+    for h in heads:
+        if h.all:
+            h.classifiers.append(h.classifiers[0])
+
+
+def _count_correct(model: HPNet, data: MultiLabelDataset, heads: list[_PrunedHeads], batch_size: int,
+                   max_images: int | None, progress: bool) -> tuple[torch.Tensor, int]:
+    """Correct decisions (V, S, K) of every pruned set under each of its V classifier pairs."""
+    device = model_device(model)
+    V = len(heads[0].classifiers) if heads else 1
+    counts = torch.zeros(V, len(heads), model.config.num_attributes, dtype=torch.float64, device=device)
     with inference(model):
         for x, y in stream(data, batch_size, device, max_images, progress, "pruning curves"):
             z = model.features(x)
-            for s, run_heads in enumerate(heads):
-                counts[s] += ((run_heads(z) > 0).float() == y).sum(0).double()
+            for s, h in enumerate(heads):
+                for v, logits in enumerate(h.logits(z)):
+                    counts[v, s] += ((logits > 0).float() == y).sum(0).double()
     return counts.cpu(), image_count(data, max_images)
 
 
-def _pruned_heads(model: HPNet, pruned: tuple[int, ...], physical: bool) -> Callable:
-    """z (B, C, H, W) -> logits (B, K) of the heads with the channels ``pruned`` removed."""
-    C = model.config.channels
+def reconstruct_heads(small: HPNet, model: HPNet, kept: Sequence[int], data: MultiLabelDataset,
+                      batch_size: int = 64, max_images: int | None = 1000, progress: bool = False) -> HPNet:
+    """Refit the classifiers (w_k, b_k) of ``small`` (``model`` pruned physically to ``kept``) in
+    place, so its logits match ``model``'s on ``data`` in the least-squares sense; returns ``small``."""
     device = model_device(model)
-    if len(pruned) == 0:
-        return lambda z: model.heads(z)[0]
-    if len(pruned) == C:  # all features zero: the logits are the biases at any spatial size
-        return lambda z: model.heads(z.new_zeros(z.shape[0], C, 1, 1))[0]
-    if not physical:
-        mask = torch.ones(C, device=device)
-        mask[list(pruned)] = 0.0
-        return lambda z: model.heads(z * mask.view(1, C, 1, 1))[0]
-    kept = sorted(set(range(C)) - set(pruned))
-    small = prune_physical(model, kept).heads.eval()
-    index = torch.tensor(kept, device=device)
-    return lambda z: small(z.index_select(1, index))[0]
+    index = _keep_index(kept, model.config.channels).to(device)
+    fit = HeadFit(model.config.num_attributes, index.numel(), device=device)
+    with inference(model), inference(small):
+        for x, _ in stream(data, batch_size, device, max_images, progress, "reconstructing heads"):
+            z = model.features(x)
+            fit.add(small.heads.pooled(z.index_select(1, index)), model.heads(z)[0])
+    weight, bias = fit.solve()
+    with torch.no_grad():
+        small.heads.weight.copy_(weight)
+        small.heads.bias.copy_(bias)
+    return small
 
 
-# ----------------------------------------------------------------------------------------------
-# a run folder
+def method_orders(model: HPNet, correlations: dict[str, torch.Tensor] | torch.Tensor,
+                  mean_masks: torch.Tensor | None, methods: Sequence[str] = METHODS, rule: str = "lower",
+                  seeds: int = 5, both_rules: bool = True, use_abs: bool = False, seed: int = 0,
+                  correlation: str = "contributions") -> dict[str, list]:
+    """The pruning order of each method.
 
-
-def method_orders(model: HPNet, corr: torch.Tensor, mean_masks: torch.Tensor | None,
-                  methods: Sequence[str] = METHODS, rule: str = "lower", seeds: int = 5,
-                  both_rules: bool = True, use_abs: bool = False, seed: int = 0) -> dict[str, list]:
-    """The pruning order of each method; with ``both_rules`` also ``semantic_<other rule>``."""
+    ``correlations`` maps a kind ("contributions", "features") to its C x C matrix (a bare matrix
+    is taken as the ``correlation`` kind). "semantic" scans ``correlations[correlation]`` with
+    ``rule``; with ``both_rules`` also ``semantic_<other rule>``; every other kind given adds
+    ``semantic_<kind>`` (same rule), so the paper's scan and ours sit side by side.
+    """
     bad = [m for m in methods if m not in METHODS]
     if bad:
         raise HPNetError(f"--method must be among {', '.join(METHODS)}, got {', '.join(bad)}")
+    if not isinstance(correlations, dict):
+        correlations = {correlation: correlations}
+    if correlation not in correlations:
+        raise HPNetError(f"--correlation must be among {', '.join(correlations)}, got {correlation!r}")
     C, l1 = model.config.channels, filter_l1(model)
     orders: dict[str, list] = {}
     for m in methods:
         if m == "semantic":
-            orders["semantic"] = semantic_order(corr, l1, rule, use_abs)
+            orders["semantic"] = semantic_order(correlations[correlation], l1, rule, use_abs)
             if both_rules:
                 other = RULES[1 - RULES.index(rule)]
-                orders[f"semantic_{other}"] = semantic_order(corr, l1, other, use_abs)
+                orders[f"semantic_{other}"] = semantic_order(correlations[correlation], l1, other, use_abs)
+            for kind, corr in correlations.items():
+                if kind != correlation:
+                    orders[f"semantic_{kind}"] = semantic_order(corr, l1, rule, use_abs)
         elif m == "random":
             orders["random"] = [random_order(C, seed + s) for s in range(max(1, seeds))]
         elif m == "l1":
@@ -318,15 +448,23 @@ def prune_run(run_dir: str | Path, methods: Sequence[str] = METHODS, rule: str =
               grid: Sequence[int] | None = None, seeds: int = 5, split: str | None = None,
               max_images: int | None = None, corr_images: int | None = 2000, batch_size: int = 64,
               both_rules: bool = True, use_abs: bool = False, keep: int | None = None,
-              save: str | Path | None = None, device: str = "auto", progress: bool = True) -> dict:
+              save: str | Path | None = None, device: str = "auto", progress: bool = True,
+              correlation: str = "contributions", reconstruct: bool = True,
+              fit_images: int | None = 1000) -> dict:
     """Fig. 7 for a run: pruning curves of every method, written to ``RUN/pruning.json``.
 
-    The correlation and the mean masks come from the first ``corr_images`` training images, the
+    The correlations and the mean masks come from the first ``corr_images`` training images, the
     curves from the first ``max_images`` of ``split`` (default "test", or "valid" when test is
-    empty). With ``keep=N`` the model is also pruned physically to the last N channels of the
-    semantic order; params, MACs, latency and accuracy before/after go under "physical", and with
-    ``save=OUT`` the smaller model is written to OUT as a run folder (``hpnet eval OUT`` works).
+    empty). "semantic" scans the ``correlation`` kind ("contributions" or "features"); the other
+    kind's scan is reported as ``semantic_<kind>``. With ``reconstruct`` (default) every pruned
+    model's classifiers are refitted on the first ``fit_images`` training images and "methods"
+    holds those curves, "methods_heads_unchanged" the plain ones. With ``keep=N`` the model is also
+    pruned physically to the last N channels of the semantic order (reconstructed likewise);
+    params, MACs, latency and accuracy before/after go under "physical", and with ``save=OUT``
+    the smaller model is written to OUT as a run folder (``hpnet eval OUT`` works).
     """
+    if correlation not in CORRELATIONS:
+        raise HPNetError(f"--correlation must be among {', '.join(CORRELATIONS)}, got {correlation!r}")
     run_dir = Path(run_dir)
     record = read_run(run_dir)
     model = load_run_model(run_dir).to(resolve_device(device))
@@ -335,14 +473,17 @@ def prune_run(run_dir: str | Path, methods: Sequence[str] = METHODS, rule: str =
     train = load_split(spec, "train", progress)
     split = split or default_eval_split(spec)
     data = require_nonempty(load_split(spec, split, progress), spec, split)
+    fit = require_nonempty(train, spec, "train") if reconstruct else None
     start = time.perf_counter()
-    corr = channel_correlation(model, train, batch_size, corr_images, progress)
+    correlations = {"contributions": contribution_correlation(model, train, batch_size, corr_images, progress),
+                    "features": channel_correlation(model, train, batch_size, corr_images, progress)}
     masks = mean_mask_grid(model, train, batch_size, corr_images, progress) if model.has_masks else None
-    orders = method_orders(model, corr, masks, methods, rule, seeds, both_rules, use_abs)
+    orders = method_orders(model, correlations, masks, methods, rule, seeds, both_rules, use_abs,
+                           correlation=correlation)
     scan_s = time.perf_counter() - start
     result = pruning_curves(model, data, orders, grid or default_grid(model.config.channels),
-                            batch_size, max_images, progress=progress)
-    result.update(rule=rule, use_abs=use_abs, split=split, run=str(run_dir),
+                            batch_size, max_images, progress=progress, fit=fit, fit_images=fit_images)
+    result.update(rule=rule, use_abs=use_abs, correlation=correlation, split=split, run=str(run_dir),
                   backbone=model.config.backbone, correlation_split="train",
                   correlation_images=image_count(train, corr_images), random_seeds=max(1, seeds),
                   filter_l1=filter_l1(model).tolist(),
@@ -351,10 +492,16 @@ def prune_run(run_dir: str | Path, methods: Sequence[str] = METHODS, rule: str =
     if "attention" in methods and masks is None:
         result["skipped"] = {"attention": "the model has linear heads (no attention masks)"}
     if keep is not None:
-        kept = semantic_order(corr, filter_l1(model), rule, use_abs)[-int(keep):]
-        result["physical"] = physical_report(model, kept, data, batch_size, max_images)
+        kept = semantic_order(correlations[correlation], filter_l1(model), rule, use_abs)[-int(keep):]
+        small = prune_physical(model, kept)
+        if fit is not None:
+            reconstruct_heads(small, model, kept, fit, batch_size, fit_images)
+        result["physical"] = physical_report(model, kept, data, batch_size, max_images, small=small)
+        result["physical"]["reconstructed"] = fit is not None
         if save is not None:
-            save_pruned(model, kept, record, run_dir, save, {"method": "semantic", "rule": rule})
+            save_pruned(small, kept, record, run_dir, save,
+                        {"method": "semantic", "rule": rule, "correlation": correlation,
+                         "reconstructed": fit is not None})
             result["physical"]["saved_to"] = str(save)
     atomic_write_json(result, run_dir / RESULT_FILE)
     return result
@@ -389,12 +536,16 @@ def majority_baseline(record: dict, data: MultiLabelDataset, max_images: int | N
 
 
 def physical_report(model: HPNet, kept: Sequence[int], data: MultiLabelDataset, batch_size: int = 64,
-                    max_images: int | None = None, latency_images: int = 32, repeats: int = 5) -> dict:
-    """Params, MACs, median latency of one batch and mean accuracy, before and after pruning."""
-    small = prune_physical(model, kept)
+                    max_images: int | None = None, latency_images: int = 32, repeats: int = 5,
+                    small: HPNet | None = None) -> dict:
+    """Params, MACs, median latency of one batch and mean accuracy, before and after pruning.
+
+    ``small`` is the pruned model (e.g. reconstructed); by default ``model`` pruned to ``kept``."""
+    small = small if small is not None else prune_physical(model, kept)
+    kept = sorted(int(c) for c in kept)
     device = model_device(model)
     x = next(stream(data, latency_images, device))[0]
-    report = {"kept_channels": sorted(int(c) for c in kept), "channels_before": model.config.channels,
+    report = {"kept_channels": kept, "channels_before": model.config.channels,
               "channels_after": small.config.channels, "image_size": int(x.shape[-1]),
               "latency_batch": int(x.shape[0]), "latency_repeats": repeats}
     for tag, net in (("before", model), ("after", small)):
@@ -416,15 +567,16 @@ def mean_accuracy(model: HPNet, data: MultiLabelDataset, batch_size: int = 64,
     return float(total.mean() / max(image_count(data, max_images), 1))
 
 
-def save_pruned(model: HPNet, kept: Sequence[int], record: dict, run_dir: Path, out: str | Path,
+def save_pruned(small: HPNet, kept: Sequence[int], record: dict, run_dir: Path, out: str | Path,
                 how: dict | None = None) -> HPNet:
-    """Write the physically pruned model to ``out`` as a run folder (model files + run.json).
+    """Write the physically pruned model ``small`` (channels ``kept`` of the run's model) to ``out``
+    as a run folder (model files + run.json).
 
     The run record is the original one (data spec, training settings, training positive rates)
     with the new model config, ``pruned_from``, ``kept_channels`` and ``pruning`` (``how``).
     """
     out = Path(out)
-    small = prune_physical(model, kept).cpu()
+    small = small.cpu()
     small.save(out)
     new = {k: v for k, v in record.items() if k not in ("history", "masks")}
     new.update(model=small.config.to_dict(), status="done", pruned_from=str(Path(run_dir).resolve()),

@@ -219,13 +219,14 @@ def fig7_pruning(result: dict, majority_baseline: float | None = None) -> Figure
     """
     fig = Figure(figsize=(9.0, 4.6), layout="constrained")
     ax = fig.subplots()
+    correlation = result.get("correlation")
     for i, (method, rows) in enumerate(result.get("methods", {}).items()):
         rows = np.asarray(rows, dtype=float).reshape(len(rows), -1)
         if not len(rows):
             continue
         color = f"C{i}"
         ax.plot(rows[:, 0], _percent(rows[:, 1]), color=color, lw=2 if method == "semantic" else 1.4,
-                marker="o" if len(rows) <= 20 else None, ms=3, label=_method_label(method, result.get("rule")))
+                marker="o" if len(rows) <= 20 else None, ms=3, label=_method_label(method, result.get("rule"), correlation))
         if rows.shape[1] > 2:
             lo, hi = _percent(rows[:, 1] - rows[:, 2]), _percent(rows[:, 1] + rows[:, 2])
             ax.fill_between(rows[:, 0], lo, hi, color=color, alpha=0.2, label=f"{method} mean +- std")
@@ -235,17 +236,20 @@ def fig7_pruning(result: dict, majority_baseline: float | None = None) -> Figure
     channels = result.get("channels")
     ax.set_xlabel(f"channels pruned (of {channels})" if channels else "channels pruned")
     ax.set_ylabel("mean accuracy (%)")
-    ax.set_title("Fig. 7: accuracy while pruning feature channels", fontsize=10)
+    heads = ", heads reconstructed" if result.get("reconstructed") else ""
+    ax.set_title(f"Fig. 7: accuracy while pruning feature channels{heads}", fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8.5, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     return fig
 
 
-def _method_label(method: str, rule: str | None = None) -> str:
-    """Legend text: "semantic, rule lower", "L1 magnitude", "least attended first", ..."""
+def _method_label(method: str, rule: str | None = None, correlation: str | None = None) -> str:
+    """Legend text: "semantic (contributions, lower)", "L1 magnitude", "least attended first", ..."""
     if method.startswith("semantic"):
-        other = method.partition("_")[2]
-        return f"semantic, rule {other or rule or 'lower'}"
+        variant = method.partition("_")[2]
+        kind = variant if variant in ("contributions", "features") else (correlation or "features")
+        how = variant if variant in ("lower", "higher") else (rule or "lower")
+        return f"semantic ({kind}, rule {how})"
     return {"l1": "L1 magnitude", "attention": "least attended first"}.get(method, method)
 
 

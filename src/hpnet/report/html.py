@@ -238,19 +238,32 @@ def pruning_section(run_dir: Path, baseline: float | None) -> str:
     if result is None:
         return _missing("pruning.json", f"hpnet prune {run_dir}")
     html = _fig(F.fig7_pruning(result, baseline), "Fig. 7")
-    channels = result.get("channels")
+    tables = [("methods", "")]
+    if result.get("reconstructed"):
+        html += ('<p class="muted">Each pruned model\'s classifiers (w_k, b_k) are refitted by least '
+                 'squares to the original model\'s logits on training images (no labels, extractor and '
+                 'masks unchanged). The second table is the plain removal, classifiers unchanged.</p>')
+        tables = [("methods", "classifiers reconstructed"),
+                  ("methods_heads_unchanged", "classifiers unchanged (plain removal)")]
+    for key, title in tables:
+        html += (f"<h3>{title}</h3>" if title else "") + _pruning_table(result.get(key, {}), result.get("channels"))
+    if isinstance(result.get("physical"), dict):
+        html += "<h3>Physical pruning</h3>" + _before_after(result["physical"])
+    return html + "<h3>Settings</h3>" + _kv_table(result, skip=("methods", "methods_heads_unchanged",
+                                                                "physical", "filter_l1"))
+
+
+def _pruning_table(methods: dict, channels: int | None) -> str:
+    """Mean accuracy of each method at PRUNE_FRACTIONS of the channels pruned (interpolated)."""
     rows = []
-    for method, curve in result.get("methods", {}).items():
+    for method, curve in methods.items():
         curve = np.asarray(curve, dtype=float).reshape(len(curve), -1)
         if not len(curve):
             continue
         total = channels or curve[:, 0].max()
         rows.append([method] + [_pct(np.interp(f * total, curve[:, 0], curve[:, 1])) for f in PRUNE_FRACTIONS])
-    html += _table(["method"] + [f"{int(100 * f)}% pruned" for f in PRUNE_FRACTIONS], rows,
-                   [False] + [True] * len(PRUNE_FRACTIONS))
-    if isinstance(result.get("physical"), dict):
-        html += "<h3>Physical pruning</h3>" + _before_after(result["physical"])
-    return html + "<h3>Settings</h3>" + _kv_table(result, skip=("methods", "physical", "filter_l1"))
+    return _table(["method"] + [f"{int(100 * f)}% pruned" for f in PRUNE_FRACTIONS], rows,
+                  [False] + [True] * len(PRUNE_FRACTIONS))
 
 
 def _before_after(physical: dict) -> str:
