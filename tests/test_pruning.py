@@ -12,7 +12,7 @@ from hpnet.data.base import ArrayDataset
 from hpnet.errors import HPNetError
 from hpnet.model import HPNet, ModelConfig, count_macs, count_parameters
 from hpnet.ops.pruning import (HeadFit, attention_order, default_grid, filter_l1, l1_order, mean_accuracy,
-                               method_orders, prune_physical, prune_run, pruning_curves, random_order,
+                               masked_model, method_orders, prune_physical, prune_run, pruning_curves, random_order,
                                reconstruct_heads, semantic_order)
 from hpnet.train import TrainConfig, accuracy_table, fit, load_run_model, predict
 
@@ -234,6 +234,20 @@ def test_reconstruction_brings_the_pruned_logits_closer_to_the_original():
     assert torch.equal(rebuilt.features(x), plain.features(x))
 
 
+@pytest.mark.parametrize("kind", ["paper", "linear"])
+def test_reconstructed_physical_model_equals_the_masked_model_with_its_classifiers(kind):
+    model, data = tiny(kind), random_data(30)
+    kept = [1, 3, 4, 7]
+    small = reconstruct_heads(prune_physical(model, kept), model, kept, data, batch_size=16)
+    masked = masked_model(model, kept, small)
+    assert masked.channel_keep.tolist() == [0, 1, 0, 1, 1, 0, 0, 1]
+    x = torch.rand(3, 3, 16, 16)
+    with torch.no_grad():
+        torch.testing.assert_close(small(x).logits, masked(x).logits, rtol=1e-5, atol=1e-5)
+        assert not torch.allclose(small(x).logits, masked_model(model, kept)(x).logits)
+    assert model.channel_keep.eq(1).all()                                 # the original is untouched
+
+
 def test_pruning_curves_with_reconstruction_match_the_reconstructed_models():
     model, data, fit_data = tiny(), random_data(20), random_data(30, seed=1)
     order = [5, 2, 7, 0, 1, 6, 3, 4]
@@ -340,7 +354,7 @@ def test_prune_run_writes_the_curves_and_a_working_smaller_run(run_dir, tmp_path
     assert physical["params_after"] < physical["params_before"]
     assert physical["macs_after"] < physical["macs_before"]
     assert physical["latency_s_after"] > 0 and physical["accuracy_before"] == pytest.approx(base)
-    assert physical["reconstructed"]
+    assert physical["reconstructed"] and physical["max_abs_logit_diff_vs_masked"] < 1e-5
 
     small = load_run_model(tmp_path / "small")
     record = json.loads((tmp_path / "small" / "run.json").read_text())

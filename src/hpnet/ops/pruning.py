@@ -26,6 +26,7 @@ The operation acts on the C channels of z = f_f(x), the input of every attention
 """
 from __future__ import annotations
 
+import copy
 import time
 from pathlib import Path
 from typing import Sequence
@@ -392,14 +393,10 @@ def reconstruct_heads(small: HPNet, model: HPNet, kept: Sequence[int], data: Mul
                       batch_size: int = 64, max_images: int | None = 1000, progress: bool = False) -> HPNet:
     """Refit the classifiers (w_k, b_k) of ``small`` (``model`` pruned physically to ``kept``) in
     place, so its logits match ``model``'s on ``data`` in the least-squares sense; returns ``small``."""
-    device = model_device(model)
-    index = _keep_index(kept, model.config.channels).to(device)
-    fit = HeadFit(model.config.num_attributes, index.numel(), device=device)
-    with inference(model), inference(small):
-        for x, _ in stream(data, batch_size, device, max_images, progress, "reconstructing heads"):
-            z = model.features(x)
-            fit.add(small.heads.pooled(z.index_select(1, index)), model.heads(z)[0])
-    weight, bias = fit.solve()
+    index = _keep_index(kept, model.config.channels).tolist()
+    heads = _PrunedHeads(model, tuple(sorted(set(range(model.config.channels)) - set(index))), physical=True)
+    _reconstruct_all(model, [heads], data, batch_size, max_images, progress)
+    weight, bias = heads.classifiers[-1]
     with torch.no_grad():
         small.heads.weight.copy_(weight)
         small.heads.bias.copy_(bias)
@@ -554,7 +551,29 @@ def physical_report(model: HPNet, kept: Sequence[int], data: MultiLabelDataset, 
         report[f"params_{tag}"] = count_parameters(net)
         report[f"macs_{tag}"] = count_macs(net, int(x.shape[-1]))
         report[f"accuracy_{tag}"] = mean_accuracy(net, data, batch_size, max_images)
+    masked = masked_model(model, kept, small)
+    with inference(masked), inference(small):
+        diff = (small(x).logits - masked(x).logits).abs().max()
+    report["max_abs_logit_diff_vs_masked"] = float(diff) if x.shape[0] else 0.0
     return report
+
+
+def masked_model(model: HPNet, kept: Sequence[int], small: HPNet | None = None) -> HPNet:
+    """A copy of ``model`` with the channels outside ``kept`` masked by ``channel_keep``; with
+    ``small`` (a physically pruned, e.g. reconstructed, model) it carries ``small``'s classifiers
+    at the kept channels, so that it gives ``small``'s logits."""
+    index = _keep_index(kept, model.config.channels)
+    masked = copy.deepcopy(model)
+    keep = torch.zeros_like(model.channel_keep)
+    keep[index] = model.channel_keep[index]
+    masked.set_channel_keep(keep)
+    if small is not None:
+        with torch.no_grad():
+            masked.heads.weight.zero_()
+            masked.heads.weight[:, index.to(masked.heads.weight.device)] = small.heads.weight.detach().to(
+                masked.heads.weight)
+            masked.heads.bias.copy_(small.heads.bias.detach())
+    return masked
 
 
 def mean_accuracy(model: HPNet, data: MultiLabelDataset, batch_size: int = 64,
