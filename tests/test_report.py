@@ -112,5 +112,12 @@ def test_figures_render_and_save_atomically(tmp_path):
         path = F.save_png(fig, tmp_path / f"{name}.png")
         assert path.read_bytes()[:8] == PNG, name
     assert sorted(p.name for p in tmp_path.iterdir()) == ["fig4.png", "fig7.png"]
+    both = F.fig7_pruning({"methods": {"semantic": [[0, 0.7], [4, 0.65]]}, "reconstructed": True,
+                           "correlation": "contributions", "rule": "lower",
+                           "methods_heads_unchanged": {"semantic": [[0, 0.7], [4, 0.6]]}})
+    titles = [ax.get_title() for ax in both.axes]
+    assert titles == ["classifiers reconstructed", "classifiers unchanged (plain removal)"]
+    assert both.axes[0].get_legend() is None
+    assert [t.get_text() for t in both.axes[1].get_legend().get_texts()] == ["semantic (contributions, rule lower)"]
     fig = F.fig8_robustness({"results": [{"n": 1, "beta": 0, "noise_std": 0.0, "accuracy": 0.7}]})
     assert base64.b64decode(F.png_base64(fig))[:8] == PNG

@@ -216,31 +216,40 @@ def fig7_pruning(result: dict, majority_baseline: float | None = None) -> Figure
     ``result`` is pruning.json: ``{"methods": {"semantic": [[pruned, acc], ...], "random":
     [[pruned, mean, std], ...], ...}, "channels": C}``. The random baseline is drawn with a mean
     +- std band; the majority-class baseline (``majority_baseline`` or the file's own) is dashed.
+    With reconstructed classifiers, a second panel (same y axis) shows the plain removal
+    (``"methods_heads_unchanged"``).
     """
-    fig = Figure(figsize=(9.0, 4.6), layout="constrained")
-    ax = fig.subplots()
-    correlation = result.get("correlation")
-    for i, (method, rows) in enumerate(result.get("methods", {}).items()):
+    panels = [("methods", "classifiers reconstructed" if result.get("reconstructed") else "")]
+    if result.get("methods_heads_unchanged"):
+        panels.append(("methods_heads_unchanged", "classifiers unchanged (plain removal)"))
+    fig = Figure(figsize=(6.0 + 4.0 * len(panels), 4.6), layout="constrained")
+    axes = np.atleast_1d(fig.subplots(1, len(panels), sharey=True))
+    baseline = majority_baseline if majority_baseline is not None else _baseline(result)
+    channels = result.get("channels")
+    for ax, (key, title) in zip(axes, panels):
+        _pruning_panel(ax, result[key], result.get("rule"), result.get("correlation"))
+        if baseline is not None:
+            ax.axhline(100 * baseline, color="0.3", ls="--", lw=1.2, label="majority class")
+        ax.set_xlabel(f"channels pruned (of {channels})" if channels else "channels pruned")
+        ax.set_title(title, fontsize=9.5)
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("mean accuracy (%)")
+    fig.suptitle("Fig. 7: accuracy while pruning feature channels", fontsize=10)
+    axes[-1].legend(fontsize=8.5, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    return fig
+
+
+def _pruning_panel(ax, methods: dict, rule: str | None, correlation: str | None) -> None:
+    for i, (method, rows) in enumerate(methods.items()):
         rows = np.asarray(rows, dtype=float).reshape(len(rows), -1)
         if not len(rows):
             continue
         color = f"C{i}"
         ax.plot(rows[:, 0], _percent(rows[:, 1]), color=color, lw=2 if method == "semantic" else 1.4,
-                marker="o" if len(rows) <= 20 else None, ms=3, label=_method_label(method, result.get("rule"), correlation))
+                marker="o" if len(rows) <= 20 else None, ms=3, label=_method_label(method, rule, correlation))
         if rows.shape[1] > 2:
             lo, hi = _percent(rows[:, 1] - rows[:, 2]), _percent(rows[:, 1] + rows[:, 2])
             ax.fill_between(rows[:, 0], lo, hi, color=color, alpha=0.2, label=f"{method} mean +- std")
-    baseline = majority_baseline if majority_baseline is not None else _baseline(result)
-    if baseline is not None:
-        ax.axhline(100 * baseline, color="0.3", ls="--", lw=1.2, label="majority class")
-    channels = result.get("channels")
-    ax.set_xlabel(f"channels pruned (of {channels})" if channels else "channels pruned")
-    ax.set_ylabel("mean accuracy (%)")
-    heads = ", heads reconstructed" if result.get("reconstructed") else ""
-    ax.set_title(f"Fig. 7: accuracy while pruning feature channels{heads}", fontsize=10)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8.5, loc="upper left", bbox_to_anchor=(1.01, 1.0))
-    return fig
 
 
 def _method_label(method: str, rule: str | None = None, correlation: str | None = None) -> str:
