@@ -54,6 +54,25 @@ def test_csv_dataset_trains_and_evaluates(tmp_path, capsys):
     assert code == 0 and json.loads(out)["per_attribute"][0]["name"] == "Smiling"
 
 
+def test_prune_command_prints_both_curves_and_honours_its_options(tmp_path, capsys):
+    csv = make_fake_csv_dataset(tmp_path / "data")
+    run = tmp_path / "run"
+    assert run_cli(capsys, "train", "--dataset", "csv", "--root", csv, "--out", run, "--cache-dir", "none",
+                   *TINY)[0] == 0
+    code, out, err = run_cli(capsys, "prune", run, "--grid", "0,4,8", "--seeds", "2", "--fit-images", "6",
+                             "--quiet")
+    assert code == 0, err
+    assert "(heads reconstructed)" in out and "(heads unchanged)" in out and "semantic_features" in out
+    stored = json.loads((run / "pruning.json").read_text())
+    assert stored["fit_images"] == 6 and stored["correlation"] == "contributions"
+    code, out, err = run_cli(capsys, "prune", run, "--grid", "0,8", "--method", "semantic",
+                             "--correlation", "features", "--no-reconstruct", "--quiet")
+    assert code == 0, err
+    assert "(heads reconstructed)" not in out and "semantic_contributions" in out
+    stored = json.loads((run / "pruning.json").read_text())
+    assert not stored["reconstructed"] and stored["correlation"] == "features"
+
+
 def test_empty_valid_and_test_splits_train_on_a_holdout_and_refuse_to_evaluate_test(tmp_path, capsys):
     root = make_fake_celeba(tmp_path / "data", partitions=(24, 0, 0))
     run = tmp_path / "run"

@@ -159,6 +159,7 @@ def test_method_orders_scan_the_chosen_correlation_and_report_the_other():
     assert swapped == {"semantic": semantic_order(b, l1), "semantic_contributions": semantic_order(a, l1)}
     with pytest.raises(HPNetError, match="--correlation"):
         method_orders(model, {"features": b}, None, ["semantic"])
+    assert set(method_orders(model, {}, None, ["random", "l1"], seeds=2)) == {"random", "l1"}
 
 
 def test_mean_mask_grid_equals_the_mean_of_the_full_masks():

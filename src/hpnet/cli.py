@@ -17,14 +17,21 @@ def command(fn: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Names
     return fn
 
 
-def int_list(text: str) -> tuple[int, ...]:
+def int_list(text: str, smallest: int = 1) -> tuple[int, ...]:
+    """Comma-separated integers, each at least ``smallest`` (1 or 0)."""
     try:
         values = tuple(int(v) for v in text.split(",") if v.strip())
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
-    if not values or min(values) < 1:
-        raise argparse.ArgumentTypeError(f"expected positive integers, got {text!r}")
+    if not values or min(values) < smallest:
+        kind = "positive" if smallest == 1 else "non-negative"
+        raise argparse.ArgumentTypeError(f"expected {kind} integers, got {text!r}")
     return values
+
+
+def count_list(text: str) -> list[int]:
+    """Comma-separated counts that may include 0 (e.g. numbers of pruned channels)."""
+    return list(int_list(text, smallest=0))
 
 
 def float_list(text: str) -> list[float]:
@@ -237,7 +244,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="methods, comma separated (default all: semantic,random,l1,attention)")
     p.add_argument("--rule", choices=["lower", "higher"], default="lower",
                    help="of a correlated pair, prune the channel with the lower (default) or higher filter L1")
-    p.add_argument("--grid", type=lambda t: list(int_list(t)) if t != "0" else [0], default=None,
+    p.add_argument("--grid", type=count_list, default=None,
                    help="numbers of pruned channels to evaluate (default about 17 points from 0 to C)")
     p.add_argument("--correlation", choices=["contributions", "features"], default="contributions",
                    help="what the semantic scan correlates: the channels' contributions to the logits "

@@ -419,7 +419,7 @@ def method_orders(model: HPNet, correlations: dict[str, torch.Tensor] | torch.Te
         raise HPNetError(f"--method must be among {', '.join(METHODS)}, got {', '.join(bad)}")
     if not isinstance(correlations, dict):
         correlations = {correlation: correlations}
-    if correlation not in correlations:
+    if "semantic" in methods and correlation not in correlations:
         raise HPNetError(f"--correlation must be among {', '.join(correlations)}, got {correlation!r}")
     C, l1 = model.config.channels, filter_l1(model)
     orders: dict[str, list] = {}
@@ -472,8 +472,10 @@ def prune_run(run_dir: str | Path, methods: Sequence[str] = METHODS, rule: str =
     data = require_nonempty(load_split(spec, split, progress), spec, split)
     fit = require_nonempty(train, spec, "train") if reconstruct else None
     start = time.perf_counter()
-    correlations = {"contributions": contribution_correlation(model, train, batch_size, corr_images, progress),
-                    "features": channel_correlation(model, train, batch_size, corr_images, progress)}
+    correlations = {}
+    if "semantic" in methods or keep is not None:      # only the semantic scan reads them
+        correlations = {"contributions": contribution_correlation(model, train, batch_size, corr_images, progress),
+                        "features": channel_correlation(model, train, batch_size, corr_images, progress)}
     masks = mean_mask_grid(model, train, batch_size, corr_images, progress) if model.has_masks else None
     orders = method_orders(model, correlations, masks, methods, rule, seeds, both_rules, use_abs,
                            correlation=correlation)
