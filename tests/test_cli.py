@@ -62,13 +62,13 @@ def test_prune_command_prints_both_curves_and_honours_its_options(tmp_path, caps
     code, out, err = run_cli(capsys, "prune", run, "--grid", "0,4,8", "--seeds", "2", "--fit-images", "6",
                              "--quiet")
     assert code == 0, err
-    assert "(heads reconstructed)" in out and "(heads unchanged)" in out and "semantic_features" in out
+    assert "(classifiers reconstructed)" in out and "(classifiers unchanged)" in out and "semantic_features" in out
     stored = json.loads((run / "pruning.json").read_text())
     assert stored["fit_images"] == 6 and stored["correlation"] == "contributions"
     code, out, err = run_cli(capsys, "prune", run, "--grid", "0,8", "--method", "semantic",
                              "--correlation", "features", "--no-reconstruct", "--quiet")
     assert code == 0, err
-    assert "(heads reconstructed)" not in out and "semantic_contributions" in out
+    assert "(classifiers reconstructed)" not in out and "semantic_contributions" in out
     stored = json.loads((run / "pruning.json").read_text())
     assert not stored["reconstructed"] and stored["correlation"] == "features"
 

@@ -128,9 +128,10 @@ def cmd_prune(args: argparse.Namespace) -> int:
                        split=args.split, max_images=args.max_images, keep=args.keep, save=args.save,
                        device=args.device, progress=not args.quiet, correlation=args.correlation,
                        reconstruct=not args.no_reconstruct, fit_images=args.fit_images)
-    sections = [("heads reconstructed" if result["reconstructed"] else "heads unchanged", result["methods"])]
+    title = "classifiers reconstructed" if result["reconstructed"] else "classifiers unchanged"
+    sections = [(title, result["methods"])]
     if result["reconstructed"]:
-        sections.append(("heads unchanged", result["methods_heads_unchanged"]))
+        sections.append(("classifiers unchanged", result["methods_heads_unchanged"]))
     for title, methods in sections:
         print(f"accuracy after pruning P channels ({title}):")
         for method, curve in methods.items():

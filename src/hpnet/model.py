@@ -344,8 +344,7 @@ class HPNet(nn.Module):
         """Start each classifier at its attribute's training log-odds, so training starts at the
         majority-class answer instead of at 50% (shorter runs, same optimum)."""
         p = torch.as_tensor(positive_rate, dtype=torch.float32).clamp(1e-3, 1 - 1e-3)
-        bias = self.heads.bias
-        bias.copy_(torch.log(p / (1 - p)))
+        self.heads.bias.copy_(torch.log(p / (1 - p)))
 
     def set_channel_keep(self, keep: torch.Tensor) -> None:
         """Keep-mask over the C feature channels (1 = kept, 0 = pruned)."""
