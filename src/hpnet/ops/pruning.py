@@ -491,7 +491,8 @@ def prune_run(run_dir: str | Path, methods: Sequence[str] = METHODS, rule: str =
     if "attention" in methods and masks is None:
         result["skipped"] = {"attention": "the model has linear heads (no attention masks)"}
     if keep is not None:
-        kept = semantic_order(correlations[correlation], filter_l1(model), rule, use_abs)[-int(keep):]
+        order = orders.get("semantic") or semantic_order(correlations[correlation], filter_l1(model), rule, use_abs)
+        kept = order[-int(keep):]
         small = prune_physical(model, kept)
         if fit is not None:
             reconstruct_heads(small, model, kept, fit, batch_size, fit_images)
