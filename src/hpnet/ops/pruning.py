@@ -476,7 +476,8 @@ def prune_run(run_dir: str | Path, methods: Sequence[str] = METHODS, rule: str =
     if "semantic" in methods or keep is not None:      # only the semantic scan reads them
         correlations = {"contributions": contribution_correlation(model, train, batch_size, corr_images, progress),
                         "features": channel_correlation(model, train, batch_size, corr_images, progress)}
-    masks = mean_mask_grid(model, train, batch_size, corr_images, progress) if model.has_masks else None
+    wants_masks = model.has_masks and "attention" in methods          # only that baseline reads them
+    masks = mean_mask_grid(model, train, batch_size, corr_images, progress) if wants_masks else None
     orders = method_orders(model, correlations, masks, methods, rule, seeds, both_rules, use_abs,
                            correlation=correlation)
     scan_s = time.perf_counter() - start
@@ -488,7 +489,7 @@ def prune_run(run_dir: str | Path, methods: Sequence[str] = METHODS, rule: str =
                   filter_l1=filter_l1(model).tolist(),
                   seconds={"correlation_and_orders": scan_s, "curves": time.perf_counter() - start - scan_s})
     result["majority_baseline"] = majority_baseline(record, data, max_images)
-    if "attention" in methods and masks is None:
+    if "attention" in methods and not model.has_masks:
         result["skipped"] = {"attention": "the model has linear heads (no attention masks)"}
     if keep is not None:
         order = orders.get("semantic") or semantic_order(correlations[correlation], filter_l1(model), rule, use_abs)
