@@ -18,6 +18,7 @@ demo: $(STAMP)
 	$(BIN)/python -m hpnet demo --out runs/demo
 
 test: $(STAMP)
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest
 
 bench: $(STAMP)

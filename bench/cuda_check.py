@@ -26,8 +26,9 @@ import torch.nn.functional as F
 
 from hpnet.bench import BenchConfig, run as run_bench
 from hpnet.data.base import ArrayDataset
-from hpnet.fused import fused_heads
-from hpnet.model import HPNet, ModelConfig, _head_chunk
+from hpnet.model.fused import fused_heads
+from hpnet.model import HPNet, ModelConfig
+from hpnet.model.heads import _head_chunk
 from hpnet.train import TrainConfig, fit
 
 RTOL = 1e-4

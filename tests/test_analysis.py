@@ -5,8 +5,9 @@ import numpy as np
 import pytest
 import torch
 
-from hpnet.analysis.attention import (analyse_run, attribute_correlation_table, cluster_order, mask_maps,
+from hpnet.analysis.attention import (AnalysisSettings, attribute_correlation_table, cluster_order, mask_maps,
                                       select_attributes, top_channels)
+from hpnet.commands import analyse_run
 from hpnet.data import DataSpec
 from hpnet.errors import HPNetError
 from hpnet.io import atomic_write_json
@@ -120,7 +121,7 @@ def make_run(path, **model_kw):
 def test_analyse_run_writes_json_and_figures(tmp_path):
     backbone = "strided"  # masks on a 2x2 map, upsampled for Fig. 4; the paper backbone: mask_maps tests
     make_run(tmp_path, backbone=backbone)
-    result = analyse_run(tmp_path, samples=2, max_images=32, progress=False)
+    result = analyse_run(tmp_path, AnalysisSettings(samples=2, max_images=32), progress=False)
     saved = json.loads((tmp_path / "analysis.json").read_text())
     assert saved["backbone"] == backbone and saved["attribute_names"] == NAMES
     assert np.asarray(saved["mean_mask_grid"]).shape == (3, 8)
@@ -133,7 +134,7 @@ def test_analyse_run_writes_json_and_figures(tmp_path):
     for name in ("fig4_mask_maps.png", "fig5_mean_masks.png", "fig6_channel_correlation.png"):
         assert (tmp_path / "figures" / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "| Smiling |" in (tmp_path / "figures" / "table4_attribute_correlation.md").read_text()
-    assert result["figures"]["fig4"].endswith("fig4_mask_maps.png")
+    assert result.figures["fig4"].endswith("fig4_mask_maps.png") and saved == result.to_json()
     assert not list(tmp_path.glob("**/*.tmp"))
 
 

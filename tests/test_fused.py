@@ -5,10 +5,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from hpnet import _kernels
-from hpnet import fused as fused_module
-from hpnet.fused import fused_heads, fused_pooled_many, plan_tiles
-from hpnet.model import HPNet, ModelConfig, _head_chunk
+from hpnet.model import _kernels
+from hpnet.model import fused as fused_module
+from hpnet.model.fused import fused_heads, fused_pooled_many
+from hpnet.model.tiles import plan_tiles
+from hpnet.model import HPNet, ModelConfig
+from hpnet.model.heads import _head_chunk
 
 NAMES = ["Smiling", "Male", "Eyeglasses", "Young", "Bald"]
 RTOL = 1e-4
@@ -57,7 +59,7 @@ CASES = [
 
 @pytest.fixture(params=[True, False], ids=["compiled", "torch-ops"])
 def kernels(request, monkeypatch):
-    """Run a test with the compiled per-tile loops (hpnet._kernels) and with torch ops only."""
+    """Run a test with the compiled per-tile loops (hpnet.model._kernels) and with torch ops only."""
     if request.param and _kernels.library() is None:
         pytest.skip("no C compiler: the compiled loops are unavailable")
     monkeypatch.setattr(fused_module, "USE_KERNELS", request.param)
@@ -157,9 +159,9 @@ def test_the_compiled_loops_are_used_where_they_apply():
     if _kernels.library() is None:
         pytest.skip("no C compiler")
     z, A, a, n, beta = random_heads(2, 3, 8, 4, False)
-    assert fused_module._Problem(z.reshape(2, 8, -1), A, a, n, beta, False, torch.float32, (3, 16, 1)).kernels
-    assert fused_module._Problem(z.reshape(2, 8, -1), A, a, n, beta, True, torch.float32, (3, 16, 1)).kernels
-    assert not fused_module._Problem(z.reshape(2, 8, -1).double(), A.double(), a.double(), n, beta, False,
+    assert fused_module._problem(z.reshape(2, 8, -1), A, a, n, beta, False, torch.float32, (3, 16, 1)).kernels
+    assert fused_module._problem(z.reshape(2, 8, -1), A, a, n, beta, True, torch.float32, (3, 16, 1)).kernels
+    assert not fused_module._problem(z.reshape(2, 8, -1).double(), A.double(), a.double(), n, beta, False,
                                      torch.float64, (3, 16, 1)).kernels
 
 

@@ -7,16 +7,19 @@ import numpy as np
 import pytest
 import torch
 
-from hpnet.analysis.predictability import (
-    EXPLAINERS, RESULT_FILE, average_ranks, captum_available, channel_usage, energy_fraction,
-    gradcam_maps, localisation, mean_ci, permutation_maps, predict_pruning, predict_transform,
-    predictability_run, predictability_score, pruning_operations, pruning_predictability,
-    regression_predictability, report_section, saliency_maps, spearman, transform_predictability)
-from hpnet.api import train_run
+from hpnet.commands import predictability_run, train_run
+from hpnet.core.stats import average_ranks, mean_ci, predictability_score, spearman
 from hpnet.data import DataSpec, load_split
 from hpnet.errors import HPNetError
 from hpnet.model import HPNet, ModelConfig
-from hpnet.train import TrainConfig, load_run_model
+from hpnet.predictability import (
+    EXPLAINERS, PredictabilitySettings, captum_available, channel_usage, energy_fraction, gradcam_maps,
+    localisation, permutation_maps, predict_pruning, predict_transform, pruning_operations,
+    pruning_predictability, regression_predictability, saliency_maps, transform_predictability)
+from hpnet.report.predictability import report_section
+from hpnet.results import PredictabilityResult
+from hpnet.run import Run
+from hpnet.train import TrainConfig
 
 NAMES = ["Smiling", "Eyeglasses", "Wearing_Hat"]
 TINY = {"backbone": "strided", "widths": (4, 6, 8)}
@@ -193,7 +196,7 @@ def run(tmp_path_factory):
 
 
 def test_pruning_and_transform_predictability_on_a_trained_model(run):
-    model = load_run_model(run)
+    model = Run.open(run).model()
     spec = DataSpec(dataset="synthetic", image_size=16, max_images=256, attributes=NAMES)
     train, test = load_split(spec, "train", False), load_split(spec, "test", False)
     usage = channel_usage(model, train, 64)
@@ -209,7 +212,7 @@ def test_pruning_and_transform_predictability_on_a_trained_model(run):
 
 
 def test_localisation_of_a_trained_model(run):
-    model = load_run_model(run)
+    model = Run.open(run).model()
     data = load_split(DataSpec(dataset="synthetic", image_size=16, max_images=256, attributes=NAMES), "test", False)
     loc = localisation(model, data, max_images=6, n_boot=50, batch_size=3, patch=4)
     for m in ("attention",) + EXPLAINERS + ("chance",):
@@ -218,10 +221,10 @@ def test_localisation_of_a_trained_model(run):
 
 
 def test_predictability_run_writes_the_interface(run):
-    result = predictability_run(run, max_images=64, localisation_images=4, usage_images=64, groups=4,
-                                n_boot=100, batch_size=32, progress=False)
-    saved = json.loads((run / RESULT_FILE).read_text())
-    assert saved == json.loads(json.dumps(result))
+    result = predictability_run(run, PredictabilitySettings(max_images=64, localisation_images=4, usage_images=64,
+                                                            groups=4, n_boot=100, batch_size=32), progress=False)
+    saved = json.loads((run / PredictabilityResult.FILE).read_text())
+    assert saved == result.to_json()
     for net in ("attention", "plain"):
         assert {"score", "ci_low", "ci_high"} <= set(saved["pruning"][net])
         assert saved["accuracy"][net]["mean_accuracy"] > 0
@@ -231,13 +234,13 @@ def test_predictability_run_writes_the_interface(run):
     assert all(isinstance(v, float) for v in saved["regression"].values())
     assert (run / "plain" / "model.safetensors").is_file()
     assert (run / "figures" / "predictability_pruning.png").is_file()
-    html = report_section(run)
+    html = report_section(Run.open(run))
     assert "plain CNN" in html and "data:image/png;base64," in html
 
 
 def test_predictability_run_refuses_a_plain_run_or_an_attention_baseline(run, tmp_path):
     with pytest.raises(HPNetError, match="must be a plain CNN"):
-        predictability_run(run, plain_run=run, progress=False)
+        predictability_run(run, PredictabilitySettings(plain_run=run), progress=False)
     linear = tmp_path / "linear"
     tiny("linear").save(linear)
     (linear / "run.json").write_text((run / "run.json").read_text())

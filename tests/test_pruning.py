@@ -11,10 +11,14 @@ from hpnet.data import DataSpec, load_split
 from hpnet.data.base import ArrayDataset
 from hpnet.errors import HPNetError
 from hpnet.model import HPNet, ModelConfig, count_macs, count_parameters
-from hpnet.ops.pruning import (HeadFit, attention_order, default_grid, filter_l1, l1_order, mean_accuracy,
-                               masked_model, method_orders, prune_physical, prune_run, pruning_curves, random_order,
-                               reconstruct_heads, semantic_order)
-from hpnet.train import TrainConfig, accuracy_table, fit, load_run_model, predict
+from hpnet.commands import evaluate_run, prune_run
+from hpnet.commands.evaluate import EvalSettings
+from hpnet.evaluation import accuracy_table, predict
+from hpnet.ops.pruning import (HeadFit, PruneSettings, ScanInputs, attention_order, default_grid, filter_l1,
+                               l1_order, masked_model, mean_accuracy, method_orders, prune_physical, pruning_curves,
+                               random_order, reconstruct_heads, semantic_order)
+from hpnet.run import Run
+from hpnet.train import TrainConfig, fit
 
 NAMES = ["Smiling", "Male", "Eyeglasses"]
 CONFIGS = {
@@ -150,16 +154,27 @@ def test_method_orders_scan_the_chosen_correlation_and_report_the_other():
     model = tiny()
     g = torch.Generator().manual_seed(1)
     a, b = (torch.corrcoef(torch.randn(8, 30, generator=g)) for _ in range(2))
-    orders = method_orders(model, {"contributions": a, "features": b}, None, ["semantic"], seeds=1)
+    given = {"contributions": a, "features": b}
+    orders, skipped = method_orders(ScanInputs(model, PruneSettings(seeds=1), correlations=given), ["semantic"])
     l1 = filter_l1(model)
     assert orders == {"semantic": semantic_order(a, l1), "semantic_higher": semantic_order(a, l1, "higher"),
-                      "semantic_features": semantic_order(b, l1)}
-    swapped = method_orders(model, {"contributions": a, "features": b}, None, ["semantic"],
-                            both_rules=False, correlation="features")
+                      "semantic_features": semantic_order(b, l1)} and skipped == {}
+    swapped, _ = method_orders(ScanInputs(model, PruneSettings(both_rules=False, correlation="features"),
+                                          correlations=given), ["semantic"])
     assert swapped == {"semantic": semantic_order(b, l1), "semantic_contributions": semantic_order(a, l1)}
     with pytest.raises(HPNetError, match="--correlation"):
-        method_orders(model, {"features": b}, None, ["semantic"])
-    assert set(method_orders(model, {}, None, ["random", "l1"], seeds=2)) == {"random", "l1"}
+        method_orders(ScanInputs(model, PruneSettings(), correlations={"features": b}), ["semantic"])
+    with pytest.raises(HPNetError, match="--correlation"):
+        PruneSettings(correlation="weights")
+    with pytest.raises(HPNetError, match="--method"):
+        PruneSettings(methods=["semantic", "magic"])
+    orders, _ = method_orders(ScanInputs(model, PruneSettings(seeds=2), correlations={}), ["random", "l1"])
+    assert set(orders) == {"random", "l1"} and len(orders["random"]) == 2
+
+
+def test_attention_scorer_is_skipped_for_linear_heads_with_a_reason():
+    orders, skipped = method_orders(ScanInputs(tiny("linear"), PruneSettings()), ["l1", "attention"])
+    assert set(orders) == {"l1"} and skipped == {"attention": "the model has linear heads (no attention masks)"}
 
 
 def test_mean_mask_grid_equals_the_mean_of_the_full_masks():
@@ -339,9 +354,10 @@ def run_dir(tmp_path_factory):
 
 
 def test_prune_run_writes_the_curves_and_a_working_smaller_run(run_dir, tmp_path):
-    result = prune_run(run_dir, grid=[0, 4, 8], seeds=2, keep=3, save=tmp_path / "small", progress=False)
+    result = prune_run(run_dir, PruneSettings(grid=[0, 4, 8], seeds=2, keep=3, save=tmp_path / "small"),
+                       progress=False)
     stored = json.loads((run_dir / "pruning.json").read_text())
-    assert stored["methods"] == json.loads(json.dumps(result["methods"]))
+    assert stored["methods"] == json.loads(json.dumps(result.methods)) and stored == result.to_json()
     methods = {"semantic", "semantic_higher", "semantic_features", "random", "l1", "attention"}
     assert set(stored["methods"]) == set(stored["methods_heads_unchanged"]) == methods
     assert stored["rule"] == "lower" and stored["grid"] == [0, 4, 8] and stored["channels"] == 8
@@ -357,34 +373,34 @@ def test_prune_run_writes_the_curves_and_a_working_smaller_run(run_dir, tmp_path
     assert physical["latency_s_after"] > 0 and physical["accuracy_before"] == pytest.approx(base)
     assert physical["reconstructed"] and physical["max_abs_logit_diff_vs_masked"] < 1e-5
 
-    small = load_run_model(tmp_path / "small")
+    small = Run.open(tmp_path / "small").model()
     record = json.loads((tmp_path / "small" / "run.json").read_text())
     assert small.config.channels == 3 and record["kept_channels"] == physical["kept_channels"]
     assert record["model"]["widths"][-1] == 3 and record["data"]["dataset"] == "synthetic"
-    from hpnet.api import evaluate_run
-    evaluated = evaluate_run(tmp_path / "small", progress=False, write=False)
-    assert evaluated["mean_accuracy"] == pytest.approx(physical["accuracy_after"])
+    evaluated = evaluate_run(tmp_path / "small", EvalSettings(write=False), progress=False)
+    assert evaluated.mean_accuracy == pytest.approx(physical["accuracy_after"])
+    assert not list((tmp_path / "small").glob("eval_*.json"))
 
 
 def test_prune_run_rejects_bad_physical_arguments_before_any_work(run_dir):
     with pytest.raises(HPNetError, match="--keep"):
-        prune_run(run_dir, keep=9, progress=False)
+        prune_run(run_dir, PruneSettings(keep=9), progress=False)
     with pytest.raises(HPNetError, match="holds a trained run"):
-        prune_run(run_dir, keep=4, save=run_dir, progress=False)
+        prune_run(run_dir, PruneSettings(keep=4, save=run_dir), progress=False)
     with pytest.raises(HPNetError, match="--save needs --keep"):
-        prune_run(run_dir, save=run_dir.parent / "x", progress=False)
+        prune_run(run_dir, PruneSettings(save=run_dir.parent / "x"), progress=False)
     with pytest.raises(HPNetError, match="--correlation"):
-        prune_run(run_dir, correlation="weights", progress=False)
+        prune_run(run_dir, PruneSettings(correlation="weights"), progress=False)
 
 
 def test_prune_run_without_reconstruction_keeps_the_heads(run_dir, tmp_path):
-    result = prune_run(run_dir, methods=["semantic"], grid=[0, 4], keep=4, save=tmp_path / "small",
-                       reconstruct=False, correlation="features", progress=False)
-    assert not result["reconstructed"] and "methods_heads_unchanged" not in result
-    assert set(result["methods"]) == {"semantic", "semantic_higher", "semantic_contributions"}
-    model, small = load_run_model(run_dir), load_run_model(tmp_path / "small")
-    kept = result["physical"]["kept_channels"]
-    assert not result["physical"]["reconstructed"] and kept == sorted(result["orders"]["semantic"][-4:])
+    result = prune_run(run_dir, PruneSettings(methods=["semantic"], grid=[0, 4], keep=4, save=tmp_path / "small",
+                                              reconstruct=False, correlation="features"), progress=False)
+    assert not result.reconstructed and "methods_heads_unchanged" not in result.to_json()
+    assert set(result.methods) == {"semantic", "semantic_higher", "semantic_contributions"}
+    model, small = Run.open(run_dir).model(), Run.open(tmp_path / "small").model()
+    kept = result.physical["kept_channels"]
+    assert not result.physical["reconstructed"] and kept == sorted(result.orders["semantic"][-4:])
     mask = torch.zeros(8)
     mask[kept] = 1
     model.set_channel_keep(mask)

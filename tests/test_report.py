@@ -11,6 +11,7 @@ from hpnet.io import atomic_write_json
 from hpnet.model import HPNet, ModelConfig
 from hpnet.report import figures as F
 from hpnet.report.html import SECTIONS, write_report
+from hpnet.results import PruningResult, RobustnessResult
 
 NAMES = ["Smiling", "Black_Hair", "Male"]
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -105,19 +106,21 @@ def test_figures_render_and_save_atomically(tmp_path):
     figs = {
         "fig4": F.fig4_mask_maps(torch.randint(0, 256, (2, 3, 16, 16), dtype=torch.uint8),
                                  torch.rand(2, 2, 3, 16, 16), NAMES[:2], torch.tensor([[1, 2, 3], [4, 5, 6]])),
-        "fig7": F.fig7_pruning({"methods": {"semantic": [[0, 0.7], [4, 0.6]],
-                                            "random": [[0, 0.7, 0.0], [4, 0.5, 0.05]]}}, majority_baseline=0.55),
+        "fig7": F.fig7_pruning(PruningResult.from_json({"methods": {"semantic": [[0, 0.7], [4, 0.6]],
+                                                                    "random": [[0, 0.7, 0.0], [4, 0.5, 0.05]]}}),
+                               majority_baseline=0.55),
     }
     for name, fig in figs.items():
         path = F.save_png(fig, tmp_path / f"{name}.png")
         assert path.read_bytes()[:8] == PNG, name
     assert sorted(p.name for p in tmp_path.iterdir()) == ["fig4.png", "fig7.png"]
-    both = F.fig7_pruning({"methods": {"semantic": [[0, 0.7], [4, 0.65]]}, "reconstructed": True,
-                           "correlation": "contributions", "rule": "lower",
-                           "methods_heads_unchanged": {"semantic": [[0, 0.7], [4, 0.6]]}})
+    both = F.fig7_pruning(PruningResult.from_json({"methods": {"semantic": [[0, 0.7], [4, 0.65]]}, "reconstructed": True,
+                                                   "correlation": "contributions", "rule": "lower",
+                                                   "methods_heads_unchanged": {"semantic": [[0, 0.7], [4, 0.6]]}}))
     titles = [ax.get_title() for ax in both.axes]
     assert titles == ["classifiers reconstructed", "classifiers unchanged (plain removal)"]
     assert both.axes[0].get_legend() is None
     assert [t.get_text() for t in both.axes[1].get_legend().get_texts()] == ["semantic (contributions, rule lower)"]
-    fig = F.fig8_robustness({"results": [{"n": 1, "beta": 0, "noise_std": 0.0, "accuracy": 0.7}]})
+    fig = F.fig8_robustness(RobustnessResult.from_json({"results": [{"n": 1, "beta": 0, "noise_std": 0.0,
+                                                                     "accuracy": 0.7}]}))
     assert base64.b64decode(F.png_base64(fig))[:8] == PNG

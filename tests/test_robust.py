@@ -7,8 +7,10 @@ import torch
 from hpnet.data import DataSpec, load_split
 from hpnet.errors import HPNetError
 from hpnet.model import HPNet, ModelConfig
-from hpnet.ops.robust import robust_run, robustness_sweep, select_transform, sweep_accuracy
-from hpnet.train import TrainConfig, fit, predict
+from hpnet.commands import robust_run
+from hpnet.evaluation import predict
+from hpnet.ops.robust import RobustSettings, robustness_sweep, select_transform, sweep_accuracy
+from hpnet.train import TrainConfig, fit
 
 from test_pruning import NAMES, random_data, tiny
 
@@ -44,7 +46,7 @@ def test_noise_is_the_draw_predict_makes_and_is_shared_by_every_transform(clip):
                          seed=3, batch_size=8)                        # (S, T, K)
     assert acc.shape == (2, 3, 3)
     assert torch.equal(acc[:, 0], acc[:, 2])                          # same noise for each (n, beta)
-    if not clip:  # train.predict draws the same noise (unclipped) from the same seed
+    if not clip:  # evaluation.predict draws the same noise (unclipped) from the same seed
         noisy = accuracy(predict(model, data, batch_size=8, noise_std=0.4, seed=3), data.targets)
         torch.testing.assert_close(acc[1, 0], noisy)
     model.set_transform(2.0, 0.2)
@@ -77,8 +79,8 @@ def test_robust_run_writes_the_sweep_and_the_selection(tmp_path):
     model = HPNet(ModelConfig(NAMES, widths=(4, 6, 6, 8)))
     cfg = TrainConfig(epochs=1, batch_size=32, amp=False, device="cpu", num_workers=0)
     fit(model, load_split(spec, "train", False), None, cfg, tmp_path, data_spec=spec, progress=False)
-    result = robust_run(tmp_path, ns=(1, 2), betas=(0, 0.2), noise_stds=(0, 0.5), select=True,
-                        max_images=32, progress=False)
+    result = robust_run(tmp_path, RobustSettings(ns=(1, 2), betas=(0, 0.2), noise_stds=(0, 0.5), select=True,
+                                                 max_images=32), progress=False)
     stored = json.loads((tmp_path / "robustness.json").read_text())
     assert len(stored["results"]) == 8 and stored["split"] == "test" and stored["images"] == 32
     assert set(stored["results"][0]) >= {"n", "beta", "noise_std", "accuracy"}
@@ -86,4 +88,5 @@ def test_robust_run_writes_the_sweep_and_the_selection(tmp_path):
     selection = stored["selection"]
     assert len(selection["n"]) == 3 and selection["noise_std"] == 0.5
     assert selection["selection_split"] == "valid" and selection["test_split"] == "test"
-    assert result["results"][0]["accuracy"] == stored["results"][0]["accuracy"]
+    assert result.results[0]["accuracy"] == stored["results"][0]["accuracy"]
+    assert result.to_json() == stored

@@ -1,13 +1,16 @@
 """Synthetic faces: API contract, determinism, the attribute prior and the evidence regions."""
 from __future__ import annotations
 
+import dataclasses
+import inspect
+
 import numpy as np
 import pytest
 import torch
 
 import hpnet.data.synthetic as syn
 from hpnet.data.base import ArrayDataset
-from hpnet.data.synthetic import ATTRIBUTES, SyntheticFaces, generate
+from hpnet.data.synthetic import ATTRIBUTES, SyntheticFaces, features, generate, render
 from hpnet.errors import HPNetError
 
 HAIR = ["Black_Hair", "Blond_Hair", "Brown_Hair", "Gray_Hair"]
@@ -186,3 +189,30 @@ def test_male_changes_face_outline_and_hair():
     region = (syn._region_masks(syn._geometry(on, scene), ["Male"], size)
               | syn._region_masks(syn._geometry(off, scene), ["Male"], size))[:, 0]
     assert diff[region].mean() > 5 * diff[~region].mean()
+
+
+def test_feature_table_gives_every_attribute_one_region_and_draws_every_painter(monkeypatch):
+    owners = [name for feature in features.FEATURES for name in feature.regions]
+    assert sorted(owners) == sorted(ATTRIBUTES), "each attribute's region sits in exactly one feature"
+    with pytest.raises(RuntimeError, match="Wearing_Hat"):
+        features._attribute_regions(features.FEATURES[:-1])  # the import-time check
+    # every painter written in features.py is in the table ...
+    painters = [f for _, f in inspect.getmembers(features, inspect.isfunction)
+                if f.__module__ == features.__name__ and "_View" in str(inspect.signature(f))
+                and inspect.signature(f).return_annotation in (None, "None")]
+    assert {f.__name__ for f in painters} == {feature.paint.__name__ for feature in features.FEATURES}
+    # ... and rendering draws the table's painters in its order (on two images that have each one)
+    drawn = []
+
+    def spy(feature: features.Feature) -> features.Feature:
+        def paint(view) -> None:
+            drawn.append(feature.paint)
+            feature.paint(view)
+        return dataclasses.replace(feature, paint=paint)
+
+    monkeypatch.setattr(render, "FEATURES", [spy(feature) for feature in features.FEATURES])
+    rng = np.random.Generator(np.random.PCG64(0))
+    scene = syn._sample_scene(rng, 2)
+    attrs = {name: np.array([True, False]) for name in ATTRIBUTES}
+    syn._render(attrs, scene, 16, noise_seed=0)
+    assert drawn == [feature.paint for feature in features.FEATURES]

@@ -5,16 +5,16 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 import torch
 
 from hpnet.data import DataSpec
-from hpnet.api import evaluate_run, train_run
+from hpnet.commands import evaluate_run, train_run
 from hpnet.errors import HPNetError
 from hpnet.io import load_tensors
-from hpnet.train import TrainConfig, accuracy_table, learning_rate, loss_fn
+from hpnet.evaluation import accuracy_table
+from hpnet.train import TrainConfig, learning_rate, loss_fn
 
 ATTRS = ["Smiling", "Male", "Eyeglasses"]
 TINY = {"widths": (4, 8, 8, 8)}
@@ -71,7 +71,7 @@ def test_training_learns_on_synthetic_faces(tmp_path):
                        {"backbone": "strided", "widths": (8, 16, 16, 16)},
                        TrainConfig(epochs=4, batch_size=32, lr=3e-3), progress=False)
     result = evaluate_run(tmp_path / "r", progress=False)
-    assert result["mean_accuracy"] > result["mean_majority_baseline"] + 0.05, result
+    assert result.mean_accuracy > result.mean_majority_baseline + 0.05, result
     assert record["history"][-1]["loss"] < record["history"][0]["loss"]
 
 

@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from hpnet import mask_transform
-from hpnet.ops.transform import tone_curve
+from hpnet.core.tone import tone_curve
 
 M = torch.linspace(0, 1, 101, dtype=torch.float64)
 

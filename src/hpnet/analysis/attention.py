@@ -8,27 +8,29 @@
 - Table 4: for each attribute, the attributes whose rows of the Fig. 5 grid correlate most
   (:func:`attribute_correlation_table`).
 
-:func:`analyse_run` does all of it for a run folder and writes ``RUN/analysis.json`` and
-``RUN/figures/*.png``.
+:func:`analyse` does all of it for a model and returns an :class:`~hpnet.results.AnalysisResult`
+and the Fig. 4 mask maps; the ``analyse`` command (:mod:`hpnet.commands.analyse`) writes them, the
+figures drawn by :mod:`hpnet.report`.
 """
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
+from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..data import DataSpec, load_split
-from ..data.base import ArrayDataset, MultiLabelDataset
+from ..core.stream import head, to_input
+from ..data.base import MultiLabelDataset
 from ..errors import HPNetError
-from ..io import atomic_write_json, atomic_write_text
 from ..model import HPNet
-from ..train import load_run_model, read_run, resolve_device, to_input
+from ..results import AnalysisResult
+from .correlation import channel_correlation
+from .masks import mean_mask_grid
 
 FIG4_ATTRIBUTES = ("Smiling", "Mouth_Slightly_Open", "Black_Hair", "Blond_Hair")
-ANALYSIS_FILE = "analysis.json"
 
 
 # ----------------------------------------------------------------------------------------------
@@ -133,65 +135,67 @@ def _join(a: list[int], b: list[int], dist: np.ndarray) -> list[int]:
 
 
 # ----------------------------------------------------------------------------------------------
-# a run
+# all of it
 
 
-def analyse_run(run_dir: str | Path, attributes: Sequence[str | int] | None = None, samples: int = 4,
-                max_images: int = 2000, progress: bool = True, k: int = 3, batch_size: int = 64,
-                device: str = "auto") -> dict:
-    """Fig. 4, 5, 6 and Table 4 for a run; writes ``RUN/analysis.json`` and ``RUN/figures/*.png``.
+@dataclass
+class AnalysisSettings:
+    """What ``hpnet analyse`` computes: Fig. 4 rows (``attributes``: names or indices; default the
+    paper's four), ``samples`` images in Fig. 4, ``k`` top channels each, at most ``max_images``
+    images for the grid and the correlation."""
 
-    The mean-mask grid and the Fig. 4 samples come from the evaluation split ("test", or "valid"
-    when test is empty), the channel correlation from the training split, each on at most
-    ``max_images`` images. ``attributes`` (names or indices) picks the Fig. 4 rows; default: those
-    of Smiling, Mouth_Slightly_Open, Black_Hair, Blond_Hair the model has, filled up to 4 with its
-    first attributes. Returns the analysis (what analysis.json holds) with ``figures``: the paths.
+    attributes: Sequence[str | int] | None = None
+    samples: int = 4
+    max_images: int = 2000
+    k: int = 3
+    batch_size: int = 64
+
+
+class MaskMaps(NamedTuple):
+    """What Fig. 4 draws: the sample images (n, 3, S, S) uint8 and their mask maps (n, A, k, S, S)."""
+
+    images: torch.Tensor
+    maps: torch.Tensor
+
+
+def analyse(model: HPNet, eval_data: MultiLabelDataset, train_data: MultiLabelDataset,
+            settings: AnalysisSettings | None = None, progress: bool = False) -> tuple[AnalysisResult, MaskMaps]:
+    """Fig. 4, 5, 6 and Table 4 of an attention model.
+
+    The mean-mask grid and the Fig. 4 samples come from the first ``max_images`` of ``eval_data``,
+    the channel correlation from the first ``max_images`` of ``train_data``. Returns the result
+    (what analysis.json holds; ``run``, ``images`` splits and ``figures`` are the caller's to fill)
+    and the Fig. 4 mask maps.
     """
-    from .correlation import channel_correlation
-    from .masks import mean_mask_grid
-
-    run_dir = Path(run_dir)
-    record = read_run(run_dir)
-    model = load_run_model(run_dir)
+    settings = settings or AnalysisSettings()
     if not model.has_masks:
-        raise HPNetError(f"{run_dir}: the model has linear heads (plain CNN), so it has no attention "
-                         f"masks to analyse; train with --head attention")
-    model.to(resolve_device(device)).eval()
+        raise HPNetError("the model has linear heads (plain CNN), so it has no attention masks to analyse; "
+                         "train with --head attention")
     names = model.attribute_names
-    chosen = select_attributes(names, attributes)
-    eval_split, eval_data, train_data = _run_data(record, run_dir, max_images, progress)
-
-    grid = mean_mask_grid(model, eval_data, batch_size=batch_size, progress=progress).float().cpu()
-    corr = channel_correlation(model, train_data, batch_size=batch_size, progress=progress).double().cpu()
-    order = cluster_order(corr)
+    chosen = select_attributes(names, settings.attributes)
+    eval_data, train_data = head(eval_data, settings.max_images), head(train_data, settings.max_images)
+    grid = mean_mask_grid(model, eval_data, batch_size=settings.batch_size, progress=progress).float().cpu()
+    corr = channel_correlation(model, train_data, batch_size=settings.batch_size,
+                               progress=progress).double().cpu()
     weights = model.heads.weight.detach().float().cpu() * model.channel_keep.float().cpu()
-    top = top_channels(grid, weights, k)
-    sample_idx = list(range(min(samples, len(eval_data))))
+    top = top_channels(grid, weights, settings.k)
+    sample_idx = list(range(min(settings.samples, len(eval_data))))
     images = eval_data.images[sample_idx]
     maps = mask_maps(model, images, chosen, top[chosen])
-
-    result = {
-        "run": str(run_dir), "backbone": model.config.backbone, "attribute_names": names,
-        "channels": int(grid.shape[1]),
-        "images": {"mean_mask_grid": len(eval_data), "mean_mask_split": eval_split,
-                   "channel_correlation": len(train_data), "channel_correlation_split": "train",
-                   "fig4_samples": sample_idx, "fig4_split": eval_split},
-        "settings": {"attributes": [names[i] for i in chosen], "samples": samples, "max_images": max_images,
-                     "k": k, "top_channel_score": "mean mask value x |w_k|",
-                     "cluster": "average linkage on 1 - Pearson r"},
-        "mean_mask_grid": _rounded(grid),
-        "channel_correlation": _rounded(torch.nan_to_num(corr)),
-        "pruned_channels": [int(c) for c in torch.nonzero(model.channel_keep == 0).flatten()],
-        "cluster_order": order,
-        "attribute_correlation": _rounded(attribute_correlation(grid)),
-        "attribute_table": attribute_correlation_table(grid, names),
-        "top_channels": {names[i]: top[i].tolist() for i in range(len(names))},
-        "fig4_attributes": [names[i] for i in chosen],
-    }
-    figures = write_figures(run_dir, result, images, maps)
-    result["figures"] = {k: str(Path(v).relative_to(run_dir)) for k, v in figures.items()}
-    atomic_write_json(result, run_dir / ANALYSIS_FILE)
-    return {**result, "figures": figures}
+    result = AnalysisResult(
+        backbone=model.config.backbone, attribute_names=list(names), channels=int(grid.shape[1]),
+        images={"mean_mask_grid": len(eval_data), "channel_correlation": len(train_data),
+                "fig4_samples": sample_idx},
+        settings={"attributes": [names[i] for i in chosen], "samples": settings.samples,
+                  "max_images": settings.max_images, "k": settings.k,
+                  "top_channel_score": "mean mask value x |w_k|", "cluster": "average linkage on 1 - Pearson r"},
+        mean_mask_grid=_rounded(grid), channel_correlation=_rounded(torch.nan_to_num(corr)),
+        pruned_channels=[int(c) for c in torch.nonzero(model.channel_keep == 0).flatten()],
+        cluster_order=cluster_order(corr), attribute_correlation=_rounded(attribute_correlation(grid)),
+        attribute_table=attribute_correlation_table(grid, names),
+        top_channels={names[i]: top[i].tolist() for i in range(len(names))},
+        fig4_attributes=[names[i] for i in chosen])
+    return result, MaskMaps(images, maps)
 
 
 def _rounded(t: torch.Tensor, decimals: int = 6) -> list:
@@ -215,57 +219,3 @@ def _attribute_index(names: Sequence[str], a: str | int) -> int:
     elif a in names:
         return list(names).index(a)
     raise HPNetError(f"--attributes: {a!r} is not an attribute of this model; it has {', '.join(names)}")
-
-
-def _run_data(record: dict, run_dir: Path, max_images: int,
-              progress: bool) -> tuple[str, ArrayDataset, ArrayDataset]:
-    """(evaluation split name, its first max_images images, the first max_images training images)."""
-    if not record.get("data"):
-        raise HPNetError(f"{run_dir}/run.json records no data settings; cannot load its images")
-    spec = DataSpec.from_dict(record["data"])
-    split = "test"
-    data = load_split(spec, "test", progress)
-    if len(data) == 0:
-        split, data = "valid", load_split(spec, "valid", progress)
-    train = load_split(spec, "train", progress)
-    if len(data) == 0 or len(train) == 0:
-        raise HPNetError(f"{run_dir}: the run's data has no {'evaluation' if len(train) else 'training'} images")
-    return split, _head(data, max_images), _head(train, max_images)
-
-
-def _head(data: MultiLabelDataset, n: int) -> ArrayDataset:
-    """The first n images as an in-memory ArrayDataset."""
-    n = min(n, len(data))
-    if isinstance(data, ArrayDataset):
-        return ArrayDataset(data.images[:n], data.targets[:n], data.attribute_names)
-    images = torch.stack([data.image(i) for i in range(n)])
-    return ArrayDataset(images, data.targets[:n], data.attribute_names)
-
-
-def write_figures(run_dir: Path, result: dict, images: torch.Tensor, maps: torch.Tensor) -> dict[str, str]:
-    """Fig. 4, 5, 6 as PNG and Table 4 as Markdown into RUN/figures/; returns {name: path}."""
-    from ..report.figures import (fig4_mask_maps, fig5_mean_mask_grid, fig6_channel_correlation,
-                                  save_png)
-
-    out = run_dir / "figures"
-    names = result["attribute_names"]
-    fig4_names = result["fig4_attributes"]
-    ids = [result["top_channels"][n] for n in fig4_names]
-    paths = {
-        "fig4": save_png(fig4_mask_maps(images, maps, fig4_names, ids), out / "fig4_mask_maps.png"),
-        "fig5": save_png(fig5_mean_mask_grid(result["mean_mask_grid"], names), out / "fig5_mean_masks.png"),
-        "fig6": save_png(fig6_channel_correlation(result["channel_correlation"], result["cluster_order"]),
-                         out / "fig6_channel_correlation.png"),
-    }
-    paths["table4"] = out / "table4_attribute_correlation.md"
-    atomic_write_text(table4_markdown(result["attribute_table"]), paths["table4"])
-    return {k: str(v) for k, v in paths.items()}
-
-
-def table4_markdown(table: list[dict]) -> str:
-    """Table 4 as a Markdown table: attribute, then its top correlated attributes with r."""
-    lines = ["| attribute | most correlated attributes (Pearson r of the Fig. 5 rows) |", "| --- | --- |"]
-    for row in table:
-        others = ", ".join(f"{t['name']} ({t['correlation']:.2f})" for t in row["top"])
-        lines.append(f"| {row['attribute']} | {others} |")
-    return "\n".join(lines) + "\n"

@@ -1,8 +1,8 @@
 """Correlations between the C feature channels (paper Fig. 3 step 2 and Fig. 6).
 
 With the weights fixed, one streaming pass accumulates per-channel sums and the C x C matrix of
-cross-products (float64), from which the Pearson correlation R follows. Memory is O(C^2) whatever
-the number of images. Two kinds of observation:
+cross-products (float64, :class:`hpnet.core.moments.Moments`), from which the Pearson correlation R
+follows. Memory is O(C^2) whatever the number of images. Two kinds of observation:
 
 - :func:`channel_correlation`: the features z = f_f(x), one observation per (image, h, w) position
   (what the paper's Fig. 6 shows; where channels fire together);
@@ -14,52 +14,11 @@ from __future__ import annotations
 
 import torch
 
+from ..core.moments import Moments
+from ..registry import Registry
+from ..core.stream import inference, model_device, stream
 from ..data.base import MultiLabelDataset
 from ..model import HPNet
-from .stream import inference, model_device, stream
-
-# positions per float64 cross-product chunk: bounds the float64 copy of z (C x 2^20 x 8 bytes)
-_CHUNK_POSITIONS = 1 << 20
-
-
-class _Moments:
-    """Running sums of z - shift and (z - shift)(z - shift)^T over positions, in float64.
-
-    The shift (the first batch's channel means) keeps the final ``E[zz] - E[z]E[z]`` free of
-    cancellation when a channel's mean is large next to its spread.
-    """
-
-    def __init__(self) -> None:
-        self.n = 0
-        self.shift: torch.Tensor | None = None
-        self.sums: torch.Tensor | None = None
-        self.cross: torch.Tensor | None = None
-
-    def add(self, z: torch.Tensor) -> None:
-        C = z.shape[1]
-        flat = z.detach().transpose(0, 1).reshape(C, -1)                  # (C, B*H*W)
-        if self.shift is None:
-            self.shift = flat.double().mean(1)
-            self.sums = torch.zeros(C, dtype=torch.float64, device=z.device)
-            self.cross = torch.zeros(C, C, dtype=torch.float64, device=z.device)
-        for p in range(0, flat.shape[1], _CHUNK_POSITIONS):
-            part = flat[:, p:p + _CHUNK_POSITIONS].double() - self.shift[:, None]
-            self.sums += part.sum(1)
-            self.cross += part @ part.T
-        self.n += flat.shape[1]
-
-    def correlation(self) -> torch.Tensor:
-        mean = self.sums / self.n                                         # mean of z - shift
-        cov = self.cross / self.n - torch.outer(mean, mean)
-        var = cov.diagonal().clamp(min=0.0)
-        # a channel is constant (e.g. pruned, or a dead unit) when its variance is at rounding level
-        scale = (self.shift + mean) ** 2
-        alive = var > 1e-20 * scale + 1e-30
-        std = torch.where(alive, var.sqrt(), torch.ones_like(var))
-        corr = (cov / torch.outer(std, std)).clamp(-1.0, 1.0)
-        corr = corr * torch.outer(alive, alive)
-        corr.fill_diagonal_(1.0)
-        return corr
 
 
 def channel_correlation(model: HPNet, data: MultiLabelDataset, batch_size: int = 128,
@@ -72,7 +31,7 @@ def channel_correlation(model: HPNet, data: MultiLabelDataset, batch_size: int =
     1 with itself, so that R stays a valid, NaN-free correlation matrix.
     """
     device = model_device(model)
-    moments = _Moments()
+    moments = Moments()
     with inference(model):
         for x, _ in stream(data, batch_size, device, max_images, progress, "correlation"):
             moments.add(model.features(x))
@@ -93,7 +52,7 @@ def contribution_correlation(model: HPNet, data: MultiLabelDataset, batch_size: 
     :func:`channel_correlation`. Linear heads work too (their pooled feature is GAP(z)).
     """
     device = model_device(model)
-    moments = _Moments()
+    moments = Moments()
     with inference(model):
         for x, _ in stream(data, batch_size, device, max_images, progress, "contribution correlation"):
             part = model.heads.pooled(model.features(x)) * model.heads.weight      # (B, K, C)
@@ -101,3 +60,9 @@ def contribution_correlation(model: HPNet, data: MultiLabelDataset, batch_size: 
     if moments.n == 0:
         return torch.eye(model.config.channels, dtype=torch.float64)
     return moments.correlation().cpu()
+
+
+# what the semantic pruning scan may correlate (``hpnet prune --correlation``)
+CORRELATIONS: Registry = Registry("--correlation")
+CORRELATIONS.register("contributions")(contribution_correlation)
+CORRELATIONS.register("features")(channel_correlation)

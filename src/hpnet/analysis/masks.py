@@ -12,7 +12,7 @@ import torch
 from ..data.base import MultiLabelDataset
 from ..errors import HPNetError
 from ..model import HPNet
-from .stream import inference, model_device, stream
+from ..core.stream import inference, model_device, stream
 
 
 def mean_mask_grid(model: HPNet, data: MultiLabelDataset, batch_size: int = 64,

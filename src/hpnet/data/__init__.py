@@ -1,8 +1,12 @@
 """Data sources behind one interface: ``DataSpec`` describes a data set, ``load_split`` gives a split.
 
-Three sources give the same :class:`~hpnet.data.base.MultiLabelDataset` (uint8 images, 0/1 targets):
-synthetic faces (built in), CelebA from a local folder, and any multi-label CSV. Decoded JPEG sets
-are cached once as a uint8 array (``cache_dir``) so that epochs never decode JPEGs.
+Every source gives the same :class:`~hpnet.data.base.MultiLabelDataset` (uint8 images, 0/1 targets):
+synthetic faces (built in), CelebA from a local folder, and any multi-label CSV; :data:`SOURCES` is
+their registry (``hpnet train --dataset NAME`` lists it). Sources that decode image files are cached
+once as a uint8 array (``cache_dir``) so that epochs never decode JPEGs.
+
+To add a source: a dataset class (``MultiLabelDataset``) in a module of its own, one
+``SOURCES.register`` entry below, and its test.
 
 Splits are "train", "valid" and "test". When a source has no validation images (the real CelebA
 sample, a CSV without a split column) the last ``valid_fraction`` of the training images is held
@@ -14,15 +18,30 @@ import functools
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Callable
 
 import torch
 
+from ..registry import Registry
 from ..errors import HPNetError
 from .base import ArrayDataset, MultiLabelDataset
 
-DATASETS = ("synthetic", "celeba", "csv")
 SPLITS = ("train", "valid", "test")
 SYNTHETIC_TRAIN = 8000
+
+
+@dataclass(frozen=True)
+class Source:
+    """A data source: ``open(spec, split)`` gives the split's images. ``files``: the images are
+    decoded from files (cached once as uint8; a missing valid split is held out of train), else
+    they are drawn in memory."""
+
+    open: Callable[["DataSpec", str], MultiLabelDataset]
+    files: bool
+    help: str
+
+
+SOURCES: Registry[Source] = Registry("--dataset")
 
 
 @dataclass
@@ -39,9 +58,8 @@ class DataSpec:
     cache_dir: str | None = None     # None: $HPNET_CACHE or ~/.cache/hpnet; "none": no cache
 
     def __post_init__(self) -> None:
-        if self.dataset not in DATASETS:
-            raise HPNetError(f"--dataset must be one of {', '.join(DATASETS)}, got {self.dataset!r}")
-        if self.dataset != "synthetic" and not self.root:
+        source = SOURCES.get(self.dataset)
+        if source.files and not self.root:
             raise HPNetError(f"--dataset {self.dataset} needs --root (the folder holding the data)")
         if self.image_size < 8:
             raise HPNetError(f"--image-size must be at least 8, got {self.image_size}")
@@ -91,11 +109,12 @@ def require_nonempty(data: MultiLabelDataset, spec: DataSpec, split: str) -> Mul
 
 
 def _load_one(spec: DataSpec, split: str, progress: bool) -> ArrayDataset:
-    if spec.dataset == "synthetic":
-        return _synthetic(spec, split)
+    source = SOURCES.get(spec.dataset)
+    if not source.files:
+        return source.open(spec, split)
     if split == "test" or not _holds_out_valid(spec):
-        return _cached(spec, _source(spec, split), progress)
-    train = _cached(spec, _source(spec, "train"), progress)  # valid is the tail of train
+        return _cached(spec, source.open(spec, split), progress)
+    train = _cached(spec, source.open(spec, "train"), progress)  # valid is the tail of train
     cut = len(train) - int(round(len(train) * spec.valid_fraction))
     return train.subset(torch.arange(cut) if split == "train" else torch.arange(cut, len(train)))
 
@@ -122,16 +141,23 @@ def _generate_once(n: int, image_size: int, seed: int, attributes: tuple[str, ..
     return generate(n, image_size=image_size, seed=seed, attributes=list(attributes) if attributes is not None else None)
 
 
-def _source(spec: DataSpec, split: str) -> MultiLabelDataset:
-    if spec.dataset == "celeba":
-        from .celeba import CelebA
-        return CelebA(spec.root, split=split, image_size=spec.image_size,
-                      attributes=spec.attributes, max_images=spec.max_images)
+def _celeba(spec: DataSpec, split: str) -> MultiLabelDataset:
+    from .celeba import CelebA
+    return CelebA(spec.root, split=split, image_size=spec.image_size, attributes=spec.attributes,
+                  max_images=spec.max_images)
+
+
+def _csv(spec: DataSpec, split: str) -> MultiLabelDataset:
     from .csvdata import CSVDataset
     root = Path(spec.root)
     csv_path = root if root.is_file() else _find_csv(root)
-    return CSVDataset(csv_path, split=split, image_size=spec.image_size,
-                      attributes=spec.attributes, max_images=spec.max_images)
+    return CSVDataset(csv_path, split=split, image_size=spec.image_size, attributes=spec.attributes,
+                      max_images=spec.max_images)
+
+
+SOURCES.register("synthetic")(Source(_synthetic, False, "synthetic faces, built in (25 CelebA-named attributes)"))
+SOURCES.register("celeba")(Source(_celeba, True, "CelebA from a local folder (torchvision or CSV layout)"))
+SOURCES.register("csv")(Source(_csv, True, "any multi-label CSV of image paths and 0/1 columns"))
 
 
 def _find_csv(root: Path) -> Path:
@@ -146,7 +172,7 @@ def _find_csv(root: Path) -> Path:
 
 def _holds_out_valid(spec: DataSpec) -> bool:
     """True when the source has no validation images of its own."""
-    return spec.valid_fraction > 0 and len(_source(spec, "valid")) == 0
+    return spec.valid_fraction > 0 and len(SOURCES.get(spec.dataset).open(spec, "valid")) == 0
 
 
 def _cached(spec: DataSpec, source: MultiLabelDataset, progress: bool) -> ArrayDataset:

@@ -11,24 +11,20 @@ runs once, and the heads form each mask once and pool it under every (n, beta)
 """
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Sequence
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
 
-from ..analysis.stream import image_count, inference, model_device, stream
-from ..data import DataSpec, default_eval_split, load_split, require_nonempty
+from ..core.stream import image_count, inference, model_device, stream
 from ..data.base import MultiLabelDataset
 from ..errors import HPNetError
-from ..io import atomic_write_json
 from ..model import HPNet
-from ..train import load_run_model, read_run, resolve_device
-from .pruning import majority_baseline, run_data_spec
+from ..results import RobustnessResult
 
 NS = (1.0, 2.0, 4.0)
 BETAS = (0.0, 0.2, 0.5)
 NOISE_STDS = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5)
-RESULT_FILE = "robustness.json"
 
 Number = float | torch.Tensor
 
@@ -75,7 +71,7 @@ def sweep_accuracy(model: HPNet, data: MultiLabelDataset, transforms: Sequence[t
     beta_all = torch.stack([torch.as_tensor(b, dtype=torch.float32).expand(K) for _, b in transforms])
     with inference(model):
         for x, y in stream(data, batch_size, device, max_images, progress, "noise sweep"):
-            eps = torch.randn(x.shape, generator=gen).to(device)  # drawn as train.predict draws
+            eps = torch.randn(x.shape, generator=gen).to(device)  # drawn as evaluation.predict draws
             for s, std in enumerate(noise_stds):
                 z = model.features(_noisy(x, eps, std, clip))
                 logits = _logits_under(model, z, n_all, beta_all)              # (T, B, K)
@@ -153,52 +149,48 @@ def _comparison(selected: torch.Tensor, identity: torch.Tensor, images: int) -> 
 
 
 # ----------------------------------------------------------------------------------------------
-# a run folder
+# all of it
 
 
-def robust_run(run_dir: str | Path, ns: Sequence[float] = NS, betas: Sequence[float] = BETAS,
-               noise_stds: Sequence[float] = NOISE_STDS, clip: bool = False, select: bool = False,
-               select_noise_std: float | None = None, split: str | None = None,
-               max_images: int | None = None, batch_size: int = 64, seed: int = 0,
-               device: str = "auto", progress: bool = True) -> dict:
-    """Fig. 8 for a run, written to ``RUN/robustness.json``.
+@dataclass
+class RobustSettings:
+    """What ``hpnet robust`` does (defaults are the command line's): accuracy for every (n, beta)
+    in ``ns`` x ``betas`` and every noise std in ``noise_stds`` (``clip``: noisy images clipped to
+    [0, 1]), on the first ``max_images`` images of ``split`` (default: the run's evaluation split).
+    ``select``: also choose (n, beta) per attribute on validation data at ``select_noise_std``
+    (default: the middle noise level)."""
 
-    The sweep uses ``split`` (default "test", or "valid" when test is empty). With ``select`` the
-    per-attribute (n, beta) is chosen on "valid" at ``select_noise_std`` (default: the middle noise
-    level) and reported under "selection"; the run's saved model is not changed.
-    """
-    run_dir = Path(run_dir)
-    record = read_run(run_dir)
-    model = load_run_model(run_dir).to(resolve_device(device))
-    spec = run_data_spec(record, run_dir)
-    split = split or default_eval_split(spec)
-    data = load_split(spec, split, progress)
-    data = require_nonempty(data, spec, split)
-    result = robustness_sweep(model, data, ns, betas, noise_stds, clip, seed, batch_size, max_images,
-                              progress)
-    result.update(split=split, run=str(run_dir), backbone=model.config.backbone,
-                  majority_baseline=majority_baseline(record, data, max_images))
-    if select:
-        result["selection"] = _run_selection(model, spec, data, split, ns, betas, noise_stds,
-                                             select_noise_std, clip, seed, batch_size, max_images,
-                                             progress)
-    atomic_write_json(result, run_dir / RESULT_FILE)
+    ns: Sequence[float] = NS
+    betas: Sequence[float] = BETAS
+    noise_stds: Sequence[float] = NOISE_STDS
+    clip: bool = False
+    select: bool = False
+    select_noise_std: float | None = None
+    split: str | None = None
+    max_images: int | None = None
+    batch_size: int = 64
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        self.ns, self.betas = [float(n) for n in self.ns], [float(b) for b in self.betas]
+        self.noise_stds = _check_stds(self.noise_stds)
+
+
+def robustness(model: HPNet, data: MultiLabelDataset, settings: RobustSettings | None = None,
+               valid: MultiLabelDataset | None = None, progress: bool = False) -> RobustnessResult:
+    """Fig. 8 for ``model`` on ``data``; with ``settings.select`` the per-attribute (n, beta) is
+    chosen on ``valid`` (``data`` itself when None) and reported under ``selection``; the model
+    then keeps the chosen transformation. ``run``, ``split``, ``majority_baseline`` and the
+    selection's split names are the caller's to fill."""
+    s = settings or RobustSettings()
+    result = RobustnessResult(**robustness_sweep(model, data, s.ns, s.betas, s.noise_stds, s.clip, s.seed,
+                                                 s.batch_size, s.max_images, progress),
+                              backbone=model.config.backbone)
+    if s.select:
+        stds = sorted(s.noise_stds)
+        noise_std = stds[len(stds) // 2] if s.select_noise_std is None else float(s.select_noise_std)
+        chosen = select_transform(model, valid if valid is not None else data, data, noise_std, s.ns, s.betas,
+                                  s.clip, s.seed, s.batch_size, s.max_images, progress)
+        chosen.update(n=chosen["n"].tolist(), beta=chosen["beta"].tolist())
+        result.selection = chosen
     return result
-
-
-def _run_selection(model: HPNet, spec: DataSpec, test_data: MultiLabelDataset, split: str,
-                   ns: Sequence[float], betas: Sequence[float], noise_stds: Sequence[float],
-                   noise_std: float | None, clip: bool, seed: int, batch_size: int,
-                   max_images: int | None, progress: bool) -> dict:
-    """select_transform on "valid" (the evaluation data itself when there is no other), JSON-ready."""
-    stds = sorted(_check_stds(noise_stds))
-    noise_std = stds[len(stds) // 2] if noise_std is None else float(noise_std)
-    valid = load_split(spec, "valid", progress)
-    valid_split = "valid" if len(valid) and split != "valid" else split
-    if valid_split != "valid":
-        valid = test_data  # no separate validation images: selection and test share the data (noted)
-    chosen = select_transform(model, valid, test_data, noise_std, ns, betas, clip, seed, batch_size,
-                              max_images, progress)
-    chosen.update(n=chosen["n"].tolist(), beta=chosen["beta"].tolist(), selection_split=valid_split,
-                  test_split=split)
-    return chosen

@@ -5,11 +5,12 @@
 - Fig. 6: the C x C channel correlation, raw and cluster-ordered (:func:`fig6_channel_correlation`).
 - Fig. 7: accuracy against channels pruned, per method (:func:`fig7_pruning`).
 - Fig. 8: accuracy against input noise, per mask transformation (n, beta) (:func:`fig8_robustness`).
-- Eq. 3-7: the regression example, its perturbation and Gram matrices (:func:`fig_regression`,
-  :func:`fig_gram`); and the training curve (:func:`fig_training`).
+- the training curve (:func:`fig_training`); the regression example's figures are in
+  :mod:`hpnet.report.regression`.
 
-Figures are built with ``matplotlib.figure.Figure`` (no pyplot state); the Agg backend is set at
-import so that nothing needs a display.
+Figures are built with ``matplotlib.figure.Figure`` (no pyplot state) from result types and plain
+arrays; the Agg backend is set at import so that nothing needs a display.
+:func:`write_analysis_figures` writes ``hpnet analyse``'s figures into ``RUN/figures/``.
 """
 from __future__ import annotations
 
@@ -29,8 +30,14 @@ from matplotlib.colors import Normalize  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
-from ..io import atomic_write_bytes  # noqa: E402
+from ..io import atomic_write_bytes, atomic_write_text  # noqa: E402
+from ..results import AnalysisResult, PruningResult, RobustnessResult  # noqa: E402
+from .text import table4_markdown  # noqa: E402
 
+FIGURES_DIR = "figures"
+# the files of ``hpnet analyse``'s figures in RUN/figures/, by the name the report uses
+ANALYSIS_FIGURES = {"fig4": "fig4_mask_maps.png", "fig5": "fig5_mean_masks.png",
+                    "fig6": "fig6_channel_correlation.png", "table4": "table4_attribute_correlation.md"}
 DPI = 110
 MASK_CMAP = "inferno"
 GRID_CMAP = "viridis"
@@ -210,24 +217,23 @@ def _percent(values) -> np.ndarray:
     return 100.0 * np.asarray(values, dtype=float)
 
 
-def fig7_pruning(result: dict, majority_baseline: float | None = None) -> Figure:
+def fig7_pruning(result: PruningResult, majority_baseline: float | None = None) -> Figure:
     """Fig. 7: mean accuracy against the number of channels pruned, one line per method.
 
-    ``result`` is pruning.json: ``{"methods": {"semantic": [[pruned, acc], ...], "random":
-    [[pruned, mean, std], ...], ...}, "channels": C}``. The random baseline is drawn with a mean
-    +- std band; the majority-class baseline (``majority_baseline`` or the file's own) is dashed.
-    With reconstructed classifiers, a second panel (same y axis) shows the plain removal
-    (``"methods_heads_unchanged"``).
+    ``result.methods`` holds ``{"semantic": [[pruned, acc], ...], "random": [[pruned, mean, std],
+    ...], ...}``. The random baseline is drawn with a mean +- std band; the majority-class baseline
+    (``majority_baseline`` or the result's own) is dashed. With reconstructed classifiers, a second
+    panel (same y axis) shows the plain removal (``methods_heads_unchanged``).
     """
-    panels = [("methods", "classifiers reconstructed" if result.get("reconstructed") else "")]
-    if result.get("methods_heads_unchanged"):
-        panels.append(("methods_heads_unchanged", "classifiers unchanged (plain removal)"))
+    panels = [(result.methods, "classifiers reconstructed" if result.reconstructed else "")]
+    if result.methods_heads_unchanged:
+        panels.append((result.methods_heads_unchanged, "classifiers unchanged (plain removal)"))
     fig = Figure(figsize=(6.0 + 4.0 * len(panels), 4.6), layout="constrained")
     axes = np.atleast_1d(fig.subplots(1, len(panels), sharey=True))
-    baseline = majority_baseline if majority_baseline is not None else _baseline(result)
-    channels = result.get("channels")
-    for ax, (key, title) in zip(axes, panels):
-        _pruning_panel(ax, result[key], result.get("rule"), result.get("correlation"))
+    baseline = majority_baseline if majority_baseline is not None else result.majority_baseline
+    channels = result.channels
+    for ax, (methods, title) in zip(axes, panels):
+        _pruning_panel(ax, methods, result.rule, result.correlation)
         if baseline is not None:
             ax.axhline(100 * baseline, color="0.3", ls="--", lw=1.2, label="majority class")
         ax.set_xlabel(f"channels pruned (of {channels})" if channels else "channels pruned")
@@ -262,26 +268,19 @@ def _method_label(method: str, rule: str | None = None, correlation: str | None 
     return {"l1": "L1 magnitude", "attention": "least attended first"}.get(method, method)
 
 
-def _baseline(result: dict) -> float | None:
-    for key in ("majority_baseline", "mean_majority_baseline"):
-        if isinstance(result.get(key), (int, float)):
-            return float(result[key])
-    return None
-
-
-def robustness_curves(result: dict) -> dict[tuple[float, float], np.ndarray]:
-    """{(n, beta): array of (noise_std, accuracy) rows sorted by noise} from robustness.json."""
+def robustness_curves(result: RobustnessResult) -> dict[tuple[float, float], np.ndarray]:
+    """{(n, beta): array of (noise_std, accuracy) rows sorted by noise} of a robustness result."""
     curves: dict[tuple[float, float], list] = {}
-    for r in result.get("results", []):
+    for r in result.results:
         curves.setdefault((float(r["n"]), float(r["beta"])), []).append((r["noise_std"], r["accuracy"]))
     return {key: np.asarray(sorted(rows), dtype=float) for key, rows in sorted(curves.items())}
 
 
-def fig8_robustness(result: dict, majority_baseline: float | None = None) -> Figure:
+def fig8_robustness(result: RobustnessResult, majority_baseline: float | None = None) -> Figure:
     """Fig. 8: mean accuracy against input noise std, one line per (n, beta); identity in black.
 
-    ``result`` is robustness.json: ``{"results": [{"n", "beta", "noise_std", "accuracy"}, ...]}``;
-    the majority-class baseline, when given, is a dashed line.
+    ``result.results`` holds ``[{"n", "beta", "noise_std", "accuracy"}, ...]``; the majority-class
+    baseline, when given, is a dashed line.
     """
     fig = Figure(figsize=(9.0, 4.6), layout="constrained")
     ax = fig.subplots()
@@ -327,62 +326,19 @@ def fig_training(history: Sequence[dict]) -> Figure:
 
 
 # ----------------------------------------------------------------------------------------------
-# the regression example (Eq. 3-7)
-
-BASIS_TITLES = {"power": "naive polynomial (Eq. 3)", "legendre": "Legendre (Eq. 4-6)",
-                "fourier": "Fourier (Eq. 7)"}
+# the files of hpnet analyse
 
 
-def fig_regression(example: dict) -> Figure:
-    """Top: each basis's fit to the same data, and the curve after perturbing one coefficient.
-    Bottom: the change, projected onto orthonormal components of the same function space (for the
-    power basis the normalised Legendre polynomials): one bar for orthogonal bases, several for x^n.
-    """
-    bases = example["bases"]
-    fig = Figure(figsize=(4.2 * len(bases), 7.2), layout="constrained")
-    axes = np.asarray(fig.subplots(2, len(bases), squeeze=False))
-    grid = np.asarray(example["grid"])
-    for col, (name, b) in enumerate(bases.items()):
-        ax = axes[0, col]
-        ax.plot(example["x"], example["y"], ".", color="0.55", ms=4, label="data")
-        ax.plot(grid, b["fit"], color="C0", lw=2, label=f"fit, RMSE {b['rmse_data']:.3f}")
-        ax.plot(grid, b["perturbed"], color="C3", lw=1.6, ls="--",
-                label=f"perturbed: {b['term']} {example['delta']:+g}")
-        ax.set_title(f"{BASIS_TITLES.get(name, name)}, {example['n_coeffs']} coefficients", fontsize=9.5)
-        ax.set_xlabel("x")
-        ax.set_ylabel("y")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8, loc="best")
-        _component_bars(axes[1, col], b, example["delta"])
-    fig.suptitle("Regression example: perturbing one coefficient of three models", fontsize=10.5)
-    return fig
-
-
-def _component_bars(ax, b: dict, delta: float) -> None:
-    values = np.asarray(b["components"], dtype=float)
-    names = b["component_names"]
-    colors = ["C3" if abs(v) > 1e-6 * max(abs(values).max(), 1e-12) else "0.6" for v in values]
-    ax.bar(range(len(values)), values, color=colors)
-    ax.axhline(0, color="0.3", lw=0.8)
-    ax.set_xticks(range(len(values)), names, fontsize=7.5, rotation=45)
-    ax.set_ylabel("change of component")
-    ax.set_title(f"change of {b['term']} by {delta:+g}, on orthonormal\n{b['component_basis']} "
-                 f"components (spread {b['spread']:.2f})", fontsize=8.5)
-    ax.grid(alpha=0.3, axis="y")
-
-
-def fig_gram(example: dict) -> Figure:
-    """The normalised Gram matrices <phi_i, phi_j> / (|phi_i| |phi_j|) of the bases on [-1, 1]."""
-    bases = example["bases"]
-    fig = Figure(figsize=(4.3 * len(bases) + 0.8, 4.3), layout="constrained")
-    axes = np.atleast_1d(fig.subplots(1, len(bases)))
-    for ax, (name, b) in zip(axes, bases.items()):
-        g = np.asarray(b["gram_normalised"], dtype=float)
-        im = ax.imshow(g, cmap=CORR_CMAP, vmin=-1, vmax=1, interpolation="nearest")
-        ax.set_xticks(range(len(g)), b["term_names"], fontsize=7.5, rotation=60)
-        ax.set_yticks(range(len(g)), b["term_names"], fontsize=7.5)
-        ax.set_title(f"{BASIS_TITLES.get(name, name)}\nspread {b['spread']:.3f}", fontsize=9.5)
-    fig.suptitle("Normalised Gram matrices on [-1, 1] (off-diagonal = coefficients that interfere)",
-                 fontsize=10)
-    fig.colorbar(im, ax=list(axes), shrink=0.8, pad=0.01).set_label("cosine of the angle")
-    return fig
+def write_analysis_figures(run_dir: str | Path, result: AnalysisResult, images, maps) -> dict[str, str]:
+    """Fig. 4, 5, 6 as PNG and Table 4 as Markdown into ``RUN/figures/``; returns {name: path
+    relative to the run folder}. ``images`` and ``maps`` are Fig. 4's samples and mask maps."""
+    out = Path(run_dir) / FIGURES_DIR
+    names = result.attribute_names
+    ids = [result.top_channels[n] for n in result.fig4_attributes]
+    figs = {"fig4": fig4_mask_maps(images, maps, result.fig4_attributes, ids),
+            "fig5": fig5_mean_mask_grid(result.mean_mask_grid, names),
+            "fig6": fig6_channel_correlation(result.channel_correlation, result.cluster_order)}
+    for name, fig in figs.items():
+        save_png(fig, out / ANALYSIS_FIGURES[name])
+    atomic_write_text(table4_markdown(result.attribute_table), out / ANALYSIS_FIGURES["table4"])
+    return {name: f"{FIGURES_DIR}/{file}" for name, file in ANALYSIS_FIGURES.items()}

@@ -1,6 +1,7 @@
-"""Streaming passes shared by the operations and analyses: batches on the device, eval mode, no grad.
+"""Streaming passes over a data set: batches on the device, eval mode, no grad.
 
-Every pass over a data set goes through :func:`stream`, so that image caps, devices and the
+Every pass over a data set (training epochs, evaluation, operations, analyses) goes through
+:func:`batches`, and every inference pass through :func:`stream`, so that image caps, devices and the
 ``[0, 1]`` input scaling are handled in one place; :func:`inference` puts a model in eval mode
 without gradients and restores its previous mode afterwards.
 """
@@ -14,12 +15,37 @@ import torch
 import torch.nn as nn
 from tqdm import tqdm
 
-from ..data.base import MultiLabelDataset
-from ..train import batches, to_input
+from ..data.base import ArrayDataset, MultiLabelDataset
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """"auto": CUDA when present, else the CPU; otherwise the named device."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
 
 
 def model_device(model: nn.Module) -> torch.device:
     return next(model.parameters()).device
+
+
+def to_input(images: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """uint8 (B, 3, S, S) -> float in [0, 1] on the device (the conversion happens there)."""
+    return images.to(device, non_blocking=True).float().div_(255.0)
+
+
+def batches(data: MultiLabelDataset, batch_size: int, order: torch.Tensor | None = None,
+            num_workers: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """(uint8 images, targets) batches in ``order`` (default: data order)."""
+    order = torch.arange(len(data)) if order is None else order
+    if isinstance(data, ArrayDataset):
+        for i in range(0, len(order), batch_size):
+            idx = order[i:i + batch_size]
+            yield data.images[idx], data.targets[idx]
+        return
+    loader = torch.utils.data.DataLoader(data, batch_size=batch_size, sampler=order.tolist(),
+                                         num_workers=num_workers)
+    yield from loader
 
 
 def image_count(data: MultiLabelDataset, max_images: int | None = None) -> int:
@@ -37,6 +63,15 @@ def stream(data: MultiLabelDataset, batch_size: int, device: torch.device, max_i
         yield to_input(images, device), targets.to(device, non_blocking=True).float()
         bar.update(images.shape[0])
     bar.close()
+
+
+def head(data: MultiLabelDataset, n: int) -> ArrayDataset:
+    """The first ``n`` images as an in-memory ArrayDataset."""
+    n = min(n, len(data))
+    if isinstance(data, ArrayDataset):
+        return ArrayDataset(data.images[:n], data.targets[:n], data.attribute_names)
+    images = torch.stack([data.image(i) for i in range(n)])
+    return ArrayDataset(images, data.targets[:n], data.attribute_names)
 
 
 @contextlib.contextmanager

@@ -1,0 +1,65 @@
+"""``hpnet demo``: the whole pipeline on synthetic faces, each step timed."""
+from __future__ import annotations
+
+import shutil
+import time
+from pathlib import Path
+
+from ..data import DataSpec
+from ..ops.pruning import PruneSettings
+from ..report.text import format_table
+from ..train import TrainConfig
+from .analyse import analyse_run
+from .evaluate import evaluate_run
+from .predictability import predictability_run
+from .prune import prune_run
+from .report import report_run
+from .robust import robust_run
+from .train import train_run
+
+DEMO_MODEL = {"backbone": "strided", "widths": (16, 32, 64, 64)}
+# Synthetic faces at this size learn in steps (colours first, small shape cues such as the mouth
+# later): at the default lr 1e-3 and batch 64 the test accuracy is still rising after 10 epochs.
+# Measured on 8,000 images (majority baseline 73.97%): lr 1e-3/batch 64, 3 epochs 77.5%,
+# 10 epochs 83.8%; lr 3e-3/batch 32, 6 epochs 85.9%; lr 1e-2/batch 32, 4 epochs 83.6%,
+# 5 epochs 86.0%, 6 epochs 87.6%.
+DEMO_TRAIN = {"lr": 1e-2, "batch_size": 32}
+# The demo's pruning curves: 9 points (every 8 of the 64 channels) instead of 17, correlations
+# from 1,000 training images, reconstruction fitted on 500: 29 s instead of 62 s with the
+# defaults. At 32 channels pruned, semantic 84.93% vs random 84.70% (defaults: 84.88% vs 84.70%).
+DEMO_PRUNE = {"grid": list(range(0, 65, 8)), "corr_images": 1000, "fit_images": 500}
+
+
+def demo(out: str | Path = "runs/demo", images: int = 8000, image_size: int = 64, epochs: int = 5,
+         progress: bool = True) -> Path:
+    """train -> eval -> analyse -> prune -> robust -> predictability -> report on synthetic faces.
+
+    Returns the report's path.
+
+    The default fits in about five minutes on a 2-core CPU: the strided backbone (the paper's
+    extractor never downsamples and is about 15x slower), 25 attributes, 8,000 training images at
+    64x64, 5 epochs of Adam at lr 1e-2, batch 32 (DEMO_TRAIN); the plain-CNN baseline of the
+    predictability step gets the same budget.
+    """
+    out = Path(out)
+    if out.exists():
+        shutil.rmtree(out)  # the demo owns its folder: a fresh run each time
+    spec = DataSpec(dataset="synthetic", image_size=image_size, max_images=images)
+    steps = [
+        ("train", lambda: train_run(out, spec, DEMO_MODEL, TrainConfig(epochs=epochs, **DEMO_TRAIN),
+                                    progress=progress)),
+        ("eval", lambda: print(format_table(evaluate_run(out, progress=progress)))),
+        ("analyse", lambda: analyse_run(out, progress=progress)),
+        ("prune", lambda: prune_run(out, PruneSettings(**DEMO_PRUNE), progress=progress)),
+        ("robust", lambda: robust_run(out, progress=progress)),
+        ("predictability", lambda: predictability_run(out, progress=progress)),
+    ]
+    start = time.perf_counter()
+    for name, step in steps:
+        print(f"== {name}", flush=True)
+        t = time.perf_counter()
+        step()
+        print(f"== {name} took {time.perf_counter() - t:.0f} s", flush=True)
+    report = report_run(out)
+    print(f"report: {report} (demo took {time.perf_counter() - start:.0f} s)")
+    return report

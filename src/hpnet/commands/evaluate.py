@@ -1,0 +1,43 @@
+"""``hpnet eval``: per-attribute accuracy of a run's model against the majority class."""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..data import DataSpec, default_eval_split
+from ..errors import HPNetError
+from ..evaluation import evaluate
+from ..results import EvaluationResult
+from ..run import Run
+
+
+@dataclass
+class EvalSettings:
+    """``data``: other data than the run's own (its attributes default to the model's); ``split``:
+    default "test", or "valid" when test is empty; ``write``: also write RUN/eval_<split>.json."""
+
+    data: DataSpec | None = None
+    split: str | None = None
+    batch_size: int = 256
+    write: bool = True
+
+
+def evaluate_run(run: str | Path | Run, settings: EvalSettings | None = None, device: str = "auto",
+                 progress: bool = True) -> EvaluationResult:
+    """Per-attribute accuracy of a run's model, with the majority baseline from its training labels."""
+    run, s = Run.of(run), settings or EvalSettings()
+    model = run.model(device)
+    spec = run.data_spec if s.data is None else \
+        dataclasses.replace(s.data, attributes=s.data.attributes or model.attribute_names)
+    split = s.split or default_eval_split(spec)
+    data = run.split(split, progress, spec=spec)
+    if data.attribute_names != model.attribute_names:
+        raise HPNetError(f"--attributes: the data has {data.attribute_names}, "
+                         f"the model was trained on {model.attribute_names}")
+    table = evaluate(model, data, run.train_positive_rate, s.batch_size, progress)
+    result = EvaluationResult(**table, split=split, dataset=spec.dataset, backbone=model.config.backbone,
+                              run=str(run.path))
+    if s.write:
+        run.write(result)
+    return result

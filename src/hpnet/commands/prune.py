@@ -1,0 +1,60 @@
+"""``hpnet prune``: Fig. 7 for a run, and optionally a physically smaller copy of it."""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from ..checkpoint import CHECKPOINT, RUN_FILE
+from ..errors import HPNetError
+from ..io import atomic_write_json
+from ..model import HPNet
+from ..ops.pruning import PruneSettings, prune_model
+from ..results import PruningResult
+from ..run import Run
+
+
+def prune_run(run: str | Path | Run, settings: PruneSettings | None = None, device: str = "auto",
+              progress: bool = True) -> PruningResult:
+    """Pruning curves of every method (orders and reconstruction from the training split, curves on
+    the evaluation split), written to RUN/pruning.json; with ``keep`` and ``save`` the smaller model
+    is written to ``save`` as a run folder that every command accepts."""
+    run, s = Run.of(run), settings or PruneSettings()
+    _check_save(s, run)
+    model = run.model(device)
+    train = run.split("train", progress)
+    split, data = run.eval_data(s.split, progress)
+    result, small = prune_model(model, train, data, s, progress)
+    result.split, result.run = split, str(run.path)
+    result.majority_baseline = run.majority_baseline(data, s.max_images)
+    if small is not None and s.save is not None:
+        how = {"method": "semantic", "rule": s.rule, "correlation": s.correlation, "reconstructed": s.reconstruct}
+        save_pruned(small, result.physical["kept_channels"], run, s.save, how)
+        result.physical["saved_to"] = str(s.save)
+    run.write(result)
+    return result
+
+
+def _check_save(settings: PruneSettings, run: Run) -> None:
+    """Fail before the long passes when the model cannot be saved where asked."""
+    if settings.save is None:
+        return
+    save = Path(settings.save)
+    if (save / CHECKPOINT).exists() or save.resolve() == run.path.resolve():
+        raise HPNetError(f"{save}: holds a trained run; save the pruned model to another folder")
+
+
+def save_pruned(small: HPNet, kept: Sequence[int], run: Run, out: str | Path, how: dict | None = None) -> HPNet:
+    """Write the physically pruned model ``small`` (channels ``kept`` of the run's model) to ``out``
+    as a run folder (model files + run.json).
+
+    The run record is the original one (data spec, training settings, training positive rates)
+    with the new model config, ``pruned_from``, ``kept_channels`` and ``pruning`` (``how``).
+    """
+    out = Path(out)
+    small = small.cpu()
+    small.save(out)
+    record = {k: v for k, v in run.record.items() if k not in ("history", "masks")}
+    record.update(model=small.config.to_dict(), status="done", pruned_from=str(run.path.resolve()),
+                  kept_channels=sorted(int(c) for c in kept), pruning=how or {})
+    atomic_write_json(record, out / RUN_FILE)
+    return small

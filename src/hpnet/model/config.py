@@ -1,0 +1,76 @@
+"""The model's configuration: everything needed to rebuild it, saved as JSON beside the weights."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+from ..errors import HPNetError
+from .backbones import BACKBONES, PAPER_DILATIONS, PAPER_WIDTHS
+from .heads import HEAD_IMPLS, HEADS
+
+L1_NORMS = ("position_mean", "mean", "sum")
+
+
+@dataclass
+class ModelConfig:
+    """Everything needed to rebuild a model; saved as JSON beside the weights.
+
+    backbone: a name of :data:`hpnet.model.backbones.BACKBONES`: "paper" (Table 1: stride 1,
+        dilations, no downsampling) or "strided" (same widths, 3x3 convs, the last three with
+        stride 2, so masks live on an S/8 map).
+    head: a name of :data:`hpnet.model.heads.HEADS`: "attention" (the paper's per-attribute channel
+        attention) or "linear" (GAP + linear: the plain-CNN baseline, no masks).
+    l1_norm: how ||M||_1 of Eq. 10 is normalised. "position_mean" (default) sums over attributes
+        and channels and averages over positions and images; "mean" averages over every element;
+        "sum" sums over k, c, h, w (the paper's literal form, which at lambda = 1e-5 swamps the BCE).
+    head_impl: "fused" (tiled, never holds the whole mask tensor, recomputed in backward; see
+        hpnet.model.fused) or "naive" (the whole (B, K, C, H, W) tensor: the reference it is tested
+        against).
+    head_chunk_mb: size in MB of one tile's mask in the fused path; 0 picks the device's default
+        (a few MB on CPU, where tiles must stay in cache; hundreds of MB on CUDA).
+    """
+
+    attribute_names: list[str]
+    backbone: str = "paper"
+    widths: tuple[int, ...] = PAPER_WIDTHS
+    dilations: tuple[int, ...] = PAPER_DILATIONS
+    head: str = "attention"
+    l1_norm: str = "position_mean"
+    head_impl: str = "fused"
+    head_chunk_mb: float = 0
+    extra: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.attribute_names = list(self.attribute_names)
+        self.widths = tuple(int(w) for w in self.widths)
+        self.dilations = tuple(int(d) for d in self.dilations)
+        if not self.attribute_names:
+            raise HPNetError("model config: at least one attribute is needed")
+        if len(set(self.attribute_names)) != len(self.attribute_names):
+            raise HPNetError(f"model config: duplicate attribute names in {self.attribute_names}")
+        backbone = BACKBONES.get(self.backbone)
+        HEADS.get(self.head)
+        if self.l1_norm not in L1_NORMS:
+            raise HPNetError(f"l1_norm must be one of {', '.join(L1_NORMS)}, got {self.l1_norm!r}")
+        if self.head_impl not in HEAD_IMPLS:
+            raise HPNetError(f"head_impl must be one of {', '.join(HEAD_IMPLS)}, got {self.head_impl!r}")
+        if len(self.widths) < 1 or min(self.widths) < 1:
+            raise HPNetError(f"--widths must be positive integers, got {self.widths}")
+        backbone.layers(self)  # raises on a config the backbone cannot build
+
+    @property
+    def num_attributes(self) -> int:
+        return len(self.attribute_names)
+
+    @property
+    def channels(self) -> int:
+        return self.widths[-1]
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["widths"], d["dilations"] = list(self.widths), list(self.dilations)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ModelConfig":
+        known = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
+        return cls(**known)

@@ -1,0 +1,36 @@
+"""Human predictability as a number: how well a person's prediction of an operation's effect matches it.
+
+The paper defines the human predictability of a model-operation pair as how easily a person can
+predict the change of the inference when the model is perturbed, but never measures it. Here:
+
+1. A *human-side prediction* is computed only from what a person sees, one number per
+   (attribute, operation) pair (:mod:`.pruning`, :mod:`.transform`).
+2. The *measured change* of the same pair after applying the operation, on evaluation images
+   (:mod:`.measure`).
+3. The *score* is Spearman's rank correlation between predicted and measured change over all pairs,
+   with a percentile bootstrap interval (:func:`hpnet.core.stats.predictability_score`).
+
+Further: :mod:`.localisation` (attention masks against the post-hoc explainers of
+:mod:`.explainers`, on synthetic faces, which know where each attribute's evidence lies) and
+:mod:`.calibration` (the paper's regression example scored the same way). :mod:`.score` puts it all
+together for a network and its plain-CNN baseline; the ``predictability`` command
+(:func:`hpnet.commands.predictability_run`) runs it on a run folder.
+"""
+from ..core.stats import average_ranks, mean_ci, predictability_score, spearman, within_attribute_score
+from .calibration import regression_predictability
+from .explainers import (BACKENDS, EXPLAINERS, captum_available, gradcam_maps, permutation_maps,
+                         resolve_backend, saliency_maps)
+from .localisation import attention_maps, energy_fraction, localisation, network_localisation
+from .measure import measure_operations
+from .pruning import (channel_usage, predict_pruning, pruning_operations, pruning_predictability,
+                      pruning_predictors)
+from .score import DEFINITION, NETWORKS, PredictabilitySettings, score_networks
+from .transform import TRANSFORMS, predict_transform, transform_predictability
+
+__all__ = ["BACKENDS", "DEFINITION", "EXPLAINERS", "NETWORKS", "TRANSFORMS", "PredictabilitySettings",
+           "attention_maps", "average_ranks", "captum_available", "channel_usage", "energy_fraction",
+           "gradcam_maps", "localisation", "mean_ci", "measure_operations", "network_localisation",
+           "permutation_maps", "predict_pruning", "predict_transform", "predictability_score",
+           "pruning_operations", "pruning_predictability", "pruning_predictors", "regression_predictability",
+           "resolve_backend", "saliency_maps", "score_networks", "spearman", "transform_predictability",
+           "within_attribute_score"]

@@ -1,0 +1,59 @@
+"""Results as text: the tables the command line prints and the Markdown files beside the figures."""
+from __future__ import annotations
+
+from ..predictability.explainers import EXPLAINERS
+from ..results import EvaluationResult, PredictabilityResult
+
+
+def pct(v) -> str:
+    """A fraction as a percentage with two decimals; "-" for None."""
+    return "-" if v is None else f"{100 * float(v):.2f}%"
+
+
+def score_text(s: dict | None) -> str:
+    """A score with its interval: "0.845 [0.83, 0.86]"; "-" when there is none."""
+    if not s or s.get("score") is None:
+        return "-"
+    low, high = s.get("ci_low"), s.get("ci_high")
+    ci = f" [{low:.2f}, {high:.2f}]" if low is not None and high is not None else ""
+    return f"{s['score']:.3f}{ci}"
+
+
+def format_table(result: EvaluationResult) -> str:
+    """The per-attribute accuracy table of an evaluation."""
+    rows = result.per_attribute
+    width = max(len("attribute"), *(len(r["name"]) for r in rows))
+    lines = [f"{'attribute':<{width}}  accuracy  majority  positives",
+             f"{'-' * width}  --------  --------  ---------"]
+    for r in rows:
+        lines.append(f"{r['name']:<{width}}  {100 * r['accuracy']:7.2f}%  "
+                     f"{100 * r['majority_baseline']:7.2f}%  {r['positives']:9d}")
+    lines.append(f"{'mean':<{width}}  {100 * result.mean_accuracy:7.2f}%  "
+                 f"{100 * result.mean_majority_baseline:7.2f}%")
+    return "\n".join(lines)
+
+
+def format_summary(result: PredictabilityResult) -> str:
+    """The headline numbers of a predictability result (what `hpnet predictability` prints)."""
+    acc = result.accuracy or {}
+    lines = [f"{'network':<20}{'accuracy':>10}  {'pruning (logit) [95% CI]':<28}{'transformation [95% CI]':<28}"]
+    for net, label in (("attention", "attention network"), ("plain", "plain CNN")):
+        tr = (result.transform or {}).get(net)
+        lines.append(f"{label:<20}{pct((acc.get(net) or {}).get('mean_accuracy')):>10}  "
+                     f"{score_text(result.pruning.get(net)):<28}{score_text(tr) if tr else '-':<28}")
+    loc = result.localisation or {}
+    if "chance" in loc:
+        shares = ", ".join(f"{m} {score_text(loc.get(m))}" for m in ("attention",) + EXPLAINERS + ("chance",))
+        lines.append(f"localisation (energy share inside the evidence region): {shares}")
+    lines.append("regression calibration: " + ", ".join(f"{b} {v:.3f}" for b, v in result.regression.items()
+                                                       if v is not None))
+    return "\n".join(lines)
+
+
+def table4_markdown(table: list[dict]) -> str:
+    """Table 4 as a Markdown table: attribute, then its top correlated attributes with r."""
+    lines = ["| attribute | most correlated attributes (Pearson r of the Fig. 5 rows) |", "| --- | --- |"]
+    for row in table:
+        others = ", ".join(f"{t['name']} ({t['correlation']:.2f})" for t in row["top"])
+        lines.append(f"| {row['attribute']} | {others} |")
+    return "\n".join(lines) + "\n"

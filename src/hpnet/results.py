@@ -1,0 +1,201 @@
+"""What the commands write into a run folder: one dataclass per result, knowing its file and its JSON.
+
+Writers build these (the operations and analyses return them, the commands add where the data came
+from) and :class:`hpnet.run.Run` writes them; readers (the report, the CLI, a user's notebook) get
+them back through ``Run.read``, never through a file name of their own. ``to_json`` gives exactly
+the keys of the file (optional fields that are None are left out; NaN and infinities become null,
+which JSON can hold); ``from_json`` checks that the required keys are there and says which file
+lacks one.
+
+Nested parts (curves, per-attribute tables, scores) stay plain JSON-ready lists and dicts.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import MISSING, dataclass, field, fields
+from typing import Any, ClassVar, TypeVar
+
+from .errors import HPNetError
+
+R = TypeVar("R", bound="Result")
+
+
+def optional(default: Any = None) -> Any:
+    """A field that is left out of the JSON while it is None."""
+    return field(default=default, metadata={"optional": True})
+
+
+def json_ready(obj: Any) -> Any:
+    """NaN and infinities become None (JSON has no NaN); tuples become lists."""
+    if isinstance(obj, dict):
+        return {k: json_ready(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_ready(v) for v in obj]
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
+
+
+@dataclass
+class Result:
+    """Base of every result: ``FILE`` is its file name in the run folder, ``KIND`` what it is."""
+
+    FILE: ClassVar[str]
+    KIND: ClassVar[str]
+
+    @classmethod
+    def file_for(cls, **key: Any) -> str:
+        """The file name of the result identified by ``key`` (most results have one file per run)."""
+        return cls.FILE
+
+    @property
+    def file_name(self) -> str:
+        return self.file_for()
+
+    def to_json(self) -> dict:
+        out = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if value is None and f.metadata.get("optional"):
+                continue
+            out[f.name] = value
+        return json_ready(out)
+
+    @classmethod
+    def from_json(cls: type[R], data: Any, source: str = "") -> R:
+        where = f"{source}: " if source else ""
+        if not isinstance(data, dict):
+            raise HPNetError(f"{where}not a {cls.KIND} result (expected a JSON object)")
+        required = [f.name for f in fields(cls) if f.default is MISSING and f.default_factory is MISSING]
+        missing = [name for name in required if name not in data]
+        if missing:
+            raise HPNetError(f"{where}not a {cls.KIND} result: missing {', '.join(missing)}")
+        return cls(**{f.name: data[f.name] for f in fields(cls) if f.name in data})
+
+
+@dataclass
+class EvaluationResult(Result):
+    """``hpnet eval``: per-attribute accuracy against the majority class of the training labels."""
+
+    FILE: ClassVar[str] = "eval_{split}.json"
+    PATTERN: ClassVar[str] = "eval_*.json"
+    KIND: ClassVar[str] = "evaluation"
+
+    mean_accuracy: float
+    mean_majority_baseline: float
+    images: int
+    per_attribute: list[dict]          # {"name", "accuracy", "majority_baseline", "positives"}
+    split: str
+    dataset: str | None = None
+    backbone: str | None = None
+    run: str | None = None
+
+    @classmethod
+    def file_for(cls, split: str = "test", **key: Any) -> str:
+        return cls.FILE.format(split=split.replace(",", "+"))
+
+    @property
+    def file_name(self) -> str:
+        return self.file_for(self.split)
+
+
+@dataclass
+class AnalysisResult(Result):
+    """``hpnet analyse``: Fig. 4, 5, 6 and Table 4 (the figures themselves are PNG files beside it)."""
+
+    FILE: ClassVar[str] = "analysis.json"
+    KIND: ClassVar[str] = "mask analysis"
+
+    attribute_names: list[str]
+    channels: int
+    mean_mask_grid: list[list[float]]          # (K, C), Fig. 5
+    channel_correlation: list[list[float]]     # (C, C), Fig. 6
+    cluster_order: list[int]
+    attribute_table: list[dict]                # Table 4
+    top_channels: dict[str, list[int]]
+    fig4_attributes: list[str]
+    run: str | None = None
+    backbone: str | None = None
+    images: dict = field(default_factory=dict)
+    settings: dict = field(default_factory=dict)
+    pruned_channels: list[int] = field(default_factory=list)
+    attribute_correlation: list[list[float]] = field(default_factory=list)
+    figures: dict[str, str] = field(default_factory=dict)   # name -> path relative to the run
+
+
+@dataclass
+class PruningResult(Result):
+    """``hpnet prune``: Fig. 7 curves of every method, and the physically pruned model's numbers."""
+
+    FILE: ClassVar[str] = "pruning.json"
+    KIND: ClassVar[str] = "pruning"
+
+    methods: dict[str, list[list[float]]]      # [[P, accuracy]] or [[P, mean, std]]; reconstructed when so
+    channels: int | None = None
+    grid: list[int] = field(default_factory=list)
+    per_attribute: dict[str, list[list[float]]] = field(default_factory=dict)
+    images: int | None = None
+    attributes: list[str] = field(default_factory=list)
+    configurations: int | None = None
+    reconstructed: bool = False
+    orders: dict[str, list] = field(default_factory=dict)
+    fit_images: int | None = optional()
+    methods_heads_unchanged: dict[str, list[list[float]]] | None = optional()
+    rule: str | None = None
+    use_abs: bool = False
+    correlation: str | None = None
+    split: str | None = None
+    run: str | None = None
+    backbone: str | None = None
+    correlation_split: str | None = None
+    correlation_images: int | None = None
+    random_seeds: int | None = None
+    filter_l1: list[float] = field(default_factory=list)
+    seconds: dict[str, float] = field(default_factory=dict)
+    majority_baseline: float | None = None
+    skipped: dict[str, str] | None = optional()
+    physical: dict | None = optional()
+
+
+@dataclass
+class RobustnessResult(Result):
+    """``hpnet robust``: Fig. 8, accuracy for every (n, beta, noise std), and the selection."""
+
+    FILE: ClassVar[str] = "robustness.json"
+    KIND: ClassVar[str] = "robustness"
+
+    results: list[dict]                        # {"n", "beta", "noise_std", "accuracy", "per_attribute"}
+    ns: list[float] = field(default_factory=list)
+    betas: list[float] = field(default_factory=list)
+    noise_stds: list[float] = field(default_factory=list)
+    clip: bool = False
+    seed: int = 0
+    images: int | None = None
+    attributes: list[str] = field(default_factory=list)
+    split: str | None = None
+    run: str | None = None
+    backbone: str | None = None
+    majority_baseline: float | None = None
+    selection: dict | None = optional()
+
+
+@dataclass
+class PredictabilityResult(Result):
+    """``hpnet predictability``: scores with intervals for the network and its plain-CNN baseline."""
+
+    FILE: ClassVar[str] = "predictability.json"
+    KIND: ClassVar[str] = "predictability"
+
+    pruning: dict                              # {"attention": {...}, "plain": {...}, "operations", "primary"}
+    accuracy: dict
+    transform: dict | None = None
+    localisation: dict = field(default_factory=dict)
+    regression: dict[str, float | None] = field(default_factory=dict)
+    regression_detail: dict = field(default_factory=dict)
+    settings: dict = field(default_factory=dict)
+    definition: str = ""
+    seconds: dict[str, float] = field(default_factory=dict)
+
+
+RESULTS: tuple[type[Result], ...] = (EvaluationResult, AnalysisResult, PruningResult, RobustnessResult,
+                                     PredictabilityResult)

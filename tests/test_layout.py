@@ -1,0 +1,73 @@
+"""The structure's promises: what `import hpnet` loads, registries the CLI lists, one-entry extensions."""
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from hpnet.cli import build_parser, main
+from hpnet.data import SOURCES
+from hpnet.model import BACKBONES, HEADS, HPNet, ModelConfig, count_macs
+from hpnet.model.backbones import Backbone, ConvSpec
+from hpnet.ops.pruning import SCORERS, PruneSettings, ScanInputs, method_orders, prune_physical
+
+NAMES = ["Smiling", "Male", "Eyeglasses"]
+
+
+def test_import_hpnet_loads_no_trainer_commands_or_plotting():
+    code = ("import sys, hpnet; bad = [m for m in sys.modules if m.split('.')[:2] in (['hpnet', 'train'], "
+            "['hpnet', 'commands'], ['hpnet', 'report']) or m == 'matplotlib']; print(bad)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"
+
+
+def help_text(command: str) -> str:
+    parser = build_parser()
+    sub = next(a for a in parser._actions if a.dest == "command")
+    return " ".join(sub.choices[command].format_help().split())
+
+
+def test_the_cli_lists_every_registered_choice():
+    train, prune = help_text("train"), help_text("prune")
+    for registry, text in ((BACKBONES, train), (HEADS, train), (SOURCES, train), (SCORERS, prune)):
+        assert registry.names() and all(name in text for name in registry.names())
+    assert "default all: semantic,random,l1,attention" in prune
+
+
+def test_a_new_pruning_scorer_is_one_entry(monkeypatch):
+    def reversed_l1(inputs):
+        return {"reversed_l1": inputs.filter_l1.argsort(descending=True).tolist()}
+
+    monkeypatch.setitem(SCORERS._entries, "reversed_l1", reversed_l1)
+    torch.manual_seed(0)
+    model = HPNet(ModelConfig(NAMES, backbone="strided", widths=(4, 8)))
+    orders, _ = method_orders(ScanInputs(model, PruneSettings(methods=["reversed_l1"])), ["reversed_l1"])
+    assert sorted(orders["reversed_l1"]) == list(range(8))
+    assert "reversed_l1" in help_text("prune")
+
+
+def test_a_new_backbone_is_one_entry(monkeypatch, tmp_path, capsys):
+    def two_strided(config):
+        return [ConvSpec(3, config.widths[0], 2), ConvSpec(config.widths[0], config.widths[-1], 2)]
+
+    monkeypatch.setitem(BACKBONES._entries, "two_strided", Backbone(two_strided, "two stride-2 convs"))
+    torch.manual_seed(0)
+    model = HPNet(ModelConfig(NAMES, backbone="two_strided", widths=(4, 8))).eval()
+    x = torch.rand(2, 3, 16, 16)
+    assert model.features(x).shape == (2, 8, 4, 4)
+    assert count_macs(model, 16) == 3 * 4 * 9 * 64 + 4 * 8 * 9 * 16 + 3 * 8 * 8 * 16 + 2 * 3 * 8 * 16 + 3 * 8
+    small = prune_physical(model, [0, 3, 5])
+    assert small.config.backbone == "two_strided" and small.features(x).shape[1] == 3
+    code = main(["train", "--backbone", "two_strided", "--widths", "4,8", "--image-size", "16", "--max-images", "32",
+                 "--attributes", ",".join(NAMES), "--epochs", "1", "--quiet", "--no-eval", "--out", str(tmp_path / "r")])
+    assert code == 0, capsys.readouterr().err
+    assert "two_strided" in help_text("train")
+
+
+@pytest.mark.parametrize("registry, what", [(BACKBONES, "--backbone"), (HEADS, "--head"), (SOURCES, "--dataset"),
+                                            (SCORERS, "--method")])
+def test_unknown_names_are_one_line_errors_listing_the_choices(registry, what):
+    from hpnet.errors import HPNetError
+    with pytest.raises(HPNetError, match=f"{what} must be one of {', '.join(registry.names())}, got 'nope'"):
+        registry.get("nope")
