@@ -15,10 +15,10 @@ from __future__ import annotations
 import torch
 
 from ..core.moments import Moments
-from ..registry import Registry
 from ..core.stream import inference, model_device, stream
 from ..data.base import MultiLabelDataset
 from ..model import HPNet
+from ..registry import Registry
 
 
 def channel_correlation(model: HPNet, data: MultiLabelDataset, batch_size: int = 128,

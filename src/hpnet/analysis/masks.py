@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import torch
 
+from ..core.stream import inference, model_device, stream
 from ..data.base import MultiLabelDataset
 from ..errors import HPNetError
 from ..model import HPNet
-from ..core.stream import inference, model_device, stream
 
 
 def mean_mask_grid(model: HPNet, data: MultiLabelDataset, batch_size: int = 64,

@@ -22,8 +22,8 @@ from typing import Callable
 
 import torch
 
-from ..registry import Registry
 from ..errors import HPNetError
+from ..registry import Registry
 from .base import ArrayDataset, MultiLabelDataset
 
 SPLITS = ("train", "valid", "test")

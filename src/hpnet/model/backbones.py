@@ -5,23 +5,29 @@ dilation, Table 1), described by a function from the model config to its layers.
 conv and BatchNorm produce the C channels of z that the heads read and pruning removes
 (:attr:`FeatureExtractor.last_conv`, :attr:`FeatureExtractor.last_norm`).
 
-To add a backbone: one function here, decorated with ``@BACKBONES.register("name")``, plus its test.
+To add a backbone: one function from the config to its layers here, registered as
+``BACKBONES.register("name")(Backbone(layers, help))``, plus its test.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable
+from typing import Callable, Protocol
 
 import torch.nn as nn
 
-from ..registry import Registry
 from ..errors import HPNetError
-
-if TYPE_CHECKING:
-    from .config import ModelConfig
+from ..registry import Registry
 
 PAPER_WIDTHS = (32, 64, 64, 128)
 PAPER_DILATIONS = (1, 2, 3, 2)
+
+
+class BackboneConfig(Protocol):
+    """What a backbone reads of the model's configuration."""
+
+    backbone: str
+    widths: tuple[int, ...]
+    dilations: tuple[int, ...]
 
 
 @dataclass(frozen=True)
@@ -37,7 +43,7 @@ class Backbone:
     """``layers(config)`` gives the conv blocks (and raises HPNetError on a config it cannot build);
     ``defaults(widths)`` fills settings that depend on the depth when the user gave only widths."""
 
-    layers: Callable[["ModelConfig"], list[ConvSpec]]
+    layers: Callable[[BackboneConfig], list[ConvSpec]]
     help: str
     defaults: Callable[[tuple[int, ...]], dict] = lambda widths: {}
 
@@ -45,7 +51,7 @@ class Backbone:
 BACKBONES: Registry[Backbone] = Registry("--backbone")
 
 
-def _paper(config: "ModelConfig") -> list[ConvSpec]:
+def _paper(config: BackboneConfig) -> list[ConvSpec]:
     if len(config.dilations) != len(config.widths):
         raise HPNetError(f"--widths has {len(config.widths)} layers but dilations has "
                          f"{len(config.dilations)}; give one dilation per layer")
@@ -53,7 +59,7 @@ def _paper(config: "ModelConfig") -> list[ConvSpec]:
     return [ConvSpec(i, o, 1, d) for i, o, d in zip(c_in, config.widths, config.dilations)]
 
 
-def _strided(config: "ModelConfig") -> list[ConvSpec]:
+def _strided(config: BackboneConfig) -> list[ConvSpec]:
     c_in = (3,) + config.widths[:-1]
     return [ConvSpec(i, o, 1 if n == 0 else 2) for n, (i, o) in enumerate(zip(c_in, config.widths))]
 
@@ -77,7 +83,7 @@ def conv_block(c_in: int, c_out: int, stride: int = 1, dilation: int = 1) -> nn.
 class FeatureExtractor(nn.Sequential):
     """f_f: the config's backbone as a stack of conv blocks."""
 
-    def __init__(self, config: "ModelConfig"):
+    def __init__(self, config: BackboneConfig):
         layers = BACKBONES.get(config.backbone).layers(config)
         super().__init__(*(conv_block(s.c_in, s.c_out, s.stride, s.dilation) for s in layers))
 
@@ -90,7 +96,7 @@ class FeatureExtractor(nn.Sequential):
         return self[-1][1]
 
 
-def extractor_macs(config: "ModelConfig", image_size: int) -> tuple[int, int]:
+def extractor_macs(config: BackboneConfig, image_size: int) -> tuple[int, int]:
     """(multiply-accumulates of the extractor at ``image_size``, side of its output map)."""
     macs, size = 0, image_size
     for s in BACKBONES.get(config.backbone).layers(config):

@@ -31,9 +31,9 @@ from __future__ import annotations
 
 import torch
 
-from . import _kernels
 from ..core.tone import mask_transform, tone_curve_grad
-from .tiles import CPU_TILE_COLUMNS, _Block, _Problem, _Workspace, _run_groups, plan_tiles, tile_budget
+from . import _kernels
+from .tiles import CPU_TILE_COLUMNS, _Block, _Problem, _run_groups, _Workspace, plan_tiles, tile_budget
 
 USE_KERNELS = True  # the compiled per-tile loops where they apply (tests switch them off to compare)
 

@@ -17,19 +17,26 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable
+from typing import Callable, Protocol
 
 import torch
 import torch.nn as nn
 
-from ..registry import Registry
 from ..core.tone import mask_transform
+from ..registry import Registry
 from .fused import fused_heads, fused_pooled_many
 
-if TYPE_CHECKING:
-    from .config import ModelConfig
-
 HEAD_IMPLS = ("fused", "naive")
+
+
+class HeadConfig(Protocol):
+    """What a head family reads of the model's configuration."""
+
+    head: str
+    num_attributes: int
+    channels: int
+    head_impl: str
+    head_chunk_mb: float
 
 
 def _head_chunk(z: torch.Tensor, mask_w: torch.Tensor, mask_b: torch.Tensor, n: torch.Tensor,
@@ -172,7 +179,7 @@ class LinearHeads(nn.Module):
 
 @dataclass(frozen=True)
 class HeadFamily:
-    build: Callable[[int, int, "ModelConfig"], nn.Module]
+    build: Callable[[int, int, HeadConfig], nn.Module]
     help: str
 
 
@@ -184,5 +191,5 @@ HEADS.register("linear")(HeadFamily(
     lambda K, C, config: LinearHeads(K, C), "GAP + linear, no masks (the plain-CNN baseline)"))
 
 
-def build_heads(config: "ModelConfig") -> nn.Module:
+def build_heads(config: HeadConfig) -> nn.Module:
     return HEADS.get(config.head).build(config.num_attributes, config.channels, config)

@@ -18,12 +18,18 @@ together for a network and its plain-CNN baseline; the ``predictability`` comman
 """
 from ..core.stats import average_ranks, mean_ci, predictability_score, spearman, within_attribute_score
 from .calibration import regression_predictability
-from .explainers import (BACKENDS, EXPLAINERS, captum_available, gradcam_maps, permutation_maps,
-                         resolve_backend, saliency_maps)
+from .explainers import (
+                         BACKENDS,
+                         EXPLAINERS,
+                         captum_available,
+                         gradcam_maps,
+                         permutation_maps,
+                         resolve_backend,
+                         saliency_maps,
+)
 from .localisation import attention_maps, energy_fraction, localisation, network_localisation
 from .measure import measure_operations
-from .pruning import (channel_usage, predict_pruning, pruning_operations, pruning_predictability,
-                      pruning_predictors)
+from .pruning import channel_usage, predict_pruning, pruning_operations, pruning_predictability, pruning_predictors
 from .score import DEFINITION, NETWORKS, PredictabilitySettings, score_networks
 from .transform import TRANSFORMS, predict_transform, transform_predictability
 

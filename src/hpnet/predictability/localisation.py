@@ -20,8 +20,7 @@ from ..core.stream import model_device
 from ..data.base import MultiLabelDataset
 from ..errors import HPNetError
 from ..model import HPNet
-from .explainers import (EXPLAINERS, gradcam_maps, permutation_maps, resolve_backend, saliency_maps,
-                         upsample)
+from .explainers import EXPLAINERS, gradcam_maps, permutation_maps, resolve_backend, saliency_maps, upsample
 from .measure import rounded
 
 

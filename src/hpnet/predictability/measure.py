@@ -15,7 +15,6 @@ from ..core.stream import correct_counts, image_count, inference, model_device, 
 from ..data.base import MultiLabelDataset
 from ..model import HPNet
 
-
 HeadsFn = Callable[[torch.Tensor], torch.Tensor]   # z (B, C, H, W) -> logits (B, K)
 
 

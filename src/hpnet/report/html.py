@@ -16,8 +16,14 @@ from ..io import atomic_write_text
 from ..run import Run
 from .predictability import report_section
 from .regression import regression_section
-from .sections import (accuracy_section, analysis_sections, pruning_section, robustness_section,
-                       settings_section, training_section)
+from .sections import (
+    accuracy_section,
+    analysis_sections,
+    pruning_section,
+    robustness_section,
+    settings_section,
+    training_section,
+)
 
 SECTIONS = {
     "settings": "Settings and data",

@@ -13,8 +13,8 @@ from ..predictability.score import DEFINITION
 from ..results import PredictabilityResult
 from ..run import Run
 from .figures import FIGURES_DIR, png_base64, save_png
-from .markup import table as _html_table
-from .text import pct as _pct, score_text as _score_text
+from .markup import table
+from .text import pct, score_text
 
 FIGURES = {"pruning": "predictability_pruning.png", "transform": "predictability_transform.png",
            "localisation": "predictability_localisation.png"}
@@ -47,7 +47,7 @@ def fig_pruning(result: PredictabilityResult) -> Figure:
         ax.set_xlabel(f"predicted: share of the attribute's evidence pruned ({entry['predictor']})", fontsize=8.5)
         ax.set_ylabel("measured: mean |logit change| / logit std", fontsize=8.5)
         label = "attention network" if name == "attention" else "plain CNN"
-        ax.set_title(f"{label}: Spearman {_score_text(entry)}", fontsize=9.5)
+        ax.set_title(f"{label}: Spearman {score_text(entry)}", fontsize=9.5)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8, loc="upper left")
     fig.suptitle("Pruning predictability: each point is one (attribute, pruning operation) pair", fontsize=10)
@@ -69,7 +69,7 @@ def fig_transform(result: PredictabilityResult) -> Figure | None:
     ax.axvline(0, color="0.5", lw=0.8)
     ax.set_xlabel("predicted: sum_c w_kc (g(mean mask) - mean mask), per attribute evidence", fontsize=8.5)
     ax.set_ylabel("measured: mean logit change / logit std", fontsize=8.5)
-    ax.set_title(f"Mask transformation predictability (attention network): Spearman {_score_text(entry)}",
+    ax.set_title(f"Mask transformation predictability (attention network): Spearman {score_text(entry)}",
                  fontsize=9.5)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7.5, loc="upper left", bbox_to_anchor=(1.01, 1.0))
@@ -123,11 +123,11 @@ def _networks_table(result: PredictabilityResult) -> str:
         pr = result.pruning.get(name) or {}
         tr = (result.transform or {}).get(name)
         acc = (result.accuracy or {}).get(name) or {}
-        rows.append((label, _pct(acc.get("mean_accuracy")), _score_text(pr), _score_text(pr.get("accuracy")),
-                     _score_text(pr.get("within_attribute")), _score_text(tr) if tr else "- (no masks)",
+        rows.append((label, pct(acc.get("mean_accuracy")), score_text(pr), score_text(pr.get("accuracy")),
+                     score_text(pr.get("within_attribute")), score_text(tr) if tr else "- (no masks)",
                      pr.get("predictor", "-")))
     return ("<h3>Accuracy and predictability side by side</h3>"
-            + _html_table(["network", "mean accuracy", "pruning score (logit) [95% CI]",
+            + table(["network", "mean accuracy", "pruning score (logit) [95% CI]",
                            "pruning score (accuracy) [95% CI]", "pruning, within attribute [95% CI]",
                            "transformation score (logit) [95% CI]", "human-side predictor"], rows)
             + '<p class="muted">Score: Spearman rho over (attribute, operation) pairs, primary measure the '
@@ -136,10 +136,10 @@ def _networks_table(result: PredictabilityResult) -> str:
 
 
 def _variants_table(result: PredictabilityResult) -> str:
-    rows = [(net, name, _score_text(s)) for net in ("attention", "plain")
+    rows = [(net, name, score_text(s)) for net in ("attention", "plain")
             for name, s in (result.pruning.get(net) or {}).get("variants", {}).items()]
     return ('<p class="muted">Pruning score of other human-side predictors (same operations, logit change):</p>'
-            + _html_table(["network", "predictor", "score [95% CI]"], rows))
+            + table(["network", "predictor", "score [95% CI]"], rows))
 
 
 def _localisation_html(run_dir: Path, result: PredictabilityResult) -> str:
@@ -151,14 +151,14 @@ def _localisation_html(run_dir: Path, result: PredictabilityResult) -> str:
     for m, label in (("attention", "attention masks (top channels)"), ("gradcam", "Grad-CAM on z"),
                      ("saliency", "saliency |d logit / d x|"), ("permutation", "patch permutation")):
         a, p = loc.get(m), plain.get(m)
-        rows.append((label, _score_text(a), _score_text(p), _num(a, "pointing"), _num(p, "pointing")))
-    rows.append(("chance (area share)", _score_text(loc["chance"]), _score_text(loc["chance"]),
+        rows.append((label, score_text(a), score_text(p), _num(a, "pointing"), _num(p, "pointing")))
+    rows.append(("chance (area share)", score_text(loc["chance"]), score_text(loc["chance"]),
                  _num(loc["chance"], "pointing"), _num(loc["chance"], "pointing")))
     return ("<h3>Localisation on synthetic faces</h3>"
             + f'<p class="muted">Share of each map\'s energy inside the attribute\'s evidence region, '
               f'mean over {loc.get("images")} images and all attributes (95% CI over images); pointing: '
               f'share of maps whose maximum lies inside. Explainers: {escape(str(loc.get("backend")))}.</p>'
-            + _html_table(["map", "attention network", "plain CNN", "pointing (attention net)",
+            + table(["map", "attention network", "plain CNN", "pointing (attention net)",
                            "pointing (plain CNN)"], rows)
             + _image(run_dir, result, "localisation", fig_localisation))
 
@@ -169,10 +169,10 @@ def _num(entry: dict | None, key: str) -> str:
 
 def _regression_table(result: PredictabilityResult) -> str:
     detail = result.regression_detail or {}
-    rows = [(b, _score_text(d), f"{d.get('spread', 0):.3f}") for b, d in detail.items()]
+    rows = [(b, score_text(d), f"{d.get('spread', 0):.3f}") for b, d in detail.items()]
     return ("<h3>Calibration: the regression example (Eq. 3-7)</h3><p class=\"muted\">Change one coefficient; "
             "predict the change as that basis function alone in orthonormal components.</p>"
-            + _html_table(["basis", "score [95% CI]", "spread"], rows))
+            + table(["basis", "score [95% CI]", "spread"], rows))
 
 
 def _settings_note(result: PredictabilityResult) -> str:

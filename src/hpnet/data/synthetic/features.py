@@ -15,8 +15,22 @@ from typing import Callable
 
 import numpy as np
 
-from .draw import (_FRAME, _IRIS, _LIPSTICK, _SHADOW, Box, _box, _col, _const, _ellipse, _in_ellipse,
-                   _inside, _pick, _segment, _View)
+from .draw import (
+    _FRAME,
+    _IRIS,
+    _LIPSTICK,
+    _SHADOW,
+    Box,
+    _box,
+    _col,
+    _const,
+    _ellipse,
+    _in_ellipse,
+    _inside,
+    _pick,
+    _segment,
+    _View,
+)
 from .prior import ATTRIBUTES, Arrays
 
 Painter = Callable[[_View], None]

@@ -14,14 +14,26 @@ The operation acts on the C channels of z = f_f(x), the input of every attention
 4. :mod:`.prune`: all of it for a trained model (:func:`prune_model`, settings :class:`PruneSettings`);
    the ``prune`` command (:func:`hpnet.commands.prune_run`) runs it on a run folder.
 """
-from .apply import mean_accuracy, masked_model, physical_report, prune_physical
+from .apply import masked_model, mean_accuracy, physical_report, prune_physical
 from .curves import default_grid, pruning_curves
-from .prune import PruneSettings, Pruned, prune_model
+from .prune import Pruned, PruneSettings, prune_model
 from .refit import HeadFit, reconstruct_heads
-from .scorers import (RULES, SCORERS, ScanInputs, ScorerSkipped, attention_order, filter_l1, l1_order,
-                      method_orders, random_order, scorer, semantic_order)
+from .scorers import (
+                      RULES,
+                      SCORERS,
+                      ScanInputs,
+                      ScanSettings,
+                      ScorerSkipped,
+                      attention_order,
+                      filter_l1,
+                      l1_order,
+                      method_orders,
+                      random_order,
+                      scorer,
+                      semantic_order,
+)
 
-__all__ = ["RULES", "SCORERS", "HeadFit", "PruneSettings", "Pruned", "ScanInputs", "ScorerSkipped",
+__all__ = ["RULES", "SCORERS", "HeadFit", "PruneSettings", "Pruned", "ScanInputs", "ScanSettings", "ScorerSkipped",
            "attention_order", "default_grid", "filter_l1", "l1_order", "masked_model", "mean_accuracy",
            "method_orders", "physical_report", "prune_model", "prune_physical", "pruning_curves",
            "random_order", "reconstruct_heads", "scorer", "semantic_order"]

@@ -15,37 +15,29 @@ from ...results import PruningResult
 from .apply import physical_report, prune_physical
 from .curves import default_grid, pruning_curves
 from .refit import reconstruct_heads
-from .scorers import RULES, SCORERS, ScanInputs, method_orders
+from .scorers import RULES, SCORERS, ScanInputs, ScanSettings, method_orders
 
 
 @dataclass
-class PruneSettings:
+class PruneSettings(ScanSettings):
     """What ``hpnet prune`` does (defaults are the command line's).
 
-    ``methods``: names of :data:`~hpnet.ops.pruning.scorers.SCORERS`; "semantic" scans the
-    ``correlation`` kind with ``rule`` (``both_rules``: the other rule too; the other kinds are
-    reported as ``semantic_<kind>``), from the first ``corr_images`` training images. ``grid``: the
-    numbers of pruned channels (default about 17 points from 0 to C); ``seeds`` random orders from
-    ``seed``. Curves on the first ``max_images`` images of ``split`` (default: the run's evaluation
-    split). ``reconstruct``: also refit every pruned model's classifiers on the first ``fit_images``
-    training images. ``keep``: also prune physically to the last ``keep`` channels of the semantic
-    order, and with ``save`` write that model as a run folder.
+    ``methods``: names of :data:`~hpnet.ops.pruning.scorers.SCORERS`, scanning as the
+    :class:`~hpnet.ops.pruning.scorers.ScanSettings` fields say ("semantic" scans the
+    ``correlation`` kind with ``rule``; the other kinds are reported as ``semantic_<kind>``). ``grid``:
+    the numbers of pruned channels (default about 17 points from 0 to C). Curves on the first
+    ``max_images`` images of ``split`` (default: the run's evaluation split). ``reconstruct``: also
+    refit every pruned model's classifiers on the first ``fit_images`` training images. ``keep``: also
+    prune physically to the last ``keep`` channels of the semantic order, and with ``save`` write that
+    model as a run folder.
     """
 
     methods: Sequence[str] = field(default_factory=SCORERS.names)
-    rule: str = "lower"
-    correlation: str = "contributions"
     grid: Sequence[int] | None = None
-    seeds: int = 5
-    seed: int = 0
     split: str | None = None
     max_images: int | None = None
-    corr_images: int | None = 2000
     reconstruct: bool = True
     fit_images: int | None = 1000
-    batch_size: int = 64
-    both_rules: bool = True
-    use_abs: bool = False
     keep: int | None = None
     save: str | None = None
 

@@ -17,7 +17,7 @@ To add a scorer: one function here, decorated with ``@scorer("name")``, plus its
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -29,13 +29,27 @@ from ...errors import HPNetError
 from ...model import HPNet
 from ...registry import Registry
 
-if TYPE_CHECKING:
-    from .prune import PruneSettings
-
 RULES = ("lower", "higher")
 
 Order = Sequence[int]
 Orders = dict[str, "Order | list[Order]"]
+
+
+@dataclass
+class ScanSettings:
+    """How the scorers scan (a part of :class:`~hpnet.ops.pruning.prune.PruneSettings`): ``rule`` and
+    ``correlation`` kind of the semantic scan (``both_rules``: the other rule too; ``use_abs``: rank by
+    |R|), ``seeds`` random orders from ``seed``, correlations and mean masks from the first
+    ``corr_images`` training images in batches of ``batch_size``."""
+
+    rule: str = "lower"
+    correlation: str = "contributions"
+    both_rules: bool = True
+    use_abs: bool = False
+    seeds: int = 5
+    seed: int = 0
+    corr_images: int | None = 2000
+    batch_size: int = 64
 
 
 class ScorerSkipped(Exception):
@@ -47,7 +61,7 @@ class ScanInputs:
     the first ``settings.corr_images`` training images, the channel correlations and the mean masks.
     ``correlations`` and ``mean_masks`` may be given instead (then ``train`` is not needed)."""
 
-    def __init__(self, model: HPNet, settings: "PruneSettings", train: MultiLabelDataset | None = None,
+    def __init__(self, model: HPNet, settings: ScanSettings, train: MultiLabelDataset | None = None,
                  correlations: dict[str, torch.Tensor] | None = None, mean_masks: torch.Tensor | None = None,
                  progress: bool = False):
         self.model, self.settings, self.train, self.progress = model, settings, train, progress
