@@ -12,6 +12,7 @@ from pathlib import Path
 
 import torch
 
+from .errors import HPNetError
 from .io import atomic_save_tensors, load_tensors, read_metadata
 from .model import HPNet
 
@@ -31,16 +32,24 @@ def save_checkpoint(path: Path, model: HPNet, optimizer: torch.optim.Optimizer, 
 
 
 def load_checkpoint(path: Path, model: HPNet, optimizer: torch.optim.Optimizer) -> dict:
+    """Load the model and optimizer state saved by :func:`save_checkpoint`; returns the run record."""
     tensors = load_tensors(path)
     meta = read_metadata(path)
     model.load_tensors({k[6:]: v for k, v in tensors.items() if k.startswith("model.")}, path)
     opt_state: dict[int, dict] = {}
-    for key, value in tensors.items():
-        if key.startswith("optim."):
-            _, idx, name = key.split(".", 2)
-            opt_state.setdefault(int(idx), {})[name] = value
-    optimizer.load_state_dict({"state": opt_state, "param_groups": json.loads(meta["param_groups"])})
-    return json.loads(meta["state"])
+    try:
+        for key, value in tensors.items():
+            if key.startswith("optim."):
+                _, idx, name = key.split(".", 2)
+                opt_state.setdefault(int(idx), {})[name] = value
+        optimizer.load_state_dict({"state": opt_state, "param_groups": json.loads(meta["param_groups"])})
+        record = json.loads(meta["state"])
+    except (KeyError, ValueError, TypeError, IndexError) as e:
+        raise HPNetError(f"{path}: not a training checkpoint of this run (its optimizer state or metadata "
+                         f"is missing or damaged: {type(e).__name__} {e})") from None
+    if not isinstance(record, dict) or not {"epochs_done", "step", "train", "history"} <= set(record):
+        raise HPNetError(f"{path}: not a training checkpoint of this run (its metadata holds no run record)")
+    return record
 
 
 def load_checkpoint_weights(path: Path, model: HPNet) -> HPNet:

@@ -116,6 +116,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         model.update(BACKBONES.get(args.backbone).defaults(args.widths))
     cfg = TrainConfig(**given(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                               weight_decay=args.weight_decay, l1_lambda=args.l1_lambda, seed=args.seed,
+                              max_loss_ratio=args.max_loss_ratio,
                               amp=not args.no_amp, device=args.device, num_workers=args.workers))
     record = train_run(args.out, data_spec(args, args.seed), model, cfg, progress=not args.quiet)
     return _after_training(args, record)
@@ -237,10 +238,18 @@ def cmd_demo(args: argparse.Namespace) -> int:
 # the parser
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse with bad arguments told in one line (``hpnet train: error: argument --lr: ...``), exit 2;
+    ``--help`` shows the usage."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .train import TrainConfig
-    parser = argparse.ArgumentParser(prog="hpnet", description="Human-predictable neural networks.")
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser = Parser(prog="hpnet", description="Human-predictable neural networks.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
 
     p = sub.add_parser("train", help="train a network into a run folder")
     add_data_args(p, required=True)
@@ -260,6 +269,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dilations", type=int_list, default=None, help="paper backbone dilations, e.g. 1,2,3,2")
     p.add_argument("--head", choices=HEADS.names(), default=default(ModelConfig, "head"),
                    help="; ".join(f"{name}: {h.help}" for name, h in HEADS.items()))
+    p.add_argument("--max-loss-ratio", type=float, default=default(TrainConfig, "max_loss_ratio"),
+                   help="stop (run marked failed) when a batch loss exceeds this times the run's first; 0: never. "
+                        "A loss or gradient that is not finite always stops training")
     p.add_argument("--seed", type=int, default=default(TrainConfig, "seed"))
     p.add_argument("--device", default=default(TrainConfig, "device"), help="auto, cpu, cuda, cuda:1, ...")
     p.add_argument("--no-amp", action="store_true", help="no mixed precision on CUDA")
@@ -357,7 +369,11 @@ def add_eval_args(p: argparse.ArgumentParser, split: bool = True, max_images: in
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    """Run the ``hpnet`` command on ``argv``; returns the exit status (0, 2 for bad input, 130)."""
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as done:  # --help, or arguments argparse refused (one line printed)
+        return done.code if isinstance(done.code, int) else 2
     name = {"analyze": "analyse"}.get(args.command, args.command)
     try:
         return COMMANDS[name](args)

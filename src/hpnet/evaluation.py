@@ -4,11 +4,11 @@ from __future__ import annotations
 import math
 
 import torch
-from tqdm import tqdm
 
 from .core.stream import batches, to_input
 from .data.base import ArrayDataset, MultiLabelDataset
 from .model import HPNet
+from .progress import bar
 
 
 @torch.no_grad()
@@ -20,8 +20,8 @@ def predict(model: HPNet, data: MultiLabelDataset, batch_size: int = 256,
     model.eval()
     gen = torch.Generator(device="cpu").manual_seed(seed)
     out = []
-    for images, _ in tqdm(batches(data, batch_size), total=math.ceil(len(data) / batch_size),
-                          desc="evaluating", disable=not progress, leave=False):
+    for images, _ in bar(batches(data, batch_size), total=math.ceil(len(data) / batch_size), desc="evaluating",
+                         unit="batch", enabled=progress):
         x = to_input(images, device)
         if noise_std > 0:
             x = x + noise_std * torch.randn(x.shape, generator=gen).to(device)

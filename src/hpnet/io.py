@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 from .errors import HPNetError
@@ -20,8 +20,13 @@ os.umask(_UMASK)
 
 def _atomic(path: Path, write) -> None:
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    if path.is_dir():
+        raise HPNetError(f"{path}: is a folder, cannot write a file there")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as e:
+        raise HPNetError(f"{path}: cannot write ({e.strerror or e})") from None
     os.close(fd)
     try:
         write(tmp)
@@ -30,6 +35,22 @@ def _atomic(path: Path, write) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def check_output(path: str | Path, name: str, folder: bool) -> Path:
+    """An output path that can be written: a folder (``folder``) or a file, or nothing yet, with no
+    file in the way among its parents. One line naming ``name`` (e.g. "--out") otherwise; called
+    before the work that would write there."""
+    path = Path(path)
+    if path.exists() and path.is_dir() != folder:
+        raise HPNetError(f"{name} {path}: exists and is {'a file' if folder else 'a folder'}, not "
+                         f"{'a folder' if folder else 'a file'}")
+    for parent in path.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise HPNetError(f"{name} {path}: {parent} is a file, not a folder")
+            break
+    return path
 
 
 def atomic_write_text(text: str, path: str | Path) -> None:
@@ -81,6 +102,9 @@ def load_tensors(path: str | Path, map_location: str = "cpu") -> dict[str, torch
 
 
 def read_metadata(path: str | Path) -> dict[str, str]:
-    from safetensors import safe_open
-    with safe_open(str(path), framework="pt") as f:
-        return f.metadata() or {}
+    """The JSON-string metadata of a safetensors file."""
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            return f.metadata() or {}
+    except (SafetensorError, OSError, ValueError) as e:
+        raise HPNetError(f"{path}: not a readable safetensors file ({e})") from None

@@ -12,6 +12,8 @@ Nested parts (curves, per-attribute tables, scores) stay plain JSON-ready lists 
 from __future__ import annotations
 
 import math
+import types
+import typing
 from dataclasses import MISSING, dataclass, field, fields
 from typing import Any, ClassVar, TypeVar
 
@@ -70,7 +72,26 @@ class Result:
         missing = [name for name in required if name not in data]
         if missing:
             raise HPNetError(f"{where}not a {cls.KIND} result: missing {', '.join(missing)}")
+        hints = typing.get_type_hints(cls)
+        for f in fields(cls):
+            if f.name in data and not _has_type(data[f.name], hints[f.name]):
+                raise HPNetError(f"{where}not a {cls.KIND} result: {f.name} is {str(data[f.name])[:60]!r}")
         return cls(**{f.name: data[f.name] for f in fields(cls) if f.name in data})
+
+
+def _has_type(value: Any, hint: Any) -> bool:
+    """Whether ``value`` (from JSON) is of the outer type of ``hint`` (a float may be an int or null:
+    JSON's NaN)."""
+    if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
+        return any(_has_type(value, h) for h in typing.get_args(hint))
+    outer = typing.get_origin(hint) or hint
+    if outer is type(None):
+        return value is None
+    if outer is float:
+        return value is None or (isinstance(value, (int, float)) and not isinstance(value, bool))
+    if outer is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, outer)
 
 
 @dataclass

@@ -30,6 +30,8 @@ from .model import HPNet, ModelConfig
 from .results import EvaluationResult, Result
 
 R = TypeVar("R", bound=Result)
+# the fields of ModelConfig that define the network (the others choose how the heads are computed)
+ARCHITECTURE = ("attribute_names", "backbone", "widths", "dilations", "head", "l1_norm")
 
 
 class Run:
@@ -51,8 +53,7 @@ class Run:
         if not path.is_dir():
             raise HPNetError(f"{path}: run folder not found")
         record = read_json(path / RUN_FILE)
-        if not isinstance(record, dict):
-            raise HPNetError(f"{path / RUN_FILE}: not a run record (expected a JSON object)")
+        _check_record(record, path / RUN_FILE)
         return cls(path, record)
 
     def __repr__(self) -> str:
@@ -70,16 +71,19 @@ class Run:
         if not data:
             raise HPNetError(f"{self.path / RUN_FILE}: the run records no data settings (\"data\" is "
                              f"missing or null), so its images cannot be found; train it with `hpnet train`")
-        if not isinstance(data, dict):
-            raise HPNetError(f"{self.path / RUN_FILE}: \"data\" must be a JSON object, got {data!r}")
-        return DataSpec.from_dict(data)
+        return DataSpec.from_dict(data, f"{self.path / RUN_FILE}: \"data\"")
 
     @property
     def model_config(self) -> ModelConfig:
-        config = self.record.get("model")
-        if not isinstance(config, dict):
-            raise HPNetError(f"{self.path / RUN_FILE}: the run records no model settings (\"model\")")
-        return ModelConfig.from_dict(config)
+        return ModelConfig.from_dict(self.record.get("model"), f"{self.path / RUN_FILE}: \"model\"")
+
+    @property
+    def train_settings(self) -> dict:
+        """The training settings as recorded (``TrainConfig.from_dict`` makes them a config)."""
+        train = self.record.get("train")
+        if not isinstance(train, dict):
+            raise HPNetError(f"{self.path / RUN_FILE}: the run records no training settings (\"train\")")
+        return train
 
     @property
     def train_positive_rate(self) -> list[float]:
@@ -90,20 +94,41 @@ class Run:
     def model(self, device: str | torch.device = "cpu", needs_masks: bool | None = None) -> HPNet:
         """The trained model on ``device`` ("auto": CUDA when present), in eval mode.
 
-        The final model when training has ended, else the weights of the last checkpoint.
+        The final model when training has ended, else the weights of the last checkpoint. Refused
+        with one line: a model file older than the run's checkpoint (training was resumed and has
+        not finished), a model.json that disagrees with run.json, weights that are not finite.
         ``needs_masks``: True refuses a plain CNN (linear heads), False refuses attention heads.
         """
+        status = self.record.get("status")
         if (self.path / MODEL_FILE).is_file():
+            if status not in (None, "done"):
+                raise HPNetError(f"{self.path}: the run has not finished (status {status}, {self.record.get('epochs_done')} "
+                                 f"of {(self.record.get('train') or {}).get('epochs')} epochs), so its {MODEL_FILE} is "
+                                 f"older than its checkpoint; finish it with `hpnet train --resume --out {self.path}`")
             model = HPNet.load(self.path)
         else:
             model = load_checkpoint_weights(self.path / CHECKPOINT, HPNet(self.model_config))
+        bad = next((name for name, t in model.state_dict().items() if t.is_floating_point()
+                    and not torch.isfinite(t).all()), None)
+        if bad is not None:
+            raise HPNetError(f"{self.path}: the model's weights are not finite ({bad}); the training diverged")
         if needs_masks is True and not model.has_masks:
             raise HPNetError(f"{self.path}: the model has linear heads (plain CNN), so it has no attention "
                              f"masks; this command needs an attention run (train with --head attention)")
         if needs_masks is False and model.has_masks:
             raise HPNetError(f"{self.path}: the model has attention heads; it must be a plain CNN (--head linear)")
+        self._check_config(model.config)
         device = resolve_device(device) if isinstance(device, str) else device
         return model.to(device).eval()
+
+    def _check_config(self, config: ModelConfig) -> None:
+        """run.json and model.json must describe the same network."""
+        recorded = self.model_config.to_dict()
+        saved = config.to_dict()
+        for key in ARCHITECTURE:
+            if recorded.get(key) != saved.get(key):
+                raise HPNetError(f"{self.path}: run.json and model.json disagree on {key} "
+                                 f"({recorded.get(key)!r} and {saved.get(key)!r}); one of them was edited")
 
     # -- its data ----------------------------------------------------------------------------
 
@@ -145,3 +170,32 @@ class Run:
         """Every evaluation written into the run folder, by file name."""
         return [EvaluationResult.from_json(read_json(p), str(p))
                 for p in sorted(self.path.glob(EvaluationResult.PATTERN))]
+
+
+# what each key of run.json must be, when it is there
+_RECORD_KEYS = {"model": dict, "train": dict, "data": (dict, type(None)), "history": list, "status": str,
+                "epochs_done": int, "train_positive_rate": list, "masks": (dict, type(None))}
+
+
+def _check_record(record, path: Path) -> None:
+    """One line for a run.json that is not a run record (the commands read these keys)."""
+    if not isinstance(record, dict):
+        raise HPNetError(f"{path}: not a run record (expected a JSON object)")
+    for key, kind in _RECORD_KEYS.items():
+        if key in record and not isinstance(record[key], kind):
+            raise HPNetError(f"{path}: \"{key}\" is not a {_kind(kind)}: {str(record[key])[:60]!r}")
+    for epoch in record.get("history", []):
+        if not isinstance(epoch, dict) or not all(isinstance(epoch.get(k), (int, float)) for k in ("epoch", "loss")):
+            raise HPNetError(f"{path}: \"history\" must list epochs with a number \"epoch\" and \"loss\", "
+                             f"got {str(epoch)[:60]!r}")
+    if not all(isinstance(r, (int, float)) for r in record.get("train_positive_rate", [])):
+        raise HPNetError(f"{path}: \"train_positive_rate\" must be numbers")
+    masks = record.get("masks")
+    if masks is not None and not all(isinstance(masks.get(k), (int, float)) for k in ("mean", "sparsity", "threshold", "images")):
+        raise HPNetError(f"{path}: \"masks\" must hold the numbers mean, sparsity, threshold and images")
+
+
+def _kind(kind) -> str:
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    words = {dict: "JSON object", list: "list", str: "string", int: "integer", type(None): "null"}
+    return " or ".join(words[k] for k in kinds)

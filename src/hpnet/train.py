@@ -18,17 +18,19 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from tqdm import tqdm
 
 from . import distributed
 from .checkpoint import CHECKPOINT, RUN_FILE, load_checkpoint, save_checkpoint
-from .core.stream import batches, resolve_device, to_input
+from . import checks
+from .core.stream import batches, check_device, resolve_device, to_input
 from .data import DataSpec
 from .data.base import MultiLabelDataset
 from .errors import HPNetError
 from .evaluation import evaluate, mask_statistics
 from .io import atomic_write_json
 from .model import HPNet
+from .model.backbones import extractor_macs
+from .progress import bar, write
 
 
 @dataclass
@@ -43,25 +45,28 @@ class TrainConfig:
     amp: bool = True          # mixed precision on CUDA (bfloat16 where supported, else float16)
     device: str = "auto"      # "auto": CUDA when present, else CPU
     num_workers: int = 2      # for sources that are not held in memory
+    max_loss_ratio: float = 100.0  # stop when a batch loss exceeds this times the run's first one (0: never)
 
     def __post_init__(self) -> None:
-        for name, smallest in (("epochs", 1), ("batch_size", 1), ("num_workers", 0)):
-            if int(getattr(self, name)) < smallest:
-                raise HPNetError(f"--{name.replace('_', '-')} must be at least {smallest}, got {getattr(self, name)}")
-        for name, positive in (("lr", True), ("weight_decay", False), ("l1_lambda", False)):
-            v = float(getattr(self, name))
-            if not math.isfinite(v) or v < 0 or (positive and v == 0):
-                kind = "a positive" if positive else "a non-negative"
-                raise HPNetError(f"--{name.replace('_', '-')} must be {kind} finite number, got {getattr(self, name)}")
-        if not 0 < self.min_lr_fraction <= 1:
-            raise HPNetError(f"min_lr_fraction must be in (0, 1], got {self.min_lr_fraction}")
+        checks.count(self.epochs, "--epochs")
+        checks.count(self.batch_size, "--batch-size")
+        checks.number(self.lr, "--lr", 0, low_open=True)
+        checks.number(self.weight_decay, "--weight-decay", 0)
+        checks.number(self.min_lr_fraction, "min_lr_fraction", 0, 1, low_open=True)
+        checks.number(self.l1_lambda, "--l1-lambda", 0)
+        checks.count(self.seed, "--seed", smallest=0)
+        checks.flag(self.amp, "amp")
+        check_device(self.device)
+        checks.count(self.num_workers, "--workers", smallest=0)
+        checks.number(self.max_loss_ratio, "--max-loss-ratio", 0)
 
     def to_dict(self) -> dict:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "TrainConfig":
-        return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
+    def from_dict(cls, d: dict, source: str = "training settings") -> "TrainConfig":
+        """The settings stored as ``d`` (``source`` names the file in errors)."""
+        return checks.from_dict(cls, d, source)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -113,7 +118,8 @@ def fit(model: HPNet, train_data: MultiLabelDataset, valid_data: MultiLabelDatas
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     amp_dtype = _amp_dtype(cfg, device)
     loop = _Loop(net, optimizer, torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16), amp_dtype,
-                 cfg, device, math.ceil(len(train_data) / cfg.batch_size) * cfg.epochs)
+                 cfg, device, math.ceil(len(train_data) / cfg.batch_size) * cfg.epochs,
+                 _smallest_batch(model, train_data, cfg, world_size))
     record = {
         "model": model.config.to_dict(), "train": cfg.to_dict(),
         "data": data_spec.to_dict() if data_spec else None,
@@ -123,16 +129,22 @@ def fit(model: HPNet, train_data: MultiLabelDataset, valid_data: MultiLabelDatas
     }
     if resume:
         record = load_checkpoint(run_dir / CHECKPOINT, model, optimizer)
+        record["train"]["epochs"] = cfg.epochs  # an extension holds from now on, also after a kill
+        record["status"] = "running"
+        record.pop("failure", None)
     elif len(train_data):
         model.init_bias_from_prior(record["train_positive_rate"])
-        if record["train"]["epochs"] != cfg.epochs:  # extending a run: keep its schedule length
-            record["train"]["epochs"] = cfg.epochs
     if rank == 0:
         atomic_write_json(record, run_dir / RUN_FILE)
 
     for epoch in range(record["epochs_done"], cfg.epochs):
         order = torch.randperm(len(train_data), generator=torch.Generator().manual_seed(cfg.seed * 100003 + epoch))
-        stats = loop.epoch(train_data, order, record, epoch, progress and rank == 0)
+        step = record["step"]
+        try:
+            stats = loop.epoch(train_data, order, record, epoch, progress and rank == 0)
+        except Diverged as why:
+            record["step"] = step  # as the last checkpoint left it
+            raise _failed(run_dir, record, str(why), rank) from None
         if rank == 0 and valid_data is not None and len(valid_data):
             result = evaluate(model, valid_data, record["train_positive_rate"], cfg.batch_size * 4)
             stats["valid_mean_accuracy"] = result["mean_accuracy"]
@@ -152,6 +164,25 @@ def fit(model: HPNet, train_data: MultiLabelDataset, valid_data: MultiLabelDatas
     return record
 
 
+class Diverged(HPNetError):
+    """Training stopped: a loss or gradient that is not finite, or a loss far above the run's first."""
+
+
+def _failed(run_dir: Path, record: dict, why: str, rank: int) -> HPNetError:
+    """Mark the run failed in run.json (its last checkpoint stays as it was); the error to raise."""
+    done = record["epochs_done"]
+    if done:
+        kept = (f"its last checkpoint (epoch {done}) is kept: train into another --out with a lower --lr, or "
+                f"retry from the checkpoint with `hpnet train --resume --out {run_dir}`")
+    else:
+        kept = "no epoch had finished: train again with a lower --lr"
+    message = f"{run_dir}: training diverged at {why}; the run is marked failed, {kept}"
+    record.update(status="failed", failure=message)
+    if rank == 0:
+        atomic_write_json(record, run_dir / RUN_FILE)
+    return HPNetError(message)
+
+
 @dataclass
 class _Loop:
     """What every training step uses besides its batch, set up once by :func:`fit`."""
@@ -163,6 +194,7 @@ class _Loop:
     cfg: TrainConfig
     device: torch.device
     total_steps: int
+    smallest_batch: int = 1               # smaller (last) batches are skipped
 
     def epoch(self, data: MultiLabelDataset, order: torch.Tensor, record: dict, epoch: int,
               progress: bool) -> dict:
@@ -171,15 +203,14 @@ class _Loop:
         rank, world_size = world()
         self.net.train()
         n_batches = math.ceil(len(order) / cfg.batch_size)
-        bar = tqdm(total=len(order), desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="img",
-                   disable=not progress, leave=False, dynamic_ncols=True)
+        progress_bar = bar(total=len(order), desc=f"epoch {epoch + 1}/{cfg.epochs}", enabled=progress)
         loss_sum, bce_sum, l1_sum, seen, start = 0.0, 0.0, 0.0, 0, time.perf_counter()
         for images, targets in batches(data, cfg.batch_size, order, cfg.num_workers):
             lr = learning_rate(cfg, record["step"], self.total_steps)
             for group in optimizer.param_groups:
                 group["lr"] = lr
             global_batch = images.shape[0]
-            if global_batch < world_size:  # a last batch too small to give every rank an image
+            if global_batch < self.smallest_batch:  # a last batch too small for every rank (and BatchNorm)
                 continue
             images, targets = images[rank::world_size], targets[rank::world_size]  # this rank's share
             x, y = to_input(images, self.device), targets.to(self.device, non_blocking=True)
@@ -187,24 +218,65 @@ class _Loop:
                                 enabled=self.amp_dtype is not None):
                 out = self.net(x)
             loss, bce = loss_fn(out.logits, y, out.mask_l1, cfg.l1_lambda)
+            value = float(loss.detach())
+            self._check_loss(value, record, epoch)
             # DDP averages gradients over ranks; weighting each rank by its share of the global batch
             # makes that the gradient of the global batch mean even when the shares differ by one
             share = images.shape[0] * world_size / global_batch
             optimizer.zero_grad(set_to_none=True)
             self.scaler.scale(loss * share if world_size > 1 else loss).backward()
+            if not self.scaler.is_enabled():  # float16 loss scaling skips non-finite steps itself
+                self._check_gradients(record, epoch)
             self.scaler.step(optimizer)
             self.scaler.update()
             record["step"] += 1
             b = global_batch
-            loss_sum, bce_sum, l1_sum, seen = (loss_sum + float(loss.detach()) * b, bce_sum + float(bce.detach()) * b,
+            loss_sum, bce_sum, l1_sum, seen = (loss_sum + value * b, bce_sum + float(bce.detach()) * b,
                                                l1_sum + float(out.mask_l1.detach()) * b, seen + b)
-            bar.update(b)
-            bar.set_postfix(loss=f"{loss_sum / seen:.3f}", lr=f"{lr:.1e}")
-        bar.close()
+            progress_bar.update(b)
+            progress_bar.set_postfix(loss=f"{loss_sum / seen:.3f}", lr=f"{lr:.1e}")
+        progress_bar.close()
         elapsed = time.perf_counter() - start
         return {"epoch": epoch + 1, "loss": loss_sum / max(seen, 1), "bce": bce_sum / max(seen, 1),
                 "mask_l1": l1_sum / max(seen, 1), "images_per_s": seen / max(elapsed, 1e-9),
                 "seconds": elapsed, "batches": n_batches}
+
+
+    def _check_loss(self, value: float, record: dict, epoch: int) -> None:
+        """Stop on a loss that is not finite, or above max_loss_ratio times the run's first loss."""
+        _, world_size = world()
+        if world_size > 1:  # every rank must take the same decision: check the mean over ranks
+            total = torch.tensor([value], dtype=torch.float64, device=self.device)
+            torch.distributed.all_reduce(total)
+            value = float(total) / world_size
+        where = f"epoch {epoch + 1}, step {record['step'] + 1}"
+        if not math.isfinite(value):
+            raise Diverged(f"{where}: the loss is {value}")
+        first = record.setdefault("first_loss", value)
+        limit = self.cfg.max_loss_ratio * max(first, 1.0)
+        if self.cfg.max_loss_ratio and value > limit:
+            raise Diverged(f"{where}: the loss {value:.4g} is over {self.cfg.max_loss_ratio:g} times the run's "
+                           f"first ({first:.4g}; --max-loss-ratio)")
+
+    def _check_gradients(self, record: dict, epoch: int) -> None:
+        grads = [p.grad for p in self.net.parameters() if p.grad is not None]
+        norm = float(torch.nn.utils.get_total_norm(grads)) if grads else 0.0
+        if not math.isfinite(norm):
+            raise Diverged(f"epoch {epoch + 1}, step {record['step'] + 1}: the gradient norm is {norm}")
+
+
+def _smallest_batch(model: HPNet, data: MultiLabelDataset, cfg: TrainConfig, world_size: int) -> int:
+    """Images a batch needs: one per rank, two when the features are 1 x 1 (BatchNorm in training
+    needs more than one value per channel). One line when no batch can be that large."""
+    per_rank = 1
+    if len(data):
+        if extractor_macs(model.config, int(data[0][0].shape[-1]))[1] == 1:
+            per_rank = 2
+    smallest = per_rank * world_size
+    if cfg.batch_size < smallest:
+        raise HPNetError(f"--batch-size {cfg.batch_size}: the features are 1 x 1 at this image size, and "
+                         f"BatchNorm needs at least {smallest} images a batch; use a larger batch or --image-size")
+    return smallest
 
 
 def _amp_dtype(cfg: TrainConfig, device: torch.device) -> torch.dtype | None:
@@ -215,5 +287,5 @@ def _amp_dtype(cfg: TrainConfig, device: torch.device) -> torch.dtype | None:
 
 def _print_epoch(stats: dict, epochs: int) -> None:
     valid = f"  valid mean acc {stats['valid_mean_accuracy']:.4f}" if "valid_mean_accuracy" in stats else ""
-    tqdm.write(f"epoch {stats['epoch']}/{epochs}  loss {stats['loss']:.4f}  bce {stats['bce']:.4f}  "
+    write(f"epoch {stats['epoch']}/{epochs}  loss {stats['loss']:.4f}  bce {stats['bce']:.4f}  "
                f"{stats['images_per_s']:.0f} img/s{valid}")

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .. import checks
 from ..core.stream import head, to_input
 from ..data.base import MultiLabelDataset
 from ..errors import HPNetError
@@ -149,6 +150,14 @@ class AnalysisSettings:
     max_images: int = 2000
     k: int = 3
     batch_size: int = 64
+
+    def __post_init__(self) -> None:
+        if self.attributes is not None:
+            self.attributes = checks.names(self.attributes, "--attributes", indices=True)
+        checks.count(self.samples, "--samples")
+        checks.count(self.max_images, "--max-images")
+        checks.count(self.k, "k")
+        checks.count(self.batch_size, "batch_size")
 
 
 class MaskMaps(NamedTuple):

@@ -5,7 +5,8 @@ import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..data import DataSpec, default_eval_split
+from .. import checks
+from ..data import DataSpec, default_eval_split, parse_splits
 from ..errors import HPNetError
 from ..evaluation import evaluate
 from ..results import EvaluationResult
@@ -21,6 +22,14 @@ class EvalSettings:
     split: str | None = None
     batch_size: int = 256
     write: bool = True
+
+    def __post_init__(self) -> None:
+        if self.data is not None and not isinstance(self.data, DataSpec):
+            raise HPNetError(f"data must be a DataSpec, got {self.data!r}")
+        if self.split is not None:
+            parse_splits(self.split)
+        checks.count(self.batch_size, "batch_size")
+        checks.flag(self.write, "write")
 
 
 def evaluate_run(run: str | Path | Run, settings: EvalSettings | None = None, device: str = "auto",

@@ -4,7 +4,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from ..checkpoint import CHECKPOINT, MODEL_FILE
+from ..checkpoint import CHECKPOINT, MODEL_FILE, RUN_FILE
 from ..core.stream import model_device
 from ..data import load_split
 from ..data.base import MultiLabelDataset
@@ -62,7 +62,7 @@ def _train_plain(run: Run, plain_dir: Path, epochs: int | None, progress: bool) 
     """Train the plain-CNN baseline into ``plain_dir`` unless a finished one is there already."""
     if (plain_dir / MODEL_FILE).is_file():
         return
-    cfg = TrainConfig.from_dict(run.record["train"])
+    cfg = TrainConfig.from_dict(run.train_settings, f"{run.file(RUN_FILE)}: \"train\"")
     cfg.epochs = int(epochs) if epochs is not None else cfg.epochs
     model = {k: v for k, v in run.model_config.to_dict().items() if k != "attribute_names"}
     model["head"] = "linear"

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from ..checkpoint import CHECKPOINT, RUN_FILE
 from ..errors import HPNetError
-from ..io import atomic_write_json
+from ..io import atomic_write_json, check_output
 from ..model import HPNet
 from ..ops.pruning import PruneSettings, prune_model
 from ..results import PruningResult
@@ -38,7 +38,7 @@ def _check_save(settings: PruneSettings, run: Run) -> None:
     """Fail before the long passes when the model cannot be saved where asked."""
     if settings.save is None:
         return
-    save = Path(settings.save)
+    save = check_output(settings.save, "--save", folder=True)
     if (save / CHECKPOINT).exists() or save.resolve() == run.path.resolve():
         raise HPNetError(f"{save}: holds a trained run; save the pruned model to another folder")
 

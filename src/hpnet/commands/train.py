@@ -5,9 +5,11 @@ from pathlib import Path
 
 import torch
 
-from ..checkpoint import CHECKPOINT
+from .. import checks
+from ..checkpoint import CHECKPOINT, RUN_FILE
 from ..data import DataSpec, load_split, require_nonempty
 from ..errors import HPNetError
+from ..io import check_output
 from ..model import HPNet, ModelConfig
 from ..run import Run
 from ..train import TrainConfig, fit
@@ -21,13 +23,14 @@ def train_run(out: str | Path, data: DataSpec | None, model: dict | None = None,
     With ``resume=True`` the run continues from ``out/checkpoint.safetensors`` with the settings
     stored in the run; ``train.epochs``, when given, may raise the number of epochs.
     """
-    out = Path(out)
+    out = check_output(checks.path(out, "--out"), "--out", folder=True)
     if resume:
         data, model, train = _resume_settings(out, train.epochs if train else None)
     elif (out / CHECKPOINT).exists():
         raise HPNetError(f"{out}: already holds a run; use --resume to continue it or another --out")
     train = train or TrainConfig()
-    train_data = require_nonempty(load_split(data, "train", progress), data, "train")
+    train_data = require_nonempty(load_split(data, "train", progress), data, "train",
+                                  "training needs images in it (see the partition file or the CSV's split column)")
     valid_data = load_split(data, "valid", progress)
     config = ModelConfig(attribute_names=train_data.attribute_names, **(model or {}))
     torch.manual_seed(train.seed)  # the initial weights are part of the run's seed
@@ -39,7 +42,7 @@ def _resume_settings(out: Path, epochs: int | None) -> tuple[DataSpec, dict, Tra
     if not (out / CHECKPOINT).is_file():
         raise HPNetError(f"{out / CHECKPOINT}: no checkpoint to resume from")
     run = Run.open(out)
-    stored = TrainConfig.from_dict(run.record["train"])
+    stored = TrainConfig.from_dict(run.train_settings, f"{run.file(RUN_FILE)}: \"train\"")
     stored.epochs = max(stored.epochs, epochs or 0)
-    model = {k: v for k, v in run.record["model"].items() if k != "attribute_names"}
+    model = {k: v for k, v in run.model_config.to_dict().items() if k != "attribute_names"}
     return run.data_spec, model, stored

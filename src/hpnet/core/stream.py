@@ -13,16 +13,34 @@ from typing import Callable, Iterator
 
 import torch
 import torch.nn as nn
-from tqdm import tqdm
 
 from ..data.base import ArrayDataset, MultiLabelDataset
+from ..errors import HPNetError
+from ..progress import bar as progress_bar
+
+
+def check_device(name: str) -> str:
+    """``name`` when it names a device torch knows ("auto", "cpu", "cuda", "cuda:1", ...)."""
+    if name != "auto":
+        try:
+            torch.device(name)
+        except (RuntimeError, TypeError, ValueError):
+            raise HPNetError(f"--device must be auto, cpu, cuda or cuda:N, got {name!r}") from None
+    return name
 
 
 def resolve_device(name: str = "auto") -> torch.device:
-    """"auto": CUDA when present, else the CPU; otherwise the named device."""
-    if name == "auto":
+    """"auto": CUDA when present, else the CPU; otherwise the named device, which must be present."""
+    if check_device(name) == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+    device = torch.device(name)
+    if device.type == "cuda" and (not torch.cuda.is_available()
+                                  or (device.index or 0) >= torch.cuda.device_count()):
+        raise HPNetError(f"--device {name}: no such CUDA device on this machine "
+                         f"({torch.cuda.device_count()} found)")
+    if device.type not in ("cpu", "cuda") and device.type != "mps":
+        raise HPNetError(f"--device {name}: only cpu and cuda devices are supported")
+    return device
 
 
 def model_device(model: nn.Module) -> torch.device:
@@ -58,7 +76,7 @@ def stream(data: MultiLabelDataset, batch_size: int, device: torch.device, max_i
     """(x in [0, 1] on ``device``, targets on ``device``) over the first ``max_images`` images, in order."""
     n = image_count(data, max_images)
     order = torch.arange(n)
-    bar = tqdm(total=n, desc=desc, unit="img", disable=not progress, leave=False, dynamic_ncols=True)
+    bar = progress_bar(total=n, desc=desc, enabled=progress)
     for images, targets in batches(data, batch_size, order):
         yield to_input(images, device), targets.to(device, non_blocking=True).float()
         bar.update(images.shape[0])

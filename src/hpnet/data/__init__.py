@@ -22,6 +22,7 @@ from typing import Callable
 
 import torch
 
+from .. import checks
 from ..errors import HPNetError
 from ..registry import Registry
 from .base import ArrayDataset, MultiLabelDataset
@@ -59,14 +60,17 @@ class DataSpec:
 
     def __post_init__(self) -> None:
         source = SOURCES.get(self.dataset)
+        self.root = checks.path(self.root, "--root", optional=True)
         if source.files and not self.root:
             raise HPNetError(f"--dataset {self.dataset} needs --root (the folder holding the data)")
-        if self.image_size < 8:
-            raise HPNetError(f"--image-size must be at least 8, got {self.image_size}")
-        if self.max_images is not None and self.max_images < 1:
-            raise HPNetError(f"--max-images must be positive, got {self.max_images}")
-        if not 0.0 <= self.valid_fraction < 1.0:
+        checks.count(self.image_size, "--image-size", smallest=8)
+        checks.count(self.max_images, "--max-images", optional=True)
+        if self.attributes is not None:
+            self.attributes = checks.names(self.attributes, "--attributes")
+        checks.count(self.seed, "--seed", smallest=0)
+        if checks.number(self.valid_fraction, "--valid-fraction", 0, 1) >= 1:
             raise HPNetError(f"--valid-fraction must be in [0, 1), got {self.valid_fraction}")
+        self.cache_dir = checks.path(self.cache_dir, "--cache-dir", optional=True)
         if self.root:
             self.root = str(Path(self.root).expanduser().resolve())
 
@@ -74,13 +78,17 @@ class DataSpec:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "DataSpec":
-        return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
+    def from_dict(cls, d: dict, source: str = "data settings") -> "DataSpec":
+        """The spec stored as ``d`` (``source`` names the file in errors)."""
+        return checks.from_dict(cls, d, source)
 
 
 def parse_splits(split: str | list[str]) -> list[str]:
+    """"train", "valid", "test" or several, comma separated (or a list): the split names."""
+    if not isinstance(split, (str, list, tuple)):
+        raise HPNetError(f"--split must be one or more of {', '.join(SPLITS)} (comma separated), got {split!r}")
     names = split.split(",") if isinstance(split, str) else list(split)
-    names = [s.strip() for s in names if s.strip()]
+    names = [s.strip() for s in names if isinstance(s, str) and s.strip()]
     bad = [s for s in names if s not in SPLITS]
     if bad or not names:
         raise HPNetError(f"--split must be one or more of {', '.join(SPLITS)} (comma separated), got {split!r}")
@@ -97,11 +105,12 @@ def load_split(spec: DataSpec, split: str | list[str], progress: bool = True) ->
                         parts[0].attribute_names)
 
 
-def require_nonempty(data: MultiLabelDataset, spec: DataSpec, split: str) -> MultiLabelDataset:
+def require_nonempty(data: MultiLabelDataset, spec: DataSpec, split: str,
+                     hint: str = "choose another with --split") -> MultiLabelDataset:
+    """``data``, or one line saying that this split of the data is empty, and what to do (``hint``)."""
     if len(data) == 0:
         where = f" at {spec.root}" if spec.root else ""
-        raise HPNetError(f"split {split!r} of the {spec.dataset} data{where} is empty; "
-                         f"choose another with --split")
+        raise HPNetError(f"split {split!r} of the {spec.dataset} data{where} is empty; {hint}")
     return data
 
 
@@ -188,7 +197,6 @@ def _cached(spec: DataSpec, source: MultiLabelDataset, progress: bool) -> ArrayD
 
 
 def _decode_all(source: MultiLabelDataset, progress: bool) -> ArrayDataset:
-    from tqdm import tqdm
-    images = [source.image(i) for i in tqdm(range(len(source)), desc="decoding", disable=not progress,
-                                            leave=False)]
+    from ..progress import bar
+    images = [source.image(i) for i in bar(range(len(source)), desc="decoding", enabled=progress)]
     return ArrayDataset(torch.stack(images), source.targets, source.attribute_names)

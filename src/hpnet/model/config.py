@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
+from .. import checks
 from ..errors import HPNetError
 from .backbones import BACKBONES, PAPER_DILATIONS, PAPER_WIDTHS
 from .heads import HEAD_IMPLS, HEADS
@@ -40,9 +41,12 @@ class ModelConfig:
     extra: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        if isinstance(self.attribute_names, str) or not isinstance(self.attribute_names, (list, tuple)) \
+                or not all(isinstance(a, str) and a for a in self.attribute_names):
+            raise HPNetError(f"model config: attribute_names must be a list of names, got {self.attribute_names!r}")
         self.attribute_names = list(self.attribute_names)
-        self.widths = tuple(int(w) for w in self.widths)
-        self.dilations = tuple(int(d) for d in self.dilations)
+        self.widths = tuple(_int(w, "--widths") for w in self.widths)
+        self.dilations = tuple(_int(d, "--dilations") for d in self.dilations)
         if not self.attribute_names:
             raise HPNetError("model config: at least one attribute is needed")
         if len(set(self.attribute_names)) != len(self.attribute_names):
@@ -53,8 +57,10 @@ class ModelConfig:
             raise HPNetError(f"l1_norm must be one of {', '.join(L1_NORMS)}, got {self.l1_norm!r}")
         if self.head_impl not in HEAD_IMPLS:
             raise HPNetError(f"head_impl must be one of {', '.join(HEAD_IMPLS)}, got {self.head_impl!r}")
-        if len(self.widths) < 1 or min(self.widths) < 1:
+        if not self.widths or not all(isinstance(w, int) and w >= 1 for w in self.widths):
             raise HPNetError(f"--widths must be positive integers, got {self.widths}")
+        checks.counts(self.dilations, "--dilations")
+        checks.number(self.head_chunk_mb, "head_chunk_mb", 0)
         backbone.layers(self)  # raises on a config the backbone cannot build
 
     @property
@@ -71,6 +77,13 @@ class ModelConfig:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict) -> "ModelConfig":
-        known = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
-        return cls(**known)
+    def from_dict(cls, d: dict, source: str = "model config") -> "ModelConfig":
+        """The config saved as ``d`` (``source`` names the file in errors)."""
+        return checks.from_dict(cls, d, source)
+
+
+def _int(value, name: str) -> int:
+    """An integer from JSON or Python (2 and 2.0 both), refusing 2.5, "2" and booleans."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != int(value):
+        raise HPNetError(f"{name} must be integers, got {value!r}")
+    return int(value)

@@ -101,7 +101,7 @@ class HPNet(nn.Module):
     def load(cls, directory: str | Path, name: str = "model", map_location: str = "cpu") -> "HPNet":
         """Rebuild a model saved by :meth:`save`; raises HPNetError on a missing or mismatched file."""
         directory = Path(directory)
-        config = ModelConfig.from_dict(read_json(directory / f"{name}.json"))
+        config = ModelConfig.from_dict(read_json(directory / f"{name}.json"), str(directory / f"{name}.json"))
         model = cls(config)
         model.load_tensors(load_tensors(directory / f"{name}.safetensors", map_location),
                            directory / f"{name}.safetensors")

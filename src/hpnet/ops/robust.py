@@ -16,7 +16,9 @@ from dataclasses import dataclass
 
 import torch
 
+from .. import checks
 from ..core.stream import image_count, inference, model_device, stream
+from ..data import parse_splits
 from ..data.base import MultiLabelDataset
 from ..errors import HPNetError
 from ..model import HPNet
@@ -172,8 +174,17 @@ class RobustSettings:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        self.ns, self.betas = [float(n) for n in self.ns], [float(b) for b in self.betas]
-        self.noise_stds = _check_stds(self.noise_stds)
+        self.ns = checks.numbers(self.ns, "--n", 0, low_open=True)
+        self.betas = checks.numbers(self.betas, "--beta", 0, 1)
+        self.noise_stds = checks.numbers(self.noise_stds, "--noise", 0)
+        checks.flag(self.clip, "--clip")
+        checks.flag(self.select, "--select")
+        checks.number(self.select_noise_std, "select_noise_std", 0, optional=True)
+        if self.split is not None:
+            parse_splits(self.split)
+        checks.count(self.max_images, "--max-images", optional=True)
+        checks.count(self.batch_size, "batch_size")
+        checks.count(self.seed, "seed", smallest=0)
 
 
 def robustness(model: HPNet, data: MultiLabelDataset, settings: RobustSettings | None = None,

@@ -13,6 +13,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from .. import checks
 from ..core.stream import image_count
 from ..data.base import MultiLabelDataset
 from ..errors import HPNetError
@@ -58,8 +59,28 @@ class PredictabilitySettings:
     batch_size: int = 128
 
     def __post_init__(self) -> None:
-        if self.backend not in BACKENDS:
-            raise HPNetError(f"--explainer must be one of {', '.join(BACKENDS)}, got {self.backend!r}")
+        self.plain_run = checks.path(self.plain_run, "--plain", optional=True)
+        checks.count(self.epochs, "--epochs", optional=True)
+        checks.count(self.max_images, "--max-images")
+        checks.count(self.localisation_images, "--localisation-images", smallest=0)
+        checks.count(self.usage_images, "usage_images")
+        checks.count(self.groups, "groups", smallest=0)
+        checks.count(self.singles, "singles", smallest=0, optional=True)
+        if self.groups == 0 and self.singles == 0:
+            raise HPNetError("groups and singles are both 0: there would be no pruning operation to score")
+        self.transforms = [(checks.number(n, "transforms: n", 0, low_open=True), checks.number(b, "transforms: beta", 0, 1))
+                           for n, b in _pairs(self.transforms)]
+        checks.count(self.n_boot, "--boot")
+        checks.count(self.seed, "seed", smallest=0)
+        checks.choice(self.backend, "--explainer", BACKENDS)
+        checks.count(self.batch_size, "batch_size")
+
+
+def _pairs(transforms) -> list:
+    items = list(transforms) if isinstance(transforms, (list, tuple)) else []
+    if not items or not all(isinstance(t, (list, tuple)) and len(t) == 2 for t in items):
+        raise HPNetError(f"transforms must be a non-empty list of (n, beta) pairs, got {transforms!r}")
+    return items
 
 
 def score_networks(nets: dict[str, HPNet], data: MultiLabelDataset, views: MultiLabelDataset,

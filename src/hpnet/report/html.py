@@ -12,7 +12,11 @@ from collections.abc import Sequence
 from html import escape
 from pathlib import Path
 
-from ..io import atomic_write_text
+from .. import checks
+from ..checkpoint import RUN_FILE
+from ..errors import HPNetError
+from ..io import atomic_write_text, check_output
+from ..results import AnalysisResult, EvaluationResult, PredictabilityResult, PruningResult, RobustnessResult
 from ..run import Run
 from .predictability import report_section
 from .regression import regression_section
@@ -68,17 +72,30 @@ def write_report(run_dir: str | Path, out: str | Path | None = None,
     body is inserted as given (trusted HTML from library code), the title is escaped.
     """
     run = Run.open(run_dir)
-    out = Path(out) if out else run.file(REPORT_FILE)
+    out = check_output(checks.path(out, "--out"), "--out", folder=False) if out else run.file(REPORT_FILE)
     evaluations = run.evaluations()
     baseline = evaluations[0].mean_majority_baseline if evaluations else None
-    bodies = {"settings": settings_section(run.record), "training": training_section(run.record),
-              "accuracy": accuracy_section(evaluations, run), **analysis_sections(run),
-              "fig7": pruning_section(run, baseline), "fig8": robustness_section(run, baseline),
-              "regression": regression_section(), "predictability": report_section(run)}
+    bodies = {"settings": _render(settings_section, run.record, source=run.file(RUN_FILE)),
+              "training": _render(training_section, run.record, source=run.file(RUN_FILE)),
+              "accuracy": _render(accuracy_section, evaluations, run, source=run.file(EvaluationResult.PATTERN)),
+              **_render(analysis_sections, run, source=run.file(AnalysisResult.FILE)),
+              "fig7": _render(pruning_section, run, baseline, source=run.file(PruningResult.FILE)),
+              "fig8": _render(robustness_section, run, baseline, source=run.file(RobustnessResult.FILE)),
+              "regression": regression_section(),
+              "predictability": _render(report_section, run, source=run.file(PredictabilityResult.FILE))}
     sections = [(key, SECTIONS[key], bodies[key]) for key in SECTIONS]
     sections += [(f"extra{i}", title, body) for i, (title, body) in enumerate(extra_sections)]
     atomic_write_text(_page(run.path, run.record, sections), out)
     return out
+
+
+def _render(section, *args, source: Path):
+    """A section's HTML; a result whose contents the section cannot draw is one line naming its file."""
+    try:
+        return section(*args)
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError) as e:
+        raise HPNetError(f"{source}: cannot be shown in the report, its contents are malformed "
+                         f"({type(e).__name__}: {e})") from None
 
 
 def _page(run_dir: Path, record: dict, sections: list[tuple[str, str, str]]) -> str:

@@ -6,8 +6,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
-from ...analysis.correlation import CORRELATIONS
+from ... import checks
 from ...core.stream import image_count
+from ...data import parse_splits
 from ...data.base import MultiLabelDataset
 from ...errors import HPNetError
 from ...model import HPNet
@@ -15,7 +16,7 @@ from ...results import PruningResult
 from .apply import physical_report, prune_physical
 from .curves import default_grid, pruning_curves
 from .refit import reconstruct_heads
-from .scorers import RULES, SCORERS, ScanInputs, ScanSettings, method_orders
+from .scorers import SCORERS, ScanInputs, ScanSettings, method_orders
 
 
 @dataclass
@@ -42,14 +43,21 @@ class PruneSettings(ScanSettings):
     save: str | None = None
 
     def __post_init__(self) -> None:
-        self.methods = list(self.methods)
+        super().__post_init__()
         if not self.methods:
             raise HPNetError(f"--method: give at least one of {', '.join(SCORERS)}")
+        self.methods = checks.names(self.methods, "--method")
         for m in self.methods:
             SCORERS.get(m)
-        if self.rule not in RULES:
-            raise HPNetError(f"--rule must be one of {', '.join(RULES)}, got {self.rule!r}")
-        CORRELATIONS.get(self.correlation)
+        if self.grid is not None:
+            self.grid = checks.counts(self.grid, "--grid", smallest=0)
+        if self.split is not None:
+            parse_splits(self.split)
+        checks.count(self.max_images, "--max-images", optional=True)
+        checks.flag(self.reconstruct, "reconstruct")
+        checks.count(self.fit_images, "--fit-images", optional=True)
+        checks.count(self.keep, "--keep", optional=True)
+        self.save = checks.path(self.save, "--save", optional=True)
         if self.save is not None and self.keep is None:
             raise HPNetError("--save needs --keep N (how many channels the saved model keeps)")
 

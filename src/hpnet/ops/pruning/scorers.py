@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from ... import checks
 from ...analysis.correlation import CORRELATIONS
 from ...analysis.masks import mean_mask_grid
 from ...data.base import MultiLabelDataset
@@ -50,6 +51,16 @@ class ScanSettings:
     seed: int = 0
     corr_images: int | None = 2000
     batch_size: int = 64
+
+    def __post_init__(self) -> None:
+        checks.choice(self.rule, "--rule", RULES)
+        CORRELATIONS.get(self.correlation)
+        checks.flag(self.both_rules, "both_rules")
+        checks.flag(self.use_abs, "use_abs")
+        checks.count(self.seeds, "--seeds")
+        checks.count(self.seed, "seed", smallest=0)
+        checks.count(self.corr_images, "corr_images", optional=True)
+        checks.count(self.batch_size, "batch_size")
 
 
 class ScorerSkipped(Exception):
