@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import csv
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -152,3 +153,70 @@ def test_missing_and_undecodable_images(fake_csv):
         ds[0]
     with pytest.raises(HPNetError, match=r"cannot decode image .*images/001.jpg"):
         ds[1]
+
+
+# labels are unambiguous or refused, naming file and line
+
+def test_same_file_on_two_rows(fake_csv):
+    edit_row(fake_csv, 6, "images/001.jpg,1,0,1,train")
+    with pytest.raises(HPNetError, match=r"^.*labels\.csv: line 6: image path 'images/001\.jpg' names the same file as "
+                                         r"line 3; each image must appear once$"):
+        CSVDataset(fake_csv)
+
+
+@pytest.mark.parametrize("alias", ["./images/001.jpg", "images/../images/001.jpg", "images//001.jpg",
+                                   "images/alias.jpg"])
+def test_same_file_under_another_name(fake_csv, alias):
+    os.symlink("001.jpg", fake_csv.parent / "images" / "alias.jpg")
+    edit_row(fake_csv, 25, f"{alias},1,0,1,test")  # a test row: refused whichever split is asked for
+    with pytest.raises(HPNetError, match=rf"labels\.csv: line 25: image path {re.escape(repr(alias))} names the same "
+                                         rf"file as line 3; each image must appear once$"):
+        CSVDataset(fake_csv, split="train")
+
+
+@pytest.mark.parametrize("header, message", [
+    ("image,Smiling,Male,Smiling,split", r"line 1: 'Smiling' appears twice in the header \(columns 2 and 4\)$"),
+    ("image,Smiling,Male,image,split", r"line 1: 'image' appears twice in the header \(columns 1 and 4\)$"),
+    ("image,Smiling,split,Young,split", r"line 1: 'split' appears twice in the header \(columns 3 and 5\)$"),
+    ("image,Smiling,Male,path,split",
+     r"line 1: two image path columns, 'image' \(column 1\) and 'path' \(column 4\); pass image_column to pick one$"),
+    ("image_id,Smiling,Male,Young,filename",
+     r"line 1: two image path columns, 'image_id' \(column 1\) and 'filename' \(column 5\); pass image_column"),
+    ("image,Smiling,,Young,split", r"line 1: column 3 of the header has no name$"),
+])
+def test_bad_header(fake_csv, header, message):
+    edit_row(fake_csv, 1, header)
+    with pytest.raises(HPNetError, match=r"labels\.csv: " + message):
+        CSVDataset(fake_csv)
+
+
+def test_image_column_picks_one_of_two(fake_csv):
+    edit_row(fake_csv, 1, "image,Smiling,Male,path,split")
+    ds = CSVDataset(fake_csv, image_column="image")
+    assert ds.image_column == "image" and ds.attribute_names == ["Smiling", "Male", "path"]
+
+
+def test_header_only(tmp_path):
+    (tmp_path / "h.csv").write_text("\nimage,Smiling\n\n")
+    with pytest.raises(HPNetError, match=r"h\.csv: no image rows after the header \(line 2\)$"):
+        CSVDataset(tmp_path / "h.csv")
+
+
+def test_nul_byte_in_image_path(fake_csv):
+    edit_row(fake_csv, 4, "images/002.jpg\0,1,0,1,train")
+    with pytest.raises(HPNetError, match=r"labels\.csv: line 4: a NUL byte; is this a damaged or binary file\?$"):
+        CSVDataset(fake_csv)
+
+
+def test_not_utf8_names_the_line(fake_csv):
+    lines = fake_csv.read_bytes().split(b"\n")
+    lines[2] = lines[2].replace(b"images/", b"images/\xff")
+    fake_csv.write_bytes(b"\n".join(lines))
+    with pytest.raises(HPNetError, match=r"labels\.csv: line 3: not a text file \(invalid start byte at byte \d+\)$"):
+        CSVDataset(fake_csv)
+
+
+def test_unreadable_csv_names_the_line(fake_csv):
+    edit_row(fake_csv, 3, "images/001.jpg," + "1" * 200_000 + ",0,1,train")
+    with pytest.raises(HPNetError, match=r"labels\.csv: line 3: not a readable CSV file \(field larger than "):
+        CSVDataset(fake_csv)

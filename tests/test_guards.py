@@ -277,6 +277,8 @@ def test_outputs_of_the_wrong_kind_are_refused_before_any_work(trained, tmp_path
     one_line(code, err, r"--save .*a_file: exists and is a file, not a folder")
     code, out, err = run_cli(capsys, "report", trained, "--out", tmp_path)
     one_line(code, err, r"--out .*: exists and is a folder, not a file")
+    code, out, err = run_cli(capsys, "demo", "--out", tmp_path, "--quiet")      # the demo deletes only runs
+    one_line(code, err, r"--out .*: exists and holds no run; the demo replaces only a run folder")
     assert a_file.read_text() == "keep me" and not (trained / "pruning.json").exists()
 
 

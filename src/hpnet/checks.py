@@ -67,7 +67,7 @@ def names(values: Any, name: str, indices: bool = False) -> list[str]:
 
 def choice(value: Any, name: str, choices: Iterable[str]) -> str:
     choices = list(choices)
-    if value not in choices:
+    if not isinstance(value, str) or value not in choices:
         raise HPNetError(f"{name} must be one of {', '.join(choices)}, got {value!r}")
     return value
 

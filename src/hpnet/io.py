@@ -13,7 +13,6 @@ from safetensors.torch import load_file, save_file
 
 from .errors import HPNetError
 
-
 _UMASK = os.umask(0)
 os.umask(_UMASK)
 

@@ -26,7 +26,7 @@ class Registry(Generic[T]):
         return add
 
     def get(self, name: str) -> T:
-        if name not in self._entries:
+        if not isinstance(name, str) or name not in self._entries:
             raise HPNetError(f"{self.what} must be one of {', '.join(self._entries)}, got {name!r}")
         return self._entries[name]
 

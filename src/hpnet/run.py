@@ -89,6 +89,14 @@ class Run:
     def train_positive_rate(self) -> list[float]:
         return list(self.record.get("train_positive_rate") or [])
 
+    def positive_rates(self, attributes: int) -> list[float]:
+        """Each attribute's share of positive training labels (the majority baseline needs them)."""
+        rates = self.train_positive_rate
+        if len(rates) != attributes:
+            raise HPNetError(f"{self.path / RUN_FILE}: \"train_positive_rate\" has {len(rates)} values for "
+                             f"{attributes} attributes")
+        return rates
+
     # -- the model ---------------------------------------------------------------------------
 
     def model(self, device: str | torch.device = "cpu", needs_masks: bool | None = None) -> HPNet:
@@ -137,9 +145,15 @@ class Run:
         return split or default_eval_split(self.data_spec)
 
     def split(self, split: str, progress: bool = True, spec: DataSpec | None = None) -> MultiLabelDataset:
-        """The images of ``split`` of the run's data (or of ``spec``); a one-line error when empty."""
+        """The images of ``split`` of the run's data (or of ``spec``); a one-line error when empty or,
+        for the run's own data, when its attributes are not the model's."""
+        own = spec is None
         spec = spec or self.data_spec
-        return require_nonempty(load_split(spec, split, progress), spec, split)
+        data = require_nonempty(load_split(spec, split, progress), spec, split)
+        if own and data.attribute_names != self.model_config.attribute_names:
+            raise HPNetError(f"{self.path / RUN_FILE}: its data settings give the attributes {data.attribute_names}, "
+                             f"but its model was trained on {self.model_config.attribute_names}")
+        return data
 
     def eval_data(self, split: str | None = None, progress: bool = True) -> tuple[str, MultiLabelDataset]:
         """(the evaluation split's name, its images)."""

@@ -19,9 +19,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from . import distributed
+from . import checks, distributed
 from .checkpoint import CHECKPOINT, RUN_FILE, load_checkpoint, save_checkpoint
-from . import checks
 from .core.stream import batches, check_device, resolve_device, to_input
 from .data import DataSpec
 from .data.base import MultiLabelDataset

@@ -5,7 +5,11 @@ import shutil
 import time
 from pathlib import Path
 
+from .. import checks
+from ..checkpoint import RUN_FILE
 from ..data import DataSpec
+from ..errors import HPNetError
+from ..io import check_output
 from ..ops.pruning import PruneSettings
 from ..report.text import format_table
 from ..train import TrainConfig
@@ -41,9 +45,12 @@ def demo(out: str | Path = "runs/demo", images: int = 8000, image_size: int = 64
     64x64, 5 epochs of Adam at lr 1e-2, batch 32 (DEMO_TRAIN); the plain-CNN baseline of the
     predictability step gets the same budget.
     """
-    out = Path(out)
-    if out.exists():
-        shutil.rmtree(out)  # the demo owns its folder: a fresh run each time
+    out = check_output(checks.path(out, "--out"), "--out", folder=True)
+    if out.exists() and any(out.iterdir()):
+        if not (out / RUN_FILE).is_file():  # the demo replaces its own run folders, nothing else
+            raise HPNetError(f"--out {out}: exists and holds no run; the demo replaces only a run folder "
+                             f"(give another --out)")
+        shutil.rmtree(out)  # a fresh run each time
     spec = DataSpec(dataset="synthetic", image_size=image_size, max_images=images)
     steps = [
         ("train", lambda: train_run(out, spec, DEMO_MODEL, TrainConfig(epochs=epochs, **DEMO_TRAIN),

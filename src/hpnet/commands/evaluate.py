@@ -37,14 +37,17 @@ def evaluate_run(run: str | Path | Run, settings: EvalSettings | None = None, de
     """Per-attribute accuracy of a run's model, with the majority baseline from its training labels."""
     run, s = Run.of(run), settings or EvalSettings()
     model = run.model(device)
-    spec = run.data_spec if s.data is None else \
-        dataclasses.replace(s.data, attributes=s.data.attributes or model.attribute_names)
-    split = s.split or default_eval_split(spec)
-    data = run.split(split, progress, spec=spec)
-    if data.attribute_names != model.attribute_names:
-        raise HPNetError(f"--attributes: the data has {data.attribute_names}, "
-                         f"the model was trained on {model.attribute_names}")
-    table = evaluate(model, data, run.train_positive_rate, s.batch_size, progress)
+    if s.data is None:  # the run's own data (Run checks that it has the model's attributes)
+        spec, split = run.data_spec, run.eval_split(s.split)
+        data = run.split(split, progress)
+    else:
+        spec = dataclasses.replace(s.data, attributes=s.data.attributes or model.attribute_names)
+        split = s.split or default_eval_split(spec)
+        data = run.split(split, progress, spec=spec)
+        if data.attribute_names != model.attribute_names:
+            raise HPNetError(f"--attributes: the data has {data.attribute_names}, "
+                             f"the model was trained on {model.attribute_names}")
+    table = evaluate(model, data, run.positive_rates(len(model.attribute_names)), s.batch_size, progress)
     result = EvaluationResult(**table, split=split, dataset=spec.dataset, backbone=model.config.backbone,
                               run=str(run.path))
     if s.write:

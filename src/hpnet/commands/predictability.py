@@ -47,7 +47,7 @@ def predictability_run(run: str | Path | Run, settings: PredictabilitySettings |
     views_split, views = _views(run, split, progress)
     nets = {"attention": model, "plain": plain}
     result = score_networks(nets, data, views, s, progress)
-    rates = run.train_positive_rate
+    rates = run.positive_rates(len(model.attribute_names))
     result.accuracy = {"attention": _accuracy(run, model, data, split, rates),
                        "plain": _accuracy(plain_run, plain, data, split, rates)}
     result.settings = {"run": str(run.path), "plain_run": str(plain_dir), "plain_trained_here": s.plain_run is None,

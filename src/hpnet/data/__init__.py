@@ -29,6 +29,7 @@ from .base import ArrayDataset, MultiLabelDataset
 
 SPLITS = ("train", "valid", "test")
 SYNTHETIC_TRAIN = 8000
+MAX_IMAGE_SIZE = 2048  # a larger side is a typo far more often than a wish (8,000 such images: 100 GB)
 
 
 @dataclass(frozen=True)
@@ -63,7 +64,8 @@ class DataSpec:
         self.root = checks.path(self.root, "--root", optional=True)
         if source.files and not self.root:
             raise HPNetError(f"--dataset {self.dataset} needs --root (the folder holding the data)")
-        checks.count(self.image_size, "--image-size", smallest=8)
+        if checks.count(self.image_size, "--image-size", smallest=8) > MAX_IMAGE_SIZE:
+            raise HPNetError(f"--image-size must be at most {MAX_IMAGE_SIZE}, got {self.image_size}")
         checks.count(self.max_images, "--max-images", optional=True)
         if self.attributes is not None:
             self.attributes = checks.names(self.attributes, "--attributes")

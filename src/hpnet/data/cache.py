@@ -26,10 +26,10 @@ from typing import Any
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
-from tqdm import tqdm
 
 from hpnet.data.base import ArrayDataset, MultiLabelDataset
 from hpnet.errors import HPNetError
+from hpnet.progress import bar
 
 CACHE_VERSION = 1
 
@@ -137,8 +137,8 @@ def _write(dataset: MultiLabelDataset, folder: Path, meta: dict[str, Any], progr
     n, s = meta["count"], meta["image_size"]
     images = np.lib.format.open_memmap(folder / "images.npy", mode="w+", dtype=np.uint8, shape=(n, 3, s, s))
     targets = np.empty((n, len(meta["attribute_names"])), dtype=np.float32)
-    bar = tqdm(_items(dataset, workers), total=n, desc="caching images", unit="img", disable=not progress)
-    for i, (image, target) in enumerate(bar):
+    for i, (image, target) in enumerate(bar(_items(dataset, workers), total=n, desc="caching images",
+                                            enabled=progress)):
         images[i] = image.numpy()
         targets[i] = target.numpy()
     images.flush()

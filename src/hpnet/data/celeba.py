@@ -9,15 +9,18 @@ Layouts, looked for in ``ROOT/celeba`` and then in ``ROOT`` itself (the text one
   ``list_eval_partition.csv`` (``image_id,partition``); images in ``img_align_celeba/`` or
   ``img_align_celeba/img_align_celeba/``.
 
-Labels -1/1 (or 0/1) become float 0/1 once, at load. Images are cropped to their central square
-(side = the shorter side, so by proportion at any resolution) and resized to ``image_size``.
+Labels -1/1 (or 0/1) become float 0/1 once, at load. An image listed twice (in either file) or an
+attribute named twice is refused naming both places, and every malformed line with one
+:class:`~hpnet.errors.HPNetError` line naming its file and line. Images are cropped to their central
+square (side = the shorter side, so by proportion at any resolution) and resized to ``image_size``.
 The helpers here (:func:`load_image`, :func:`parse_split`, :func:`parse_labels`,
 :func:`select_attributes`) are shared with :mod:`hpnet.data.csvdata`.
 """
 from __future__ import annotations
 
 import csv
-from collections.abc import Sequence
+import io
+from collections.abc import Collection, Sequence
 from numbers import Integral
 from pathlib import Path
 from typing import Any
@@ -35,18 +38,40 @@ LAYOUTS = {
     "csv": ("list_attr_celeba.csv", "list_eval_partition.csv"),
 }
 _LABELS = {"-1", "0", "1"}
+_PARTITIONS = {"0": 0, "1": 1, "2": 2}
+SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N")
+_REFUSED_MODES = {"I": "32-bit integer", "F": "32-bit floating point"}
+
+
+def to_rgb(im: Image.Image, path: Path) -> Image.Image:
+    """8-bit RGB: 16-bit greyscale scaled from 0..65535 to 0..255 (``convert`` would clip it), 32-bit
+    integer and float images refused (no known range), every other mode by ``convert``.
+
+    A 16-bit greyscale PNG opens as ``I;16`` in recent Pillow but as ``I`` in older versions; PNG
+    caps grey at 16 bits, so an ``I`` PNG is scaled as 16-bit too.
+    """
+    if im.mode == "RGB":
+        return im
+    if im.mode in SIXTEEN_BIT_MODES or (im.mode == "I" and im.format == "PNG"):
+        wide = np.asarray(im).astype(np.uint32)
+        return Image.fromarray(((wide + 128) // 257).astype(np.uint8)).convert("RGB")  # round(v * 255 / 65535)
+    if im.mode in _REFUSED_MODES:
+        raise HPNetError(f"cannot use image {path}: pixel mode {im.mode} ({_REFUSED_MODES[im.mode]}) is not "
+                         f"supported; save it as 8-bit RGB or greyscale, or 16-bit greyscale")
+    return im.convert("RGB")
 
 
 def load_image(path: str | Path, image_size: int) -> torch.Tensor:  # (3, S, S) uint8
     """Decode an image, crop its central square and resize it (antialiased bilinear) to ``image_size``.
 
     The square's side is the shorter side: 178x178 of CelebA's 178x218, 89x89 of the half-size sample.
+    Pixel modes become RGB by :func:`to_rgb`.
     """
     path = Path(path)
     try:
         with Image.open(path) as im:
             im.load()
-            rgb = im if im.mode == "RGB" else im.convert("RGB")
+            rgb = to_rgb(im, path)
             w, h = rgb.size
             side = min(w, h)
             left, top = round((w - side) / 2), round((h - side) / 2)  # as torchvision's CenterCrop
@@ -119,7 +144,7 @@ def select_attributes(available: Sequence[str], wanted: Sequence[str] | str | No
     wanted = [wanted] if isinstance(wanted, str) else list(wanted)
     unknown = [a for a in wanted if a not in available]
     if unknown:
-        raise HPNetError(f"unknown attribute(s) {', '.join(map(str, unknown))} (not in {source}; "
+        raise HPNetError(f"--attributes: unknown attribute(s) {', '.join(map(str, unknown))} (not in {source}; "
                          f"it has {', '.join(available)})")
     if not wanted or len(set(wanted)) != len(wanted):
         raise HPNetError(f"attributes must be distinct and non-empty, got {wanted!r}")
@@ -141,11 +166,25 @@ def find_celeba(root: str | Path) -> tuple[Path, str]:
                      f"layout) and list_attr_celeba.csv (CSV layout)")
 
 
-def _read_lines(path: Path) -> list[str]:
+def read_text(path: Path) -> str:
+    """The file as UTF-8 text (a BOM allowed). Bytes that are not UTF-8, and NUL bytes (which no label
+    file holds, and which no path may hold), are refused naming their line."""
+    data = path.read_bytes()
     try:
-        return path.read_text(encoding="utf-8-sig").splitlines()
+        text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        raise HPNetError(f"{path}: not a text file ({exc.reason} at byte {exc.start})") from None
+        start = exc.start + (3 if data.startswith(b"\xef\xbb\xbf") else 0)  # the BOM is not counted
+        line = data.count(b"\n", 0, start) + 1
+        raise HPNetError(f"{path}: line {line}: not a text file ({exc.reason} at byte {start})") from None
+    nul = text.find("\0")
+    if nul >= 0:
+        line = len((text[:nul] + "x").splitlines())  # numbered as str.splitlines and csv number lines
+        raise HPNetError(f"{path}: line {line}: a NUL byte; is this a damaged or binary file?")
+    return text
+
+
+def _read_lines(path: Path) -> list[str]:
+    return read_text(path).splitlines()
 
 
 def _check_name(name: str, where: str) -> str:
@@ -154,66 +193,138 @@ def _check_name(name: str, where: str) -> str:
     return name
 
 
+def check_header(names: Sequence[str], where: str, unit: str, first: int = 1) -> None:
+    """Refuse a name given twice, with both positions (``unit`` ``first``, ``first + 1``, ...)."""
+    if len(set(names)) == len(names):
+        return
+    seen: dict[str, int] = {}
+    for position, name in enumerate(names, start=first):
+        if name in seen:
+            raise HPNetError(f"{where}: {name!r} appears twice in the header ({unit} {seen[name]} and {position})")
+        seen[name] = position
+
+
+def _plain(names: Collection[str]) -> bool:
+    """True when every name (of a set or dict: fast membership) is a plain file name."""
+    joined = "\n".join(names)
+    return "/" not in joined and "\\" not in joined and not any(bad in names for bad in ("", ".", ".."))
+
+
+def _check_names(path: Path, names: Sequence[str], numbers: Sequence[int], rule: str) -> None:
+    """Every image name plain and listed once; else raises naming the first bad line (and for a repeat,
+    the first one). One set and one join when all is well: 200k-row files stay fast."""
+    unique = set(names)
+    if len(unique) == len(names) and _plain(unique):
+        return
+    seen: dict[str, int] = {}
+    for name, number in zip(names, numbers):
+        where = f"{path}: line {number}"
+        _check_name(name, where)
+        if name in seen:
+            raise HPNetError(f"{where}: image {name} is listed again (first on line {seen[name]}); {rule}")
+        seen[name] = number
+
+
+def _width_error(path: Path, header_line: int, number: int, names: int, values: int, first_row: bool) -> HPNetError:
+    """A row whose value count is not the header's: the first row's disagreement is blamed on the header."""
+    if first_row:
+        return HPNetError(f"{path}: line {header_line}: the header names {names} attributes but line {number} "
+                          f"has {values} values")
+    return HPNetError(f"{path}: line {number}: expected an image name and {names} values, got {values} values")
+
+
+def _count_and_header(path: Path, lines: list[str]) -> tuple[int, list[str]]:
+    if not lines:
+        raise HPNetError(f"{path}: empty file, expected a count line, a header line of attribute names "
+                         f"and a row per image")
+    count = lines[0].strip()
+    if not (count.isascii() and count.isdigit()):  # isdigit alone passes '²', which int() refuses
+        raise HPNetError(f"{path}: line 1: expected the image count, got {lines[0]!r}")
+    names = lines[1].split() if len(lines) > 1 else []
+    if not names:
+        header = lines[1] if len(lines) > 1 else ""
+        raise HPNetError(f"{path}: line 2: expected the header line of attribute names, got {header!r}")
+    check_header(names, f"{path}: line 2", "names")
+    return int(count), names
+
+
 def _read_attr_txt(path: Path) -> tuple[list[str], list[str], np.ndarray]:
     lines = _read_lines(path)
-    if len(lines) < 2 or not lines[0].strip().isdigit():
-        first = lines[0] if lines else ""
-        raise HPNetError(f"{path}: line 1: expected the image count, got {first!r}")
-    names = lines[1].split()
-    files, rows = [], []
+    count, names = _count_and_header(path, lines)
+    width = len(names) + 1
+    files, rows, numbers = [], [], []
     for number, line in enumerate(lines[2:], start=3):
         tokens = line.split()
         if not tokens:
             continue
-        where = f"{path}: line {number}"
-        if len(tokens) != len(names) + 1:
-            raise HPNetError(f"{where}: expected an image name and {len(names)} values, got {len(tokens) - 1} values")
-        files.append(_check_name(tokens[0], where))
-        rows.append(parse_labels(tokens[1:], names, where))
-    if int(lines[0]) != len(files):
-        raise HPNetError(f"{path}: the count line says {int(lines[0])} images but the file has {len(files)} rows")
+        if len(tokens) != width:
+            raise _width_error(path, 2, number, len(names), len(tokens) - 1, not files)
+        files.append(tokens[0])
+        rows.append(parse_labels(tokens[1:], names, f"{path}: line {number}"))
+        numbers.append(number)
+    if not files:
+        raise HPNetError(f"{path}: no image rows after the header (line 2)")
+    _check_names(path, files, numbers, "each image must appear once")  # a repeated row, before the count it breaks
+    if count != len(files):
+        raise HPNetError(f"{path}: the count line says {count} images but the file has {len(files)} rows")
     return names, files, labels_array(rows, len(names))
 
 
 def read_csv_rows(path: Path) -> list[tuple[int, list[str]]]:
     """(line number, fields) for every non-blank row, the header included."""
+    reader = csv.reader(io.StringIO(read_text(path), newline=""))
     try:
-        with path.open(encoding="utf-8-sig", newline="") as f:
-            reader = csv.reader(f)
-            return [(reader.line_num, [c.strip() for c in row]) for row in reader if any(c.strip() for c in row)]
-    except (UnicodeDecodeError, csv.Error) as exc:
-        raise HPNetError(f"{path}: not a readable CSV file ({exc})") from None
+        return [(reader.line_num, [c.strip() for c in row]) for row in reader if any(c.strip() for c in row)]
+    except csv.Error as exc:
+        raise HPNetError(f"{path}: line {reader.line_num}: not a readable CSV file ({exc})") from None
 
 
 def _read_attr_csv(path: Path) -> tuple[list[str], list[str], np.ndarray]:
     rows = read_csv_rows(path)
     if not rows:
         raise HPNetError(f"{path}: empty file, expected the header image_id,5_o_Clock_Shadow,...")
-    names = rows[0][1][1:]
-    files, labels = [], []
+    header_line, header = rows[0]
+    check_header(header, f"{path}: line {header_line}", "columns")
+    names = header[1:]
+    files, labels, numbers = [], [], []
     for number, fields in rows[1:]:
-        where = f"{path}: line {number}"
         if len(fields) != len(names) + 1:
-            raise HPNetError(f"{where}: expected an image name and {len(names)} values, got {len(fields) - 1} values")
-        files.append(_check_name(fields[0], where))
-        labels.append(parse_labels(fields[1:], names, where))
+            raise _width_error(path, header_line, number, len(names), len(fields) - 1, not files)
+        files.append(fields[0])
+        labels.append(parse_labels(fields[1:], names, f"{path}: line {number}"))
+        numbers.append(number)
+    if not files:
+        raise HPNetError(f"{path}: no image rows after the header (line {header_line})")
+    _check_names(path, files, numbers, "each image must appear once")
     return names, files, labels_array(labels, len(names))
+
+
+def _partition_rows(path: Path, layout: str) -> list[tuple[int, list[str]]]:
+    if layout == "txt":
+        return [(n, line.split()) for n, line in enumerate(_read_lines(path), start=1) if line.strip()]
+    rows = read_csv_rows(path)
+    if rows and len(rows[0][1]) == 2 and rows[0][1][1] in _PARTITIONS:  # a data row where the header belongs
+        raise HPNetError(f"{path}: line {rows[0][0]}: expected the header image_id,partition, "
+                         f"got {','.join(rows[0][1])!r}")
+    return rows[1:]
 
 
 def _read_partition(path: Path, layout: str) -> dict[str, int]:
     if not path.is_file():
         raise HPNetError(f"missing partition file {path} (the {layout} layout needs it next to "
                          f"{LAYOUTS[layout][0]})")
-    if layout == "csv":
-        rows, sep = read_csv_rows(path)[1:], ","
-    else:
-        rows, sep = [(n, line.split()) for n, line in enumerate(_read_lines(path), start=1) if line.strip()], " "
+    sep = "," if layout == "csv" else " "
+    rows = _partition_rows(path, layout)
+    if not rows:
+        raise HPNetError(f"{path}: no partition rows, expected one per image like '000001.jpg{sep}0'")
     parts = {}
     for number, fields in rows:
-        if len(fields) != 2 or fields[1] not in ("0", "1", "2"):
+        if len(fields) != 2 or fields[1] not in _PARTITIONS:
             raise HPNetError(f"{path}: line {number}: expected an image name and a partition 0, 1 or 2 "
                              f"(train, valid, test), got {sep.join(fields)!r}")
-        parts[fields[0]] = int(fields[1])
+        parts[fields[0]] = _PARTITIONS[fields[1]]
+    if len(parts) != len(rows) or not _plain(parts):
+        _check_names(path, [f[0] for _, f in rows], [n for n, _ in rows], "each image must have one partition")
     return parts
 
 

@@ -3,8 +3,10 @@
 The CSV has a header row, an image path column (``image``, ``path``, ``file``, ``filename`` or
 ``image_id``, or the one named by ``image_column``), an optional ``split`` column (``train``,
 ``valid``, ``test`` or 0, 1, 2; without it every row is train) and attribute columns holding 0/1 or
--1/1. Paths are relative to ``root`` (default: the CSV's folder) and must stay inside it, symlinks
-included. Images get the same crop and resize as CelebA (:func:`hpnet.data.celeba.load_image`).
+-1/1. Column names must be distinct, with one image path column (pass ``image_column`` to pick one
+of several). Paths are relative to ``root`` (default: the CSV's folder) and must stay inside it,
+symlinks included; no two rows may name the same file. Images get the same crop and resize as CelebA
+(:func:`hpnet.data.celeba.load_image`).
 """
 from __future__ import annotations
 
@@ -16,22 +18,44 @@ import numpy as np
 import torch
 
 from hpnet.data.base import MultiLabelDataset
-from hpnet.data.celeba import (SPLITS, read_csv_rows, check_image_size, check_max_images, labels_array,
-                               load_image, parse_labels, parse_split, select_attributes)
+from hpnet.data.celeba import (
+    SPLITS,
+    check_header,
+    check_image_size,
+    check_max_images,
+    labels_array,
+    load_image,
+    parse_labels,
+    parse_split,
+    read_csv_rows,
+    select_attributes,
+)
 from hpnet.errors import HPNetError
 
 IMAGE_COLUMNS = ("image", "path", "file", "filename", "image_id")
 SPLIT_VALUES = {"train": 0, "valid": 1, "test": 2, "0": 0, "1": 1, "2": 2}
 
 
-def _image_column(header: list[str], given: str | None, csv_path: Path) -> int:
+def _check_header(header: list[str], where: str) -> None:
+    """Every column named, and each name once (a second ``image`` or ``split`` column is no attribute)."""
+    unnamed = next((i for i, name in enumerate(header, start=1) if not name), None)
+    if unnamed is not None:
+        raise HPNetError(f"{where}: column {unnamed} of the header has no name")
+    check_header(header, where, "columns")
+
+
+def _image_column(header: list[str], given: str | None, csv_path: Path, where: str) -> int:
     if given is not None and given not in header:
         raise HPNetError(f"{csv_path}: image column {given!r} is not in the header ({', '.join(header)})")
-    found = [given] if given is not None else [c for c in IMAGE_COLUMNS if c in header]
+    found = [header.index(given)] if given is not None else [i for i, c in enumerate(header) if c in IMAGE_COLUMNS]
     if not found:
         raise HPNetError(f"{csv_path}: no image path column: expected one of {', '.join(IMAGE_COLUMNS)} "
                          f"(or pass image_column); the header has {', '.join(header)}")
-    return header.index(found[0])
+    if len(found) > 1:
+        a, b = found[:2]
+        raise HPNetError(f"{where}: two image path columns, {header[a]!r} (column {a + 1}) and {header[b]!r} "
+                         f"(column {b + 1}); pass image_column to pick one")
+    return found[0]
 
 
 def _resolve_inside(value: str, root: Path, where: str) -> Path:
@@ -41,6 +65,15 @@ def _resolve_inside(value: str, root: Path, where: str) -> Path:
     path = (root / value).resolve()
     if not path.is_relative_to(root):
         raise HPNetError(f"{where}: image path {value!r} resolves outside the data root {root}")
+    return path
+
+
+def _listed_once(path: Path, value: str, where: str, number: int, lines: dict[Path, int]) -> Path:
+    """``path``, recorded in ``lines`` as named on line ``number``; a file an earlier row named is refused."""
+    first = lines.setdefault(path, number)
+    if first != number:
+        raise HPNetError(f"{where}: image path {value!r} names the same file as line {first}; "
+                         f"each image must appear once")
     return path
 
 
@@ -81,12 +114,16 @@ class CSVDataset(MultiLabelDataset):
         rows = read_csv_rows(self.csv_path)
         if not rows:
             raise HPNetError(f"{self.csv_path}: empty file, expected a header row")
+        if len(rows) == 1:
+            raise HPNetError(f"{self.csv_path}: no image rows after the header (line {rows[0][0]})")
         self._parse(rows, attributes, image_column)
 
     def _parse(self, rows: list[tuple[int, list[str]]], attributes: Sequence[str] | None,
                image_column: str | None) -> None:
-        header = rows[0][1]
-        image_col = _image_column(header, image_column, self.csv_path)
+        header_line, header = rows[0]
+        at_header = f"{self.csv_path}: line {header_line}"
+        _check_header(header, at_header)
+        image_col = _image_column(header, image_column, self.csv_path, at_header)
         split_col = header.index("split") if "split" in header and image_column != "split" else None
         label_cols = [i for i in range(len(header)) if i not in (image_col, split_col)]
         names = [header[i] for i in label_cols]
@@ -95,14 +132,15 @@ class CSVDataset(MultiLabelDataset):
         chosen = select_attributes(names, attributes, self.csv_path)
         wanted = {SPLITS.index(s) for s in self.splits}
         columns, root = [names[c] for c in chosen], self.root.resolve()
-        paths, labels = [], []
+        paths, labels, lines = [], [], {}
         for number, fields in rows[1:]:  # every row is checked, whichever split is kept
             where = f"{self.csv_path}: line {number}"
             if len(fields) != len(header):
                 raise HPNetError(f"{where}: expected {len(header)} fields, got {len(fields)}")
             code = _split_code(fields[split_col], where) if split_col is not None else 0
             label = parse_labels([fields[label_cols[c]] for c in chosen], columns, where)
-            path = _resolve_inside(fields[image_col], root, where)
+            value = fields[image_col]
+            path = _listed_once(_resolve_inside(value, root, where), value, where, number, lines)
             if code in wanted and len(paths) != self.max_images:
                 labels.append(label)
                 paths.append(path)

@@ -1,6 +1,7 @@
 """The model's configuration: everything needed to rebuild it, saved as JSON beside the weights."""
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
 
 from .. import checks
@@ -45,18 +46,18 @@ class ModelConfig:
                 or not all(isinstance(a, str) and a for a in self.attribute_names):
             raise HPNetError(f"model config: attribute_names must be a list of names, got {self.attribute_names!r}")
         self.attribute_names = list(self.attribute_names)
-        self.widths = tuple(_int(w, "--widths") for w in self.widths)
-        self.dilations = tuple(_int(d, "--dilations") for d in self.dilations)
+        self.widths = _ints(self.widths, "--widths")
+        self.dilations = _ints(self.dilations, "--dilations")
         if not self.attribute_names:
             raise HPNetError("model config: at least one attribute is needed")
         if len(set(self.attribute_names)) != len(self.attribute_names):
             raise HPNetError(f"model config: duplicate attribute names in {self.attribute_names}")
         backbone = BACKBONES.get(self.backbone)
         HEADS.get(self.head)
-        if self.l1_norm not in L1_NORMS:
-            raise HPNetError(f"l1_norm must be one of {', '.join(L1_NORMS)}, got {self.l1_norm!r}")
-        if self.head_impl not in HEAD_IMPLS:
-            raise HPNetError(f"head_impl must be one of {', '.join(HEAD_IMPLS)}, got {self.head_impl!r}")
+        checks.choice(self.l1_norm, "l1_norm", L1_NORMS)
+        checks.choice(self.head_impl, "head_impl", HEAD_IMPLS)
+        if not isinstance(self.extra, dict):
+            raise HPNetError(f"model config: extra must be a JSON object, got {self.extra!r}")
         if not self.widths or not all(isinstance(w, int) and w >= 1 for w in self.widths):
             raise HPNetError(f"--widths must be positive integers, got {self.widths}")
         checks.counts(self.dilations, "--dilations")
@@ -82,8 +83,10 @@ class ModelConfig:
         return checks.from_dict(cls, d, source)
 
 
-def _int(value, name: str) -> int:
-    """An integer from JSON or Python (2 and 2.0 both), refusing 2.5, "2" and booleans."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != int(value):
-        raise HPNetError(f"{name} must be integers, got {value!r}")
-    return int(value)
+def _ints(values, name: str) -> tuple[int, ...]:
+    """Integers from JSON or Python (2 and 2.0 both), refusing 2.5, "2", booleans and non-lists."""
+    if not isinstance(values, (list, tuple)) or not all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v == int(v)
+            for v in values):
+        raise HPNetError(f"{name} must be integers, got {values!r}")
+    return tuple(int(v) for v in values)

@@ -10,7 +10,6 @@ from ..analysis.regression import regression_example
 from .figures import CORR_CMAP
 from .markup import figure, table
 
-
 BASIS_TITLES = {"power": "naive polynomial (Eq. 3)", "legendre": "Legendre (Eq. 4-6)",
                 "fourier": "Fourier (Eq. 7)"}
 

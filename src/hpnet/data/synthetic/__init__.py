@@ -146,7 +146,7 @@ def _check_arguments(n: int, image_size: int, attributes: list[str] | None) -> l
         return list(ATTRIBUTES)
     unknown = [a for a in attributes if a not in ATTRIBUTES]
     if unknown:
-        raise HPNetError(f"unknown synthetic attribute {unknown[0]!r}; valid: {', '.join(ATTRIBUTES)}")
+        raise HPNetError(f"--attributes: unknown synthetic attribute {unknown[0]!r}; valid: {', '.join(ATTRIBUTES)}")
     if len(set(attributes)) != len(attributes):
         raise HPNetError(f"synthetic attributes are listed twice: {', '.join(attributes)}")
     if not attributes:

@@ -47,7 +47,7 @@ def pruning_curves(model: HPNet, data: MultiLabelDataset, orders: dict[str, Orde
     "orders", "configurations", "reconstructed"}``; accuracies are means over attributes.
     """
     C = model.config.channels
-    grid = _check_grid(grid, C)
+    grid = check_grid(grid, C)
     plans, pruned_sets = _plan(orders, grid, C)
     heads = [PrunedHeads(model, s, physical) for s in pruned_sets]
     if fit is not None:
@@ -70,10 +70,11 @@ def pruning_curves(model: HPNet, data: MultiLabelDataset, orders: dict[str, Orde
     return result
 
 
-def _check_grid(grid: Sequence[int], channels: int) -> list[int]:
+def check_grid(grid: Sequence[int], channels: int) -> list[int]:
+    """The pruned-channel counts, sorted and distinct; each must be in 0..C."""
     values = sorted({int(p) for p in grid})
     if not values or values[0] < 0 or values[-1] > channels:
-        raise HPNetError(f"pruning grid must hold channel counts in 0..{channels}, got {list(grid)}")
+        raise HPNetError(f"--grid: pruning grid must hold channel counts in 0..{channels}, got {list(grid)}")
     return values
 
 

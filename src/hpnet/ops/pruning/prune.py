@@ -14,7 +14,7 @@ from ...errors import HPNetError
 from ...model import HPNet
 from ...results import PruningResult
 from .apply import physical_report, prune_physical
-from .curves import default_grid, pruning_curves
+from .curves import check_grid, default_grid, pruning_curves
 from .refit import reconstruct_heads
 from .scorers import SCORERS, ScanInputs, ScanSettings, method_orders
 
@@ -77,12 +77,13 @@ def prune_model(model: HPNet, train: MultiLabelDataset, data: MultiLabelDataset,
     C = model.config.channels
     if s.keep is not None and not 1 <= int(s.keep) <= C:
         raise HPNetError(f"--keep must be in 1..{C}, got {s.keep}")
+    grid = check_grid(s.grid, C) if s.grid is not None else default_grid(C)
     fit = train if s.reconstruct else None
     start = time.perf_counter()
     inputs = ScanInputs(model, s, train, progress=progress)
     orders, skipped = method_orders(inputs, s.methods)
     scan_s = time.perf_counter() - start
-    curves = pruning_curves(model, data, orders, s.grid or default_grid(C), s.batch_size, s.max_images,
+    curves = pruning_curves(model, data, orders, grid, s.batch_size, s.max_images,
                             progress=progress, fit=fit, fit_images=s.fit_images)
     result = PruningResult(
         **curves, rule=s.rule, use_abs=s.use_abs, correlation=s.correlation, backbone=model.config.backbone,
