@@ -11,6 +11,8 @@ CONFIGS = [
     dict(backbone="strided", widths=(4, 8, 8, 8)),
     dict(backbone="paper", widths=(4, 8, 8, 8), head="linear"),
     dict(backbone="paper", widths=(4, 8, 8, 8), head_impl="naive"),
+    dict(backbone="strided", widths=(4, 8, 8, 8), head="channel"),
+    dict(backbone="strided", widths=(4, 8, 8, 8), head="context"),
 ]
 
 

@@ -26,6 +26,8 @@ CONFIGS = {
     "strided": dict(backbone="strided", widths=(4, 6, 6, 8)),
     "linear": dict(backbone="paper", widths=(4, 6, 6, 8), head="linear"),
     "naive": dict(backbone="paper", widths=(4, 6, 6, 8), head_impl="naive"),
+    "channel": dict(backbone="strided", widths=(4, 6, 6, 8), head="channel"),
+    "context": dict(backbone="paper", widths=(4, 6, 6, 8), head="context"),
 }
 
 
@@ -76,13 +78,13 @@ def test_correlation_of_a_pruned_channel_is_zero_off_the_diagonal():
     assert torch.allclose(corr, corr.T) and (corr.diagonal() == 1).all()
 
 
-@pytest.mark.parametrize("kind", ["paper", "linear"])
+@pytest.mark.parametrize("kind", ["paper", "linear", "channel", "context"])
 def test_contributions_add_up_to_the_logits_and_correlate_like_numpy(kind):
     model, data = tiny(kind), random_data(13)
     corr = contribution_correlation(model, data, batch_size=4, max_images=11)
     with torch.no_grad():
         x = data.images[:11].float() / 255
-        part = model.heads.pooled(model.features(x)) * model.heads.weight          # (B, K, C)
+        part = model.heads.pooled(*model.encode(x)) * model.heads.weight           # (B, K, C)
         torch.testing.assert_close(part.sum(-1) + model.heads.bias, model(x).logits, rtol=1e-5, atol=1e-5)
     stacked = part.reshape(-1, 8).T.double().numpy()                              # (C, B*K)
     np.testing.assert_allclose(corr.numpy(), np.corrcoef(stacked), atol=1e-5)
@@ -189,7 +191,7 @@ def test_mean_mask_grid_equals_the_mean_of_the_full_masks():
 # ---------------------------------------------------------------------------- curves
 
 
-@pytest.mark.parametrize("kind", ["paper", "linear"])
+@pytest.mark.parametrize("kind", ["paper", "linear", "channel", "context"])
 def test_pruning_curves_equal_masking_directly(kind):
     model, data = tiny(kind), random_data(20)
     order = [5, 2, 7, 0, 1, 6, 3, 4]
@@ -250,7 +252,7 @@ def test_reconstruction_brings_the_pruned_logits_closer_to_the_original():
     assert torch.equal(rebuilt.features(x), plain.features(x))
 
 
-@pytest.mark.parametrize("kind", ["paper", "linear"])
+@pytest.mark.parametrize("kind", ["paper", "linear", "channel", "context"])
 def test_reconstructed_physical_model_equals_the_masked_model_with_its_classifiers(kind):
     model, data = tiny(kind), random_data(30)
     kept = [1, 3, 4, 7]

@@ -68,6 +68,7 @@ def mask_statistics(model: HPNet, data: MultiLabelDataset, images: int = 64,
     device = next(model.parameters()).device
     x = to_input(data[:images][0] if isinstance(data, ArrayDataset) else
                  torch.stack([data.image(i) for i in range(min(images, len(data)))]), device)
-    m = model.masks(model.features(x))
+    z, context = model.encode(x)
+    m = model.masks(z, context=context)
     return {"mean": float(m.mean()), "sparsity": float((m < threshold).float().mean()),
             "threshold": threshold, "images": int(x.shape[0])}

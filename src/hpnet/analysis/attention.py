@@ -66,7 +66,8 @@ def mask_maps(model: HPNet, images: torch.Tensor, attributes: Sequence[int],
     size = images.shape[-2:]
     out = []
     for image in images:
-        m = model.masks(model.features(to_input(image[None], device)))[0].float().cpu()  # (K, C, H, W)
+        z, context = model.encode(to_input(image[None], device))
+        m = model.masks(z, context=context)[0].float().cpu()                          # (K, C, H, W)
         m = m[attrs[:, None], channels]                                                 # (A, k, H, W)
         if m.shape[-2:] != size:
             m = F.interpolate(m, size=tuple(size), mode="bilinear", align_corners=False).clamp(0, 1)

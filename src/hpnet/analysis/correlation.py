@@ -55,7 +55,7 @@ def contribution_correlation(model: HPNet, data: MultiLabelDataset, batch_size: 
     moments = Moments()
     with inference(model):
         for x, _ in stream(data, batch_size, device, max_images, progress, "contribution correlation"):
-            part = model.heads.pooled(model.features(x)) * model.heads.weight      # (B, K, C)
+            part = model.heads.pooled(*model.encode(x)) * model.heads.weight       # (B, K, C)
             moments.add(part.reshape(-1, part.shape[-1]))
     if moments.n == 0:
         return torch.eye(model.config.channels, dtype=torch.float64)

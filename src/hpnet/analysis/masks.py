@@ -30,19 +30,21 @@ def mean_mask_grid(model: HPNet, data: MultiLabelDataset, batch_size: int = 64,
     positions = 0
     with inference(model):
         for x, _ in stream(data, batch_size, device, max_images, progress, "mean masks"):
-            z = model.features(x)
-            sums += _mask_sums(model, z, transformed, chunk_mb)
+            z, context = model.encode(x)
+            sums += _mask_sums(model, z, context, transformed, chunk_mb)
             positions += z.shape[0] * z.shape[2] * z.shape[3]
     return (sums / max(positions, 1)).cpu()
 
 
-def _mask_sums(model: HPNet, z: torch.Tensor, transformed: bool, chunk_mb: int) -> torch.Tensor:
+def _mask_sums(model: HPNet, z: torch.Tensor, context: torch.Tensor | None, transformed: bool,
+               chunk_mb: int) -> torch.Tensor:
     """Sum of the masks over images and positions, (K, C), computing slices of images at a time."""
     B, C, H, W = z.shape
     per_image = model.config.num_attributes * C * H * W * z.element_size()
     step = max(1, (chunk_mb << 20) // max(per_image, 1))
     total = torch.zeros(model.config.num_attributes, C, dtype=torch.float64, device=z.device)
     for i in range(0, B, step):
-        m = model.masks(z[i:i + step], transformed)                       # (b, K, C, H, W)
+        part = context[i:i + step] if context is not None else None
+        m = model.masks(z[i:i + step], transformed, part)                 # (b, K, C, H, W)
         total += m.sum(dim=(0, 3, 4), dtype=torch.float64)
     return total

@@ -25,23 +25,25 @@ work with the same code:
 
 - ``model.config`` (:class:`ModelConfig`: ``attribute_names``, ``channels`` C,
   ``num_attributes`` K, ``backbone``, ``widths``), ``model.attribute_names``;
-- ``model.features(x)`` -> z (B, C, H, W), pruned channels zeroed; ``model(x)`` -> ``Output``
-  (logits (B, K), mask_l1);
-- ``model.has_masks``; when true, ``model.masks(z, transformed=False)`` -> (B, K, C, H, W) in
-  (0, 1) (small batches only) and ``model.set_transform(n, beta)``;
-- ``model.heads(z)`` -> (logits, mask sums), ``model.heads.pooled(z)`` -> (B, K, C) (logit_k =
-  pooled[:, k] . w_k + b_k), ``model.heads.weight`` (K, C), ``model.heads.bias`` (K,), with masks
-  ``model.heads.logits_under(z, n, beta)`` (T transformations at once) and
-  ``model.heads.transform_active``; ``model.heads.channel_dims`` for physical pruning;
+- ``model.features(x)`` -> z (B, C, H, W), pruned channels zeroed; ``model.encode(x)`` -> (z,
+  context), the context being what a head reads beside z that pruning never removes (None for
+  most heads); ``model(x)`` -> ``Output`` (logits (B, K), mask_l1);
+- ``model.has_masks``; when true, ``model.masks(z, transformed=False, context=None)`` ->
+  (B, K, C, H, W) in (0, 1) (small batches only) and ``model.set_transform(n, beta)``;
+- ``model.heads(z, context)`` -> (logits, mask sums), ``model.heads.pooled(z, context)`` ->
+  (B, K, C) (logit_k = pooled[:, k] . w_k + b_k), ``model.heads.weight`` (K, C),
+  ``model.heads.bias`` (K,), with masks ``model.heads.logits_under(z, n, beta, context)`` (T
+  transformations at once) and ``model.heads.transform_active``; ``model.heads.channel_dims`` for
+  physical pruning;
 - ``model.channel_keep`` (C,) and ``model.set_channel_keep(keep)``;
 - ``model.extractor.last_conv`` and ``model.extractor.last_norm``: the conv and BatchNorm that
   produce z (pruning scores their filters and removes their channels).
 """
 from .backbones import BACKBONES, PAPER_DILATIONS, PAPER_WIDTHS, FeatureExtractor, conv_block
 from .config import L1_NORMS, ModelConfig
-from .heads import HEAD_IMPLS, HEADS, AttentionHeads, LinearHeads
+from .heads import HEAD_IMPLS, HEADS, AttentionHeads, ChannelHeads, ContextHeads, LinearHeads, MaskHeads
 from .network import HPNet, Output, count_macs, count_parameters
 
 __all__ = ["BACKBONES", "HEADS", "HEAD_IMPLS", "L1_NORMS", "PAPER_DILATIONS", "PAPER_WIDTHS", "AttentionHeads",
-           "FeatureExtractor", "HPNet", "LinearHeads", "ModelConfig", "Output", "conv_block", "count_macs",
-           "count_parameters"]
+           "ChannelHeads", "ContextHeads", "FeatureExtractor", "HPNet", "LinearHeads", "MaskHeads", "ModelConfig",
+           "Output", "conv_block", "count_macs", "count_parameters"]

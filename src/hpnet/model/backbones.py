@@ -87,6 +87,13 @@ class FeatureExtractor(nn.Sequential):
         layers = BACKBONES.get(config.backbone).layers(config)
         super().__init__(*(conv_block(s.c_in, s.c_out, s.stride, s.dilation) for s in layers))
 
+    def with_previous(self, x):
+        """(the output z, the previous block's output u): u is what context heads read."""
+        u = x
+        for block in list(self)[:-1]:
+            u = block(u)
+        return self[-1](u), u
+
     @property
     def last_conv(self) -> nn.Conv2d:
         return self[-1][0]

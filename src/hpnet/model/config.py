@@ -53,7 +53,7 @@ class ModelConfig:
         if len(set(self.attribute_names)) != len(self.attribute_names):
             raise HPNetError(f"model config: duplicate attribute names in {self.attribute_names}")
         backbone = BACKBONES.get(self.backbone)
-        HEADS.get(self.head)
+        heads = HEADS.get(self.head)
         checks.choice(self.l1_norm, "l1_norm", L1_NORMS)
         checks.choice(self.head_impl, "head_impl", HEAD_IMPLS)
         if not isinstance(self.extra, dict):
@@ -63,6 +63,7 @@ class ModelConfig:
         checks.counts(self.dilations, "--dilations")
         checks.number(self.head_chunk_mb, "head_chunk_mb", 0)
         backbone.layers(self)  # raises on a config the backbone cannot build
+        heads.check(self)
 
     @property
     def num_attributes(self) -> int:

@@ -1,15 +1,29 @@
 """The K binary classifiers on top of the features z, one registry entry per head family.
 
-Every head family is an ``nn.Module`` built as ``cls(num_attributes, channels, config)`` (through
-:func:`build_heads`) with what operations and analyses use of it:
+Every head family is an ``nn.Module`` built from the model config (through :func:`build_heads`)
+with what operations and analyses use of it:
 
-- ``forward(z)`` -> (logits (B, K), per-image mask sum (B,)) and ``pooled(z)`` -> (B, K, C), what
-  each classifier reads (logit_k = pooled[:, k] . w_k + b_k);
+- ``forward(z, context)`` -> (logits (B, K), per-image mask sum (B,)) and ``pooled(z, context)`` ->
+  (B, K, C), what each classifier reads (logit_k = pooled[:, k] . w_k + b_k);
 - ``weight`` (K, C) and ``bias`` (K,): the classifiers w_k, b_k;
-- ``has_masks``; with masks also ``masks(z, transformed)`` (B, K, C, H, W), ``logits_under(z, n,
-  beta)`` and the transformation buffers ``transform_n``, ``transform_beta`` (K,);
+- ``needs_context``: the head's masks read ``context``, features that channel pruning does not
+  remove (``HPNet.encode`` gives them beside z; None for the other heads);
+- ``has_masks``; with masks also ``masks(z, transformed, context)`` (B, K, C, H, W),
+  ``logits_under(z, n, beta, context)`` and the transformation buffers ``transform_n``,
+  ``transform_beta`` (K,);
 - ``channel_dims``: which dimensions of which parameters are indexed by the C channels of z, so
-  that physical pruning can cut any head family; ``macs(K, C, positions)`` for the MAC count.
+  that physical pruning can cut any head family; ``macs(positions)`` for the MAC count.
+
+The families:
+
+- ``attention`` (the paper's): M_k = sigmoid(A_k z + a_k), A_k a C x C 1x1 conv. Every mask reads
+  every channel, so pruning channel c moves the masks of all the others.
+- ``channel``: M_kc = sigmoid(D_kc * z_c + a_kc), D_kc a 3x3 filter on channel c alone (depthwise):
+  logit_k is a sum of per-channel terms and removing channel c removes exactly its term.
+- ``context``: M_k = sigmoid(A_k u + a_k) with u the previous block's output (pooled to z's size):
+  the masks see every channel of u, which pruning z never removes, so pruning channel c of z
+  removes exactly its term too.
+- ``linear``: GAP + linear, no masks (the plain CNN).
 
 To add a head family: one class here, registered in :data:`HEADS`, plus its test.
 """
@@ -21,8 +35,11 @@ from typing import Callable, Protocol
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
+from torch.utils.checkpoint import checkpoint
 
 from ..core.tone import mask_transform
+from ..errors import HPNetError
 from ..registry import Registry
 from .fused import fused_heads, fused_pooled_many
 
@@ -35,6 +52,7 @@ class HeadConfig(Protocol):
     head: str
     num_attributes: int
     channels: int
+    widths: tuple[int, ...]
     head_impl: str
     head_chunk_mb: float
 
@@ -65,16 +83,120 @@ def _mask_logits(z: torch.Tensor, mask_w: torch.Tensor, mask_b: torch.Tensor) ->
     return out.view(B, k, C, HW) + mask_b.view(1, k, C, 1)
 
 
-class AttentionHeads(nn.Module):
+class MaskHeads(nn.Module):
+    """What every head family with masks shares: logit_k = w_k . mean_hw(g(M_k) * z) + b_k.
+
+    Subclasses create the parameters (``weight`` (K, C), ``bias`` (K,) and their mask's) and the
+    transformation buffers, and give the mask logits of a block of heads (:meth:`mask_logits`). The
+    pooled features are computed a block of heads at a time (``impl="fused"``: blocks of about
+    ``chunk_mb`` MB, recomputed in backward, so the whole (B, K, C, H, W) mask tensor is never held)
+    or at once (``impl="naive"``, the reference).
+    """
+
+    has_masks = True
+    needs_context = False
+    CPU_CHUNK_MB = 32
+
+    def _init_transform(self, K: int) -> None:
+        self.register_buffer("transform_n", torch.ones(K))
+        self.register_buffer("transform_beta", torch.zeros(K))
+
+    @property
+    def transform_active(self) -> bool:
+        return bool((self.transform_n != 1).any() or (self.transform_beta != 0).any())
+
+    def mask_logits(self, z: torch.Tensor, context: torch.Tensor | None, h0: int, h1: int) -> torch.Tensor:
+        """The logits of the masks of heads h0:h1: (B, h1 - h0, C, H*W)."""
+        raise NotImplementedError
+
+    def masks(self, z: torch.Tensor, transformed: bool = False, context: torch.Tensor | None = None) -> torch.Tensor:
+        """Masks (B, K, C, H, W) in (0, 1); small batches only (this is the full tensor)."""
+        self._check_context(context)
+        B, C, H, W = z.shape
+        m = torch.sigmoid(self.mask_logits(z, context, 0, self.weight.shape[0]))
+        if transformed:
+            K = m.shape[1]
+            m = mask_transform(m, self.transform_n.view(1, K, 1, 1), self.transform_beta.view(1, K, 1, 1))
+        return m.view(B, -1, C, H, W)
+
+    def forward(self, z: torch.Tensor, context: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Logits (B, K) and the per-image mask sum over (k, c, h, w), shape (B,)."""
+        pooled, m_sum = self._pooled(z, context)                    # (B, K, C), (B, K)
+        logits = (pooled * self.weight).sum(-1) + self.bias         # (B, K)
+        return logits, m_sum.sum(1)
+
+    def pooled(self, z: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
+        """What each classifier reads: mean_hw(g(M^k) * z), shape (B, K, C); logit = pooled . w_k + b_k."""
+        return self._pooled(z, context)[0]
+
+    def logits_under(self, z: torch.Tensor, n: torch.Tensor, beta: torch.Tensor,
+                     context: torch.Tensor | None = None) -> torch.Tensor:
+        """Logits (T, B, K) under T mask transformations at once: row t of ``n`` and ``beta`` (T, K)
+        is one (n, beta) per attribute. For inference (no gradients); each mask is formed once."""
+        self._check_context(context)
+        K = self.weight.shape[0]
+        n = n.to(z.device, torch.float32).reshape(-1, K)
+        beta = beta.to(z.device, torch.float32).reshape(n.shape)
+        zf = z.reshape(z.shape[0], z.shape[1], -1)
+        parts = []
+        with torch.no_grad():
+            for h0, h1 in self._blocks(z):
+                m = torch.sigmoid(self.mask_logits(z, context, h0, h1))       # (B, k, C, HW)
+                k = h1 - h0
+                parts.append(torch.stack([
+                    torch.einsum("bkcp,bcp->bkc", mask_transform(m, nt[h0:h1].view(1, k, 1, 1),
+                                                                 bt[h0:h1].view(1, k, 1, 1)), zf)
+                    for nt, bt in zip(n, beta)]))                               # (T, B, k, C)
+        pooled = torch.cat(parts, 2) / zf.shape[-1]
+        return (pooled * self.weight).sum(-1) + self.bias
+
+    def _pooled(self, z: torch.Tensor, context: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        self._check_context(context)
+        transform = self.transform_active
+        parts = []
+        for h0, h1 in self._blocks(z):
+            if torch.is_grad_enabled() and self.impl != "naive":  # recompute the block in backward
+                parts.append(checkpoint(self._block, z, context, h0, h1, transform, use_reentrant=False))
+            else:
+                parts.append(self._block(z, context, h0, h1, transform))
+        return torch.cat([p for p, _ in parts], 1), torch.cat([s for _, s in parts], 1)
+
+    def _block(self, z: torch.Tensor, context: torch.Tensor | None, h0: int, h1: int,
+               transform: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        """Pooled features (B, k, C) and mask sums (B, k) of heads h0:h1."""
+        k = h1 - h0
+        zf = z.reshape(z.shape[0], z.shape[1], -1)                  # (B, C, HW)
+        m = torch.sigmoid(self.mask_logits(z, context, h0, h1))       # (B, k, C, HW)
+        m_sum = m.sum(dim=(2, 3))
+        if transform:
+            m = mask_transform(m, self.transform_n[h0:h1].view(1, k, 1, 1), self.transform_beta[h0:h1].view(1, k, 1, 1))
+        return torch.einsum("bkcp,bcp->bkc", m, zf) / zf.shape[-1], m_sum
+
+    def _blocks(self, z: torch.Tensor) -> list[tuple[int, int]]:
+        """Blocks of heads whose masks fit ``chunk_mb`` MB (all heads at once for "naive")."""
+        K = self.weight.shape[0]
+        if self.impl == "naive":
+            return [(0, K)]
+        budget = (self.chunk_mb or self.CPU_CHUNK_MB) * (1 << 20)
+        per_head = max(1, z.shape[0] * z[0].numel() * 4)
+        step = max(1, min(K, int(budget // per_head)))
+        return [(h0, min(h0 + step, K)) for h0 in range(0, K, step)]
+
+    def _check_context(self, context: torch.Tensor | None) -> None:
+        if self.needs_context and context is None:
+            raise HPNetError("these heads read context features beside z: get both with model.encode(x)")
+
+
+class AttentionHeads(MaskHeads):
     """K binary classifiers, each with its own C-channel attention mask (Table 2, Eq. 9).
 
     Parameters: ``mask_weight`` (K, C, C) and ``mask_bias`` (K, C) are the K 1x1 convs A_k, a_k;
     ``weight`` (K, C) and ``bias`` (K,) the K linear classifiers w_k, b_k.
     Buffers (model state changed by operations, saved with the weights): ``transform_n`` and
     ``transform_beta`` (K,), the per-attribute mask transformation (identity: n = 1, beta = 0).
+    The heads are computed by the hand-fused tiles of :mod:`hpnet.model.fused`.
     """
 
-    has_masks = True
     # what physical pruning cuts: parameter or buffer -> its dimensions indexed by the C channels
     channel_dims = {"mask_weight": (1, 2), "mask_bias": (1,), "weight": (1,)}
 
@@ -86,40 +208,15 @@ class AttentionHeads(nn.Module):
         self.mask_bias = nn.Parameter(torch.zeros(K, C))
         self.weight = nn.Parameter(torch.empty(K, C).uniform_(-bound, bound))
         self.bias = nn.Parameter(torch.zeros(K))
-        self.register_buffer("transform_n", torch.ones(K))
-        self.register_buffer("transform_beta", torch.zeros(K))
+        self._init_transform(K)
         self.impl = impl
         self.chunk_mb = chunk_mb
 
-    @property
-    def transform_active(self) -> bool:
-        return bool((self.transform_n != 1).any() or (self.transform_beta != 0).any())
+    def mask_logits(self, z: torch.Tensor, context: torch.Tensor | None, h0: int, h1: int) -> torch.Tensor:
+        return _mask_logits(z.reshape(z.shape[0], z.shape[1], -1), self.mask_weight[h0:h1], self.mask_bias[h0:h1])
 
-    def masks(self, z: torch.Tensor, transformed: bool = False) -> torch.Tensor:
-        """Attention masks (B, K, C, H, W) in (0, 1); small batches only (this is the full tensor)."""
-        B, C, H, W = z.shape
-        m = torch.sigmoid(_mask_logits(z.reshape(B, C, H * W), self.mask_weight, self.mask_bias))
-        if transformed:
-            K = m.shape[1]
-            m = mask_transform(m, self.transform_n.view(1, K, 1, 1), self.transform_beta.view(1, K, 1, 1))
-        return m.view(B, -1, C, H, W)
-
-    def forward(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Logits (B, K) and the per-image mask sum over (k, c, h, w), shape (B,)."""
-        B, C, H, W = z.shape
-        zf = z.reshape(B, C, H * W)
-        pooled, m_sum = self._pooled(zf)                            # (B, K, C), (B, K)
-        logits = (pooled * self.weight).sum(-1) + self.bias         # (B, K)
-        return logits, m_sum.sum(1)
-
-    def pooled(self, z: torch.Tensor) -> torch.Tensor:
-        """What each classifier reads: mean_hw(g(M^k) * z), shape (B, K, C); logit = pooled . w_k + b_k."""
-        B, C, H, W = z.shape
-        return self._pooled(z.reshape(B, C, H * W))[0]
-
-    def logits_under(self, z: torch.Tensor, n: torch.Tensor, beta: torch.Tensor) -> torch.Tensor:
-        """Logits (T, B, K) under T mask transformations at once: row t of ``n`` and ``beta`` (T, K)
-        is one (n, beta) per attribute. For inference (no gradients); each mask is formed once."""
+    def logits_under(self, z: torch.Tensor, n: torch.Tensor, beta: torch.Tensor,
+                     context: torch.Tensor | None = None) -> torch.Tensor:
         B, C, H, W = z.shape
         zf = z.reshape(B, C, H * W)
         n = n.to(zf.device, torch.float32).reshape(-1, self.weight.shape[0])
@@ -132,12 +229,14 @@ class AttentionHeads(nn.Module):
             pooled = fused_pooled_many(zf, self.mask_weight, self.mask_bias, n, beta, chunk_mb=self.chunk_mb)
         return (pooled * self.weight).sum(-1) + self.bias
 
-    @staticmethod
-    def macs(K: int, C: int, positions: int) -> int:
+    def macs(self, positions: int) -> int:
         """Multiply-accumulates of the K masks and their pooling, then the classifiers."""
+        K, C = self.weight.shape
         return K * C * C * positions + 2 * K * C * positions + K * C
 
-    def _pooled(self, zf: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def _pooled(self, z: torch.Tensor, context: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        B, C, H, W = z.shape
+        zf = z.reshape(B, C, H * W)
         transform = self.transform_active
         if self.impl == "naive":
             return _head_chunk(zf, self.mask_weight, self.mask_bias, self.transform_n,
@@ -146,26 +245,99 @@ class AttentionHeads(nn.Module):
                            transform, chunk_mb=self.chunk_mb)
 
 
+class ChannelHeads(MaskHeads):
+    """Per-channel masks: M_kc = sigmoid(D_kc * z_c + a_kc), D_kc a 3x3 filter on channel c alone.
+
+    Parameters: ``mask_weight`` (K, C, 3, 3), ``mask_bias`` (K, C), ``weight`` (K, C), ``bias`` (K,).
+    logit_k = b_k + sum_c w_kc mean_hw(g(M_kc) z_c): a sum of per-channel terms, and a channel
+    that is zero (pruned) contributes exactly nothing. K*C*9 mask parameters instead of K*C*C.
+    """
+
+    channel_dims = {"mask_weight": (1,), "mask_bias": (1,), "weight": (1,)}
+
+    def __init__(self, num_attributes: int, channels: int, impl: str = "fused", chunk_mb: float = 0):
+        super().__init__()
+        K, C = num_attributes, channels
+        self.mask_weight = nn.Parameter(torch.empty(K, C, 3, 3).uniform_(-1 / 3, 1 / 3))
+        self.mask_bias = nn.Parameter(torch.zeros(K, C))
+        bound = 1.0 / math.sqrt(C)
+        self.weight = nn.Parameter(torch.empty(K, C).uniform_(-bound, bound))
+        self.bias = nn.Parameter(torch.zeros(K))
+        self._init_transform(K)
+        self.impl = impl
+        self.chunk_mb = chunk_mb
+
+    def mask_logits(self, z: torch.Tensor, context: torch.Tensor | None, h0: int, h1: int) -> torch.Tensor:
+        B, C, H, W = z.shape
+        k = h1 - h0
+        filters = self.mask_weight[h0:h1].transpose(0, 1).reshape(C * k, 1, 3, 3)   # group c: its k filters
+        out = F.conv2d(z, filters.to(z.dtype), padding=1, groups=C)                  # (B, C*k, H, W)
+        out = out.reshape(B, C, k, H * W).transpose(1, 2)                            # (B, k, C, HW)
+        return out + self.mask_bias[h0:h1].view(1, k, C, 1)
+
+    def macs(self, positions: int) -> int:
+        K, C = self.weight.shape
+        return K * C * 9 * positions + 2 * K * C * positions + K * C
+
+
+class ContextHeads(MaskHeads):
+    """Masks from context features u that pruning never removes: M_k = sigmoid(A_k u + a_k).
+
+    u (B, C_u, H, W) is the previous block's output, average-pooled to z's size (``HPNet.encode``).
+    Parameters: ``mask_weight`` (K, C, C_u), ``mask_bias`` (K, C), ``weight`` (K, C), ``bias`` (K,).
+    Pruning channel c of z removes row c of every A_k and channel c's term; no other mask moves.
+    """
+
+    needs_context = True
+    channel_dims = {"mask_weight": (1,), "mask_bias": (1,), "weight": (1,)}
+
+    def __init__(self, num_attributes: int, channels: int, context_channels: int, impl: str = "fused",
+                 chunk_mb: float = 0):
+        super().__init__()
+        K, C, U = num_attributes, channels, context_channels
+        bound = 1.0 / math.sqrt(U)
+        self.mask_weight = nn.Parameter(torch.empty(K, C, U).uniform_(-bound, bound))
+        self.mask_bias = nn.Parameter(torch.zeros(K, C))
+        bound = 1.0 / math.sqrt(C)
+        self.weight = nn.Parameter(torch.empty(K, C).uniform_(-bound, bound))
+        self.bias = nn.Parameter(torch.zeros(K))
+        self._init_transform(K)
+        self.impl = impl
+        self.chunk_mb = chunk_mb
+
+    def mask_logits(self, z: torch.Tensor, context: torch.Tensor | None, h0: int, h1: int) -> torch.Tensor:
+        B, C, H, W = z.shape
+        k, U = h1 - h0, context.shape[1]
+        u = context.reshape(B, U, H * W)
+        out = torch.matmul(self.mask_weight[h0:h1].reshape(k * C, U).to(u.dtype), u)  # (B, k*C, HW)
+        return out.view(B, k, C, H * W) + self.mask_bias[h0:h1].view(1, k, C, 1)
+
+    def macs(self, positions: int) -> int:
+        K, C, U = self.mask_weight.shape
+        return K * C * U * positions + 2 * K * C * positions + K * C
+
+
 class LinearHeads(nn.Module):
     """The plain-CNN baseline: logit_k = w_k . GAP(z) + b_k, no masks."""
 
     has_masks = False
+    needs_context = False
     channel_dims = {"linear.weight": (1,)}
 
     def __init__(self, num_attributes: int, channels: int):
         super().__init__()
         self.linear = nn.Linear(channels, num_attributes)
 
-    def forward(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, z: torch.Tensor, context: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         return self.linear(z.mean(dim=(2, 3))), z.new_zeros(z.shape[0])
 
-    def pooled(self, z: torch.Tensor) -> torch.Tensor:
+    def pooled(self, z: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
         """What each classifier reads: GAP(z) for every attribute, (B, K, C) (a broadcast view)."""
         K, C = self.linear.weight.shape
         return z.mean(dim=(2, 3))[:, None, :].expand(z.shape[0], K, C)
 
-    @staticmethod
-    def macs(K: int, C: int, positions: int) -> int:
+    def macs(self, positions: int) -> int:
+        K, C = self.weight.shape
         return K * C
 
     @property
@@ -179,16 +351,33 @@ class LinearHeads(nn.Module):
 
 @dataclass(frozen=True)
 class HeadFamily:
+    """``build(K, C, config)`` makes the heads; ``check(config)`` raises on a config they cannot use."""
+
     build: Callable[[int, int, HeadConfig], nn.Module]
     help: str
+    check: Callable[[HeadConfig], object] = lambda config: None
 
 
 HEADS: Registry[HeadFamily] = Registry("--head")
 HEADS.register("attention")(HeadFamily(
     lambda K, C, config: AttentionHeads(K, C, config.head_impl, config.head_chunk_mb),
     "the paper's heads: one C x C channel attention mask per attribute (Table 2, Eq. 9)"))
+HEADS.register("channel")(HeadFamily(
+    lambda K, C, config: ChannelHeads(K, C, config.head_impl, config.head_chunk_mb),
+    "per-channel masks (a 3x3 filter on each channel alone): pruning a channel removes exactly its term"))
+HEADS.register("context")(HeadFamily(
+    lambda K, C, config: ContextHeads(K, C, _context_channels(config), config.head_impl, config.head_chunk_mb),
+    "masks from the previous block's output, which pruning never removes: pruning a channel removes "
+    "exactly its term", check=lambda config: _context_channels(config)))
 HEADS.register("linear")(HeadFamily(
     lambda K, C, config: LinearHeads(K, C), "GAP + linear, no masks (the plain-CNN baseline)"))
+
+
+def _context_channels(config: HeadConfig) -> int:
+    if len(config.widths) < 2:
+        raise HPNetError("--head context reads the previous block's output: the backbone needs at least "
+                         "2 layers (--widths)")
+    return config.widths[-2]
 
 
 def build_heads(config: HeadConfig) -> nn.Module:

@@ -6,6 +6,7 @@ from typing import NamedTuple
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 from ..errors import HPNetError
 from ..io import atomic_save_tensors, atomic_write_json, load_tensors, read_json
@@ -49,24 +50,37 @@ class HPNet(nn.Module):
         On CPU the convolutions run on channels-last input (oneDNN's fast layout; about 30% more
         training throughput for the strided backbone), so z may be channels-last too.
         """
+        return self.encode(x)[0]
+
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(z, context): the features and, for heads that read them (``heads.needs_context``), the
+        previous block's output average-pooled to z's size (None otherwise). Pruning never removes
+        a context channel. Every head call takes both: ``model.heads(z, context)``."""
         if x.device.type == "cpu":
             x = x.contiguous(memory_format=torch.channels_last)
-        return self.extractor(x) * self.channel_keep.view(1, -1, 1, 1)
+        keep = self.channel_keep.view(1, -1, 1, 1)
+        if not self.heads.needs_context:
+            return self.extractor(x) * keep, None
+        z, u = self.extractor.with_previous(x)
+        z = z * keep
+        if u.shape[-2:] != z.shape[-2:]:
+            u = F.adaptive_avg_pool2d(u, z.shape[-2:])
+        return z, u
 
-    def masks(self, z: torch.Tensor, transformed: bool = False) -> torch.Tensor:
-        """The attention masks of features z: (B, K, C, H, W); for small batches."""
+    def masks(self, z: torch.Tensor, transformed: bool = False, context: torch.Tensor | None = None) -> torch.Tensor:
+        """The attention masks of features z (and context): (B, K, C, H, W); for small batches."""
         if not self.has_masks:
             raise HPNetError("this model has linear heads (plain CNN): it has no attention masks")
-        return self.heads.masks(z, transformed)
+        return self.heads.masks(z, transformed, context)
 
     def forward(self, x: torch.Tensor, return_masks: bool = False) -> Output:
-        z = self.features(x)
-        logits, m_sum = self.heads(z)
+        z, context = self.encode(x)
+        logits, m_sum = self.heads(z, context)
         B, C, H, W = z.shape
         K = self.config.num_attributes
         scale = {"position_mean": H * W, "mean": K * C * H * W, "sum": 1}[self.config.l1_norm]
         mask_l1 = m_sum.mean() / scale
-        masks = self.masks(z) if return_masks else None
+        masks = self.masks(z, context=context) if return_masks else None
         return Output(logits, mask_l1, masks)
 
     def set_transform(self, n: float | torch.Tensor = 1.0, beta: float | torch.Tensor = 0.0) -> None:
@@ -128,4 +142,4 @@ def count_parameters(model: nn.Module) -> int:
 def count_macs(model: HPNet, image_size: int) -> int:
     """Multiply-accumulates of one forward pass at ``image_size`` (convs and heads)."""
     macs, size = extractor_macs(model.config, image_size)
-    return macs + model.heads.macs(model.config.num_attributes, model.config.channels, size * size)
+    return macs + model.heads.macs(size * size)

@@ -75,17 +75,18 @@ def sweep_accuracy(model: HPNet, data: MultiLabelDataset, transforms: Sequence[t
         for x, y in stream(data, batch_size, device, max_images, progress, "noise sweep"):
             eps = torch.randn(x.shape, generator=gen).to(device)  # drawn as evaluation.predict draws
             for s, std in enumerate(noise_stds):
-                z = model.features(_noisy(x, eps, std, clip))
-                logits = _logits_under(model, z, n_all, beta_all)              # (T, B, K)
+                z, context = model.encode(_noisy(x, eps, std, clip))
+                logits = _logits_under(model, z, context, n_all, beta_all)     # (T, B, K)
                 counts[s] += ((logits > 0).float() == y).sum(1).double()
     return (counts / max(image_count(data, max_images), 1)).cpu()
 
 
-def _logits_under(model: HPNet, z: torch.Tensor, n: torch.Tensor, beta: torch.Tensor) -> torch.Tensor:
+def _logits_under(model: HPNet, z: torch.Tensor, context: torch.Tensor | None, n: torch.Tensor,
+                  beta: torch.Tensor) -> torch.Tensor:
     """Logits (T, B, K) for every transformation, the masks formed once (linear heads: T copies)."""
     if model.has_masks:
-        return model.heads.logits_under(z, n, beta)
-    return model.heads(z)[0].expand(n.shape[0], -1, -1)
+        return model.heads.logits_under(z, n, beta, context)
+    return model.heads(z, context)[0].expand(n.shape[0], -1, -1)
 
 
 def _noisy(x: torch.Tensor, eps: torch.Tensor, std: float, clip: bool) -> torch.Tensor:

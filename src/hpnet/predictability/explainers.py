@@ -31,9 +31,9 @@ def gradcam_maps(model: HPNet, x: torch.Tensor, backend: str = "builtin") -> tor
     if backend == "captum":
         return _captum_maps(model, x, "gradcam")
     with torch.no_grad():
-        z0 = model.features(x)
+        z0, context = model.encode(x)
     z = z0.detach().requires_grad_(True)
-    logits = model.heads(z)[0]
+    logits = model.heads(z, context)[0]
     maps = []
     for k in range(logits.shape[1]):
         (g,) = torch.autograd.grad(logits[:, k].sum(), z, retain_graph=k + 1 < logits.shape[1])

@@ -46,7 +46,8 @@ def energy_fraction(maps: torch.Tensor, regions: torch.Tensor) -> tuple[torch.Te
 @torch.no_grad()
 def attention_maps(model: HPNet, x: torch.Tensor, top: torch.Tensor) -> torch.Tensor:
     """Sum of the masks of each attribute's top channels: (n, K, S, S); ``top`` (K, k) channel ids."""
-    m = model.masks(model.features(x))                                    # (n, K, C, H, W)
+    z, context = model.encode(x)
+    m = model.masks(z, context=context)                                   # (n, K, C, H, W)
     K = m.shape[1]
     idx = top.to(m.device).view(1, K, -1, 1, 1).expand(m.shape[0], K, top.shape[1], *m.shape[-2:])
     return upsample(m.gather(2, idx).sum(2), x.shape[-1])

@@ -15,7 +15,8 @@ from ..core.stream import correct_counts, image_count, inference, model_device, 
 from ..data.base import MultiLabelDataset
 from ..model import HPNet
 
-HeadsFn = Callable[[torch.Tensor], torch.Tensor]   # z (B, C, H, W) -> logits (B, K)
+# (z (B, C, H, W), context or None) -> logits (B, K)
+HeadsFn = Callable[[torch.Tensor, torch.Tensor | None], torch.Tensor]
 
 
 @torch.no_grad()
@@ -24,7 +25,8 @@ def measure_operations(model: HPNet, data: MultiLabelDataset, operations: Sequen
                        progress: bool = False) -> dict[str, torch.Tensor]:
     """Logit and accuracy changes of each operation against the model as it is, per attribute.
 
-    Each operation is a function of the features z giving the logits of the changed model.
+    Each operation is a function of the features z (and the context, see ``HPNet.encode``) giving
+    the logits of the changed model.
     Returns float64 tensors: ``abs_change`` and ``mean_change`` (O, K), the mean |change| and mean
     signed change of the logits; ``logit_std`` (K,), the standard deviation of the unchanged logits;
     ``accuracy`` (O, K) and ``base_accuracy`` (K,).
@@ -35,12 +37,12 @@ def measure_operations(model: HPNet, data: MultiLabelDataset, operations: Sequen
     base_logits = []
     with inference(model):
         for x, y in stream(data, batch_size, model_device(model), max_images, progress, "operations"):
-            z = model.features(x)
-            base = model.heads(z)[0].float()
+            z, context = model.encode(x)
+            base = model.heads(z, context)[0].float()
             base_logits.append(base.double().cpu())
             base_correct += correct_counts(base, y)
             for o, op in enumerate(operations):
-                logits = op(z).float()
+                logits = op(z, context).float()
                 diff = (logits - base).double().cpu()
                 abs_sum[o] += diff.abs().sum(0)
                 signed_sum[o] += diff.sum(0)

@@ -102,7 +102,7 @@ def pruning_predictability(model: HPNet, data: MultiLabelDataset, usage: dict[st
     """
     C = model.config.channels
     masks = [_keep_vector(op["channels"], C, model_device(model)) for op in operations]
-    ops = [(lambda z, k=k: model.heads(z * k)[0]) for k in masks]
+    ops = [(lambda z, context, k=k: model.heads(z * k, context)[0]) for k in masks]
     measured = measure_operations(model, data, ops, max_images, batch_size, progress)
     logit = per_std(measured["abs_change"], measured["logit_std"])       # (O, K)
     drop = measured["base_accuracy"].view(1, -1) - measured["accuracy"]    # (O, K)

@@ -71,6 +71,6 @@ def _transform_op(model: HPNet, n: float, beta: float) -> HeadsFn:
     K = model.config.num_attributes
     n_k, beta_k = torch.full((1, K), float(n)), torch.full((1, K), float(beta))
 
-    def run(z: torch.Tensor) -> torch.Tensor:
-        return model.heads.logits_under(z, n_k, beta_k)[0]
+    def run(z: torch.Tensor, context: torch.Tensor | None) -> torch.Tensor:
+        return model.heads.logits_under(z, n_k, beta_k, context)[0]
     return run

@@ -123,8 +123,8 @@ def _count_correct(model: HPNet, data: MultiLabelDataset, heads: list[PrunedHead
     counts = torch.zeros(V, len(heads), model.config.num_attributes, dtype=torch.float64, device=device)
     with inference(model):
         for x, y in stream(data, batch_size, device, max_images, progress, "pruning curves"):
-            z = model.features(x)
+            z, context = model.encode(x)
             for s, h in enumerate(heads):
-                for v, logits in enumerate(h.logits(z)):
+                for v, logits in enumerate(h.logits(z, context)):
                     counts[v, s] += ((logits > 0).float() == y).sum(0).double()
     return counts.cpu(), image_count(data, max_images)

@@ -41,18 +41,18 @@ class PrunedHeads:
         weight, bias = model.heads.weight.detach(), model.heads.bias.detach()
         self.classifiers = [(weight.index_select(1, self.index), bias)]
 
-    def pooled(self, z: torch.Tensor) -> torch.Tensor:
+    def pooled(self, z: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
         if self.index.numel() == 0:     # no channel left: the logits are the biases
             return z.new_zeros(z.shape[0], self.model.config.num_attributes, 0)
         if self.all:
-            return self.model.heads.pooled(z)
+            return self.model.heads.pooled(z, context)
         if self.small is not None:
-            return self.small.heads.pooled(z.index_select(1, self.index))
-        return self.model.heads.pooled(z * self.keep.view(1, -1, 1, 1)).index_select(2, self.index)
+            return self.small.heads.pooled(z.index_select(1, self.index), context)
+        return self.model.heads.pooled(z * self.keep.view(1, -1, 1, 1), context).index_select(2, self.index)
 
-    def logits(self, z: torch.Tensor) -> list[torch.Tensor]:
+    def logits(self, z: torch.Tensor, context: torch.Tensor | None = None) -> list[torch.Tensor]:
         """Logits (B, K) under every classifier pair; the heads run once."""
-        pooled = self.pooled(z)
+        pooled = self.pooled(z, context)
         return [(pooled * w).sum(-1) + b for w, b in self.classifiers]
 
 
@@ -102,10 +102,10 @@ def reconstruct_all(model: HPNet, heads: list[PrunedHeads], fit: MultiLabelDatas
     if todo:
         with inference(model):
             for x, _ in stream(fit, batch_size, device, fit_images, progress, "reconstructing heads"):
-                z = model.features(x)
-                target = model.heads(z)[0]
+                z, context = model.encode(x)
+                target = model.heads(z, context)[0]
                 for h, f in zip(todo, fits):
-                    f.add(h.pooled(z), target)
+                    f.add(h.pooled(z, context), target)
     for h, f in zip(todo, fits):
         h.classifiers.append(f.solve())
     for h in heads:
