@@ -114,3 +114,15 @@ def test_resume_after_sigkill_gives_the_uninterrupted_weights(tmp_path):
     b = load_tensors(killed / "model.safetensors")
     assert a.keys() == b.keys()
     assert all(torch.equal(a[k], b[k]) for k in a), "resumed weights differ from the uninterrupted run"
+
+
+def test_noise_augmentation_is_off_by_default_seeded_and_changes_training(tmp_path):
+    noisy = TrainConfig(epochs=1, batch_size=32, train_noise=0.3, train_noise_p=0.5)
+    for name, cfg in (("a", noisy), ("b", noisy), ("plain", TrainConfig(epochs=1, batch_size=32))):
+        train_run(tmp_path / name, spec(64), TINY, cfg, progress=False)
+    a, b, plain = (load_tensors(tmp_path / n / "model.safetensors") for n in ("a", "b", "plain"))
+    assert all(torch.equal(a[k], b[k]) for k in a)                      # the noise is drawn from the seed
+    assert not all(torch.equal(a[k], plain[k]) for k in a)
+    assert TrainConfig().train_noise == 0.0
+    with pytest.raises(HPNetError, match="--train-noise-p must be a finite number in \\[0, 1\\]"):
+        TrainConfig(train_noise=0.1, train_noise_p=1.5)

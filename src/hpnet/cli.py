@@ -16,6 +16,7 @@ from typing import Any, Callable
 
 from .analysis.attention import AnalysisSettings
 from .analysis.correlation import CORRELATIONS
+from .commands.compare import CompareSettings
 from .data import SOURCES, DataSpec
 from .errors import HPNetError
 from .model import BACKBONES, HEADS, L1_NORMS, ModelConfig
@@ -110,16 +111,27 @@ def cmd_train(args: argparse.Namespace) -> int:
         cfg = TrainConfig(epochs=args.epochs) if args.epochs is not None else None
         record = train_run(args.out, None, resume=True, train=cfg, progress=not args.quiet)
         return _after_training(args, record)
-    model = given(backbone=args.backbone, head=args.head, l1_norm=args.l1_norm, widths=args.widths,
-                  dilations=args.dilations)
-    if args.widths and args.dilations is None:  # settings that follow the depth, e.g. dilations
-        model.update(BACKBONES.get(args.backbone).defaults(args.widths))
-    cfg = TrainConfig(**given(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-                              weight_decay=args.weight_decay, l1_lambda=args.l1_lambda, seed=args.seed,
-                              max_loss_ratio=args.max_loss_ratio,
-                              amp=not args.no_amp, device=args.device, num_workers=args.workers))
+    model, cfg = model_settings(args), train_settings(args, seed=args.seed)
     record = train_run(args.out, data_spec(args, args.seed), model, cfg, progress=not args.quiet)
     return _after_training(args, record)
+
+
+def model_settings(args: argparse.Namespace) -> dict:
+    """ModelConfig fields from the training arguments (the head when the command has one)."""
+    model = given(backbone=args.backbone, head=getattr(args, "head", None), l1_norm=args.l1_norm,
+                  widths=args.widths, dilations=args.dilations)
+    if args.widths and args.dilations is None:  # settings that follow the depth, e.g. dilations
+        model.update(BACKBONES.get(args.backbone).defaults(args.widths))
+    return model
+
+
+def train_settings(args: argparse.Namespace, seed: int = 0):
+    from .train import TrainConfig
+    return TrainConfig(**given(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+                               weight_decay=args.weight_decay, l1_lambda=args.l1_lambda, seed=seed,
+                               max_loss_ratio=args.max_loss_ratio, train_noise=args.train_noise,
+                               train_noise_p=args.train_noise_p, amp=not args.no_amp, device=args.device,
+                               num_workers=args.workers))
 
 
 def _after_training(args: argparse.Namespace, record: dict) -> int:
@@ -228,6 +240,21 @@ def cmd_predictability(args: argparse.Namespace) -> int:
 
 
 @command
+def cmd_compare(args: argparse.Namespace) -> int:
+    from .commands.compare import compare_run
+    from .report.text import format_compare
+    scoring = PredictabilitySettings(localisation_images=args.localisation_images, n_boot=args.boot)
+    settings = CompareSettings(**given(heads=args.heads, seeds=args.seeds, l1_lambdas=args.l1_lambdas,
+                                       train_noises=args.train_noises, noise_stds=args.noise), scoring=scoring)
+    train = train_settings(args)
+    result = compare_run(args.out, data_spec(args), model_settings(args), train, settings, device=args.device,
+                         progress=not args.quiet)
+    print(format_compare(result))
+    print(f"wrote {Path(args.out) / result.file_name} and {Path(args.out) / 'report.html'}")
+    return 0
+
+
+@command
 def cmd_demo(args: argparse.Namespace) -> int:
     from .commands import demo
     demo(args.out, progress=not args.quiet, **given(images=args.max_images, epochs=args.epochs))
@@ -254,31 +281,30 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train a network into a run folder")
     add_data_args(p, required=True)
     p.add_argument("--out", required=True, help="run folder to write")
-    p.add_argument("--epochs", type=int, default=None,
-                   help=f"epochs (default {default(TrainConfig, 'epochs')}; with --resume: raise the run's number)")
-    p.add_argument("--batch-size", type=int, default=default(TrainConfig, "batch_size"))
-    p.add_argument("--lr", type=float, default=default(TrainConfig, "lr"))
-    p.add_argument("--weight-decay", type=float, default=default(TrainConfig, "weight_decay"))
-    p.add_argument("--l1-lambda", type=float, default=default(TrainConfig, "l1_lambda"),
-                   help="weight of the mask L1 term (Eq. 10)")
-    p.add_argument("--l1-norm", choices=L1_NORMS, default=default(ModelConfig, "l1_norm"),
-                   help="normalisation of ||M||_1 (see README)")
-    p.add_argument("--backbone", choices=BACKBONES.names(), default=default(ModelConfig, "backbone"),
-                   help="; ".join(f"{name}: {b.help}" for name, b in BACKBONES.items()))
-    p.add_argument("--widths", type=int_list, default=None, help="channel widths, e.g. 32,64,64,128")
-    p.add_argument("--dilations", type=int_list, default=None, help="paper backbone dilations, e.g. 1,2,3,2")
-    p.add_argument("--head", choices=HEADS.names(), default=default(ModelConfig, "head"),
-                   help="; ".join(f"{name}: {h.help}" for name, h in HEADS.items()))
-    p.add_argument("--max-loss-ratio", type=float, default=default(TrainConfig, "max_loss_ratio"),
-                   help="stop (run marked failed) when a batch loss exceeds this times the run's first; 0: never. "
-                        "A loss or gradient that is not finite always stops training")
+    add_training_args(p, with_head=True)
     p.add_argument("--seed", type=int, default=default(TrainConfig, "seed"))
-    p.add_argument("--device", default=default(TrainConfig, "device"), help="auto, cpu, cuda, cuda:1, ...")
-    p.add_argument("--no-amp", action="store_true", help="no mixed precision on CUDA")
-    p.add_argument("--workers", type=int, default=default(TrainConfig, "num_workers"),
-                   help="data loader workers for uncached sources")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
     p.add_argument("--no-eval", action="store_true", help="skip the evaluation after training")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+    p = sub.add_parser("compare", help="train and score head families (and L1 strengths) over several seeds")
+    add_data_args(p, required=True)
+    p.add_argument("--out", required=True, help="folder of the comparison (a run folder per configuration and seed)")
+    p.add_argument("--heads", type=name_list, default=None,
+                   help=f"head families (default {','.join(default(CompareSettings, 'heads'))})")
+    p.add_argument("--seeds", type=count_list, default=None,
+                   help=f"training seeds (default {','.join(map(str, default(CompareSettings, 'seeds')))})")
+    p.add_argument("--l1-lambdas", type=float_list, default=None,
+                   help="further L1 strengths, each a configuration of every head with masks")
+    p.add_argument("--train-noises", type=float_list, default=None,
+                   help="further configurations trained with Gaussian noise of these stds (--train-noise-p)")
+    p.add_argument("--noise", type=float_list, default=None,
+                   help=f"input noise stds measured (default {numbers(default(CompareSettings, 'noise_stds'))})")
+    add_training_args(p, with_head=False)
+    p.add_argument("--localisation-images", type=int, default=default(PredictabilitySettings, "localisation_images"),
+                   help="synthetic images for localisation")
+    p.add_argument("--boot", type=int, default=default(PredictabilitySettings, "n_boot"),
+                   help="bootstrap resamples of each score's own interval")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
     p = sub.add_parser("eval", help="per-attribute accuracy of a run's model")
@@ -357,6 +383,38 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"training images (default {demo_defaults['images'].default})")
     p.add_argument("--quiet", action="store_true")
     return parser
+
+
+def add_training_args(p: argparse.ArgumentParser, with_head: bool) -> None:
+    """The network and the training budget (train, and every configuration of compare)."""
+    from .train import TrainConfig
+    p.add_argument("--epochs", type=int, default=None,
+                   help=f"epochs (default {default(TrainConfig, 'epochs')}; with --resume: raise the run's number)")
+    p.add_argument("--batch-size", type=int, default=default(TrainConfig, "batch_size"))
+    p.add_argument("--lr", type=float, default=default(TrainConfig, "lr"))
+    p.add_argument("--weight-decay", type=float, default=default(TrainConfig, "weight_decay"))
+    p.add_argument("--l1-lambda", type=float, default=default(TrainConfig, "l1_lambda"),
+                   help="weight of the mask L1 term (Eq. 10)")
+    p.add_argument("--l1-norm", choices=L1_NORMS, default=default(ModelConfig, "l1_norm"),
+                   help="normalisation of ||M||_1 (see README)")
+    p.add_argument("--backbone", choices=BACKBONES.names(), default=default(ModelConfig, "backbone"),
+                   help="; ".join(f"{name}: {b.help}" for name, b in BACKBONES.items()))
+    p.add_argument("--widths", type=int_list, default=None, help="channel widths, e.g. 32,64,64,128")
+    p.add_argument("--dilations", type=int_list, default=None, help="paper backbone dilations, e.g. 1,2,3,2")
+    if with_head:
+        p.add_argument("--head", choices=HEADS.names(), default=default(ModelConfig, "head"),
+                       help="; ".join(f"{name}: {h.help}" for name, h in HEADS.items()))
+    p.add_argument("--max-loss-ratio", type=float, default=default(TrainConfig, "max_loss_ratio"),
+                   help="stop (run marked failed) when a batch loss exceeds this times the run's first; 0: never. "
+                        "A loss or gradient that is not finite always stops training")
+    p.add_argument("--train-noise", type=float, default=default(TrainConfig, "train_noise"),
+                   help="augmentation: Gaussian noise of this std on [0, 1] training images (default off)")
+    p.add_argument("--train-noise-p", type=float, default=default(TrainConfig, "train_noise_p"),
+                   help="the share of training images that get it (default %(default)s)")
+    p.add_argument("--device", default=default(TrainConfig, "device"), help="auto, cpu, cuda, cuda:1, ...")
+    p.add_argument("--no-amp", action="store_true", help="no mixed precision on CUDA")
+    p.add_argument("--workers", type=int, default=default(TrainConfig, "num_workers"),
+                   help="data loader workers for uncached sources")
 
 
 def add_eval_args(p: argparse.ArgumentParser, split: bool = True, max_images: int | None = None) -> None:

@@ -218,5 +218,18 @@ class PredictabilityResult(Result):
     seconds: dict[str, float] = field(default_factory=dict)
 
 
+@dataclass
+class CompareResult(Result):
+    """``hpnet compare``: configurations trained and scored over several seeds, each metric with a
+    95% Student-t interval over the seeds (in the comparison's own folder, not a run's)."""
+
+    FILE: ClassVar[str] = "compare.json"
+    KIND: ClassVar[str] = "comparison"
+
+    configs: list[dict]              # {"name", "head", "l1_lambda", "train_noise", "seeds", "runs", "metrics"}
+    settings: dict = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=dict)
+
+
 RESULTS: tuple[type[Result], ...] = (EvaluationResult, AnalysisResult, PruningResult, RobustnessResult,
                                      PredictabilityResult)

@@ -45,6 +45,8 @@ class TrainConfig:
     device: str = "auto"      # "auto": CUDA when present, else CPU
     num_workers: int = 2      # for sources that are not held in memory
     max_loss_ratio: float = 100.0  # stop when a batch loss exceeds this times the run's first one (0: never)
+    train_noise: float = 0.0  # augmentation: Gaussian noise of this std on [0, 1] training images ...
+    train_noise_p: float = 0.5  # ... added to each image with this probability (off while train_noise is 0)
 
     def __post_init__(self) -> None:
         checks.count(self.epochs, "--epochs")
@@ -58,6 +60,8 @@ class TrainConfig:
         check_device(self.device)
         checks.count(self.num_workers, "--workers", smallest=0)
         checks.number(self.max_loss_ratio, "--max-loss-ratio", 0)
+        checks.number(self.train_noise, "--train-noise", 0)
+        checks.number(self.train_noise_p, "--train-noise-p", 0, 1)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -204,6 +208,7 @@ class _Loop:
         n_batches = math.ceil(len(order) / cfg.batch_size)
         progress_bar = bar(total=len(order), desc=f"epoch {epoch + 1}/{cfg.epochs}", enabled=progress)
         loss_sum, bce_sum, l1_sum, seen, start = 0.0, 0.0, 0.0, 0, time.perf_counter()
+        noise = torch.Generator().manual_seed(cfg.seed * 7919 + epoch) if cfg.train_noise > 0 else None
         for images, targets in batches(data, cfg.batch_size, order, cfg.num_workers):
             lr = learning_rate(cfg, record["step"], self.total_steps)
             for group in optimizer.param_groups:
@@ -213,6 +218,8 @@ class _Loop:
                 continue
             images, targets = images[rank::world_size], targets[rank::world_size]  # this rank's share
             x, y = to_input(images, self.device), targets.to(self.device, non_blocking=True)
+            if noise is not None:
+                x = _add_noise(x, cfg.train_noise, cfg.train_noise_p, noise)
             with torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32,
                                 enabled=self.amp_dtype is not None):
                 out = self.net(x)
@@ -262,6 +269,14 @@ class _Loop:
         norm = float(torch.nn.utils.get_total_norm(grads)) if grads else 0.0
         if not math.isfinite(norm):
             raise Diverged(f"epoch {epoch + 1}, step {record['step'] + 1}: the gradient norm is {norm}")
+
+
+def _add_noise(x: torch.Tensor, std: float, p: float, gen: torch.Generator) -> torch.Tensor:
+    """The augmentation: each image gets Gaussian noise of ``std`` with probability ``p`` (not clipped,
+    as the robustness sweep's noise). Drawn on the CPU from the epoch's generator: resumes repeat it."""
+    which = (torch.rand(x.shape[0], generator=gen) < p).float().view(-1, 1, 1, 1)
+    eps = torch.randn(x.shape, generator=gen)
+    return x + (std * which * eps).to(x.device)
 
 
 def _smallest_batch(model: HPNet, data: MultiLabelDataset, cfg: TrainConfig, world_size: int) -> int:

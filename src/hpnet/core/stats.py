@@ -107,3 +107,29 @@ def _percentiles(boots: np.ndarray, level: float) -> tuple[float, float]:
     tail = 50.0 * (1.0 - level)
     low, high = np.percentile(boots, [tail, 100.0 - tail])
     return float(low), float(high)
+
+
+# two-sided 97.5% quantiles of Student's t by degrees of freedom (beyond the table: the normal's)
+_T975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262, 10: 2.228,
+         11: 2.201, 12: 2.179, 13: 2.160, 14: 2.145, 15: 2.131, 16: 2.120, 17: 2.110, 18: 2.101, 19: 2.093,
+         20: 2.086, 25: 2.060, 30: 2.042, 40: 2.021, 60: 2.000, 120: 1.980}
+
+
+def t_quantile(df: int) -> float:
+    """The 97.5% quantile of Student's t with ``df`` degrees of freedom (df from the table at or below)."""
+    known = [d for d in _T975 if d <= df]
+    return _T975[max(known)] if known and df <= 120 else 1.96
+
+
+def seed_interval(values) -> dict:
+    """Mean over training seeds with a 95% Student-t interval: {"mean", "ci_low", "ci_high", "values", "n"}.
+
+    Values that are None or not finite (a metric a network does not have) are left out; with one
+    value the interval is that value's point, with none everything is None.
+    """
+    kept = [float(v) for v in values if v is not None and math.isfinite(float(v))]
+    if not kept:
+        return {"mean": None, "ci_low": None, "ci_high": None, "values": list(values), "n": 0}
+    mean = float(np.mean(kept))
+    half = t_quantile(len(kept) - 1) * float(np.std(kept, ddof=1)) / math.sqrt(len(kept)) if len(kept) > 1 else 0.0
+    return {"mean": mean, "ci_low": mean - half, "ci_high": mean + half, "values": list(values), "n": len(kept)}

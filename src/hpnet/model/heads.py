@@ -356,6 +356,7 @@ class HeadFamily:
     build: Callable[[int, int, HeadConfig], nn.Module]
     help: str
     check: Callable[[HeadConfig], object] = lambda config: None
+    masks: bool = True                   # the heads have masks (and a mask transformation)
 
 
 HEADS: Registry[HeadFamily] = Registry("--head")
@@ -370,7 +371,7 @@ HEADS.register("context")(HeadFamily(
     "masks from the previous block's output, which pruning never removes: pruning a channel removes "
     "exactly its term", check=lambda config: _context_channels(config)))
 HEADS.register("linear")(HeadFamily(
-    lambda K, C, config: LinearHeads(K, C), "GAP + linear, no masks (the plain-CNN baseline)"))
+    lambda K, C, config: LinearHeads(K, C), "GAP + linear, no masks (the plain-CNN baseline)", masks=False))
 
 
 def _context_channels(config: HeadConfig) -> int:

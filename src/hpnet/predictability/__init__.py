@@ -30,7 +30,7 @@ from .explainers import (
 from .localisation import attention_maps, energy_fraction, localisation, network_localisation
 from .measure import measure_operations
 from .pruning import channel_usage, predict_pruning, pruning_operations, pruning_predictability, pruning_predictors
-from .score import DEFINITION, NETWORKS, PredictabilitySettings, score_networks
+from .score import DEFINITION, NETWORKS, PredictabilitySettings, score_network, score_networks
 from .transform import TRANSFORMS, predict_transform, transform_predictability
 
 __all__ = ["BACKENDS", "DEFINITION", "EXPLAINERS", "NETWORKS", "TRANSFORMS", "PredictabilitySettings",
@@ -38,5 +38,5 @@ __all__ = ["BACKENDS", "DEFINITION", "EXPLAINERS", "NETWORKS", "TRANSFORMS", "Pr
            "gradcam_maps", "localisation", "mean_ci", "measure_operations", "network_localisation",
            "permutation_maps", "predict_pruning", "predict_transform", "predictability_score",
            "pruning_operations", "pruning_predictability", "pruning_predictors", "regression_predictability",
-           "resolve_backend", "saliency_maps", "score_networks", "spearman", "transform_predictability",
+           "resolve_backend", "saliency_maps", "score_network", "score_networks", "spearman", "transform_predictability",
            "within_attribute_score"]

@@ -20,8 +20,8 @@ from ..errors import HPNetError
 from ..model import HPNet
 from ..results import PredictabilityResult
 from .calibration import regression_predictability
-from .explainers import BACKENDS
-from .localisation import network_localisation
+from .explainers import BACKENDS, EXPLAINERS
+from .localisation import localisation, network_localisation
 from .pruning import channel_usage, pruning_operations, pruning_predictability
 from .transform import TRANSFORMS, transform_predictability
 
@@ -117,3 +117,27 @@ def score_networks(nets: dict[str, HPNet], data: MultiLabelDataset, views: Multi
         pruning=pruning, transform=transform, localisation=loc, accuracy={},
         regression={b: r["score"] for b, r in regression.items()}, regression_detail=regression,
         settings=recorded, definition=DEFINITION, seconds={"operations": ops_s, "localisation": loc_s})
+
+
+def score_network(model: HPNet, data: MultiLabelDataset, views: MultiLabelDataset,
+                  settings: PredictabilitySettings | None = None, progress: bool = False) -> dict:
+    """The predictability of one network of any head family, by the same predictors and operations
+    as :func:`score_networks` (operations chosen from C and the seed alone, so networks of the same
+    width are scored on the same operations).
+
+    Returns ``{"pruning": {score...}, "transform": {score...} or None (no masks), "localisation":
+    {"attention" (masks only), "gradcam", "saliency", "permutation", "chance", ...} or {"skipped"}}``.
+    """
+    s = settings or PredictabilitySettings()
+    usage = channel_usage(model, views, s.usage_images, s.batch_size, progress)
+    ops = pruning_operations(model.config.channels, s.groups, None, s.singles, s.seed)
+    pruning = pruning_predictability(model, data, usage, ops, s.max_images, s.batch_size, s.n_boot, s.seed, progress)
+    transform = transform_predictability(model, data, usage, s.transforms, s.max_images, s.batch_size, s.n_boot,
+                                         s.seed, progress) if model.has_masks else None
+    if hasattr(data, "region_masks") and s.localisation_images > 0:
+        methods = (("attention",) if model.has_masks else ()) + EXPLAINERS
+        loc = localisation(model, data, s.localisation_images, methods, mean_masks=usage.get("mean_masks"),
+                           backend=s.backend, n_boot=s.n_boot, seed=s.seed)
+    else:
+        loc = {"skipped": "evidence regions are known only for the synthetic data set"}
+    return {"pruning": pruning, "transform": transform, "localisation": loc}

@@ -19,6 +19,16 @@ def score_text(s: dict | None) -> str:
     return f"{s['score']:.3f}{ci}"
 
 
+def interval_text(m: dict | None, percent: bool = False) -> str:
+    """"0.955 [0.949, 0.960]" (or in percent); "-" when the metric does not apply."""
+    if not m or m.get("mean") is None:
+        return "-"
+    f = (lambda v: f"{100 * v:.2f}") if percent else (lambda v: f"{v:.3f}")
+    if m.get("n", 0) < 2:
+        return f(m["mean"])
+    return f"{f(m['mean'])} [{f(m['ci_low'])}, {f(m['ci_high'])}]"
+
+
 def format_table(result: EvaluationResult) -> str:
     """The per-attribute accuracy table of an evaluation."""
     rows = result.per_attribute
@@ -57,3 +67,15 @@ def table4_markdown(table: list[dict]) -> str:
         others = ", ".join(f"{t['name']} ({t['correlation']:.2f})" for t in row["top"])
         lines.append(f"| {row['attribute']} | {others} |")
     return "\n".join(lines) + "\n"
+
+
+def format_compare(result) -> str:
+    """The comparison's headline numbers, one configuration a line (what `hpnet compare` prints)."""
+    keys = [("accuracy", "accuracy", True), ("pruning_score", "pruning", False),
+            ("transform_score", "transformation", False), ("localisation_masks", "localisation (masks)", False)]
+    width = max([len("configuration")] + [len(c["name"]) for c in result.configs])
+    lines = [f"{'configuration':<{width}}  " + "  ".join(f"{h:<24}" for _, h, _ in keys)]
+    for c in result.configs:
+        lines.append(f"{c['name']:<{width}}  " + "  ".join(f"{interval_text(c['metrics'].get(k), pct):<24}"
+                                                           for k, _, pct in keys))
+    return "\n".join(lines)

@@ -1,0 +1,198 @@
+"""``hpnet compare``: network configurations trained and scored over several seeds, same data and budget.
+
+Each configuration (a head family, optionally another L1 strength or the noise augmentation) is
+trained once per seed into ``OUT/<config>/seed<N>/`` (a run folder every command accepts; a finished
+run is reused, a killed one resumed), then scored by the same measurements for every network:
+
+- test accuracy (and the majority baseline);
+- pruning and transformation predictability (:func:`hpnet.predictability.score_network`: the
+  predictors defined for every head alike), localisation of the masks, Grad-CAM and saliency
+  (synthetic faces only);
+- semantic minus random pruning at half the channels, with the classifiers reconstructed and
+  unchanged (:func:`hpnet.ops.pruning.prune_model`);
+- accuracy under Gaussian input noise, with the identity and with the per-attribute tone curve
+  chosen on validation images at that noise level (:mod:`hpnet.ops.robust`).
+
+Every metric is reported as the mean over seeds with a 95% Student-t interval
+(:func:`hpnet.core.stats.seed_interval`) in ``OUT/compare.json``; ``OUT/report.html`` shows them.
+"""
+from __future__ import annotations
+
+import dataclasses
+import re
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .. import checks
+from ..checkpoint import CHECKPOINT, MODEL_FILE
+from ..core.stats import seed_interval
+from ..data import DataSpec, load_split
+from ..errors import HPNetError
+from ..io import atomic_write_json, check_output
+from ..model import HEADS, HPNet
+from ..ops.pruning import PruneSettings, prune_model
+from ..ops.robust import robustness_sweep, select_transform
+from ..predictability import PredictabilitySettings, score_network
+from ..report.compare import write_compare_report
+from ..results import CompareResult, EvaluationResult
+from ..run import Run
+from ..train import TrainConfig
+from .evaluate import evaluate_run
+from .train import train_run
+
+
+@dataclass
+class CompareSettings:
+    """Which configurations, over which seeds, and how they are scored.
+
+    ``heads``: head families (names of :data:`hpnet.model.HEADS`); ``l1_lambdas``: further L1
+    strengths, each a configuration of every head with masks; ``train_noises``: further
+    configurations trained with Gaussian noise of these stds on half the images; ``seeds``:
+    training seeds (the data stay the same); ``noise_stds``: the input noise levels measured;
+    ``scoring``: how predictability and localisation are measured.
+    """
+
+    heads: Sequence[str] = ("attention", "channel", "context", "linear")
+    seeds: Sequence[int] = (0, 1, 2)
+    l1_lambdas: Sequence[float] = ()
+    train_noises: Sequence[float] = ()
+    noise_stds: Sequence[float] = (0.0, 0.1, 0.2, 0.3)
+    prune_fraction: float = 0.5
+    scoring: PredictabilitySettings = field(default_factory=PredictabilitySettings)
+
+    def __post_init__(self) -> None:
+        self.heads = checks.names(self.heads, "--heads")
+        for head in self.heads:
+            checks.choice(head, "--heads", HEADS.names())
+        self.seeds = checks.counts(self.seeds, "--seeds", smallest=0)
+        if len(set(self.seeds)) != len(self.seeds):
+            raise HPNetError(f"--seeds lists a seed twice: {self.seeds}")
+        self.l1_lambdas = [checks.number(v, "--l1-lambdas", 0) for v in self.l1_lambdas]
+        self.train_noises = [checks.number(v, "--train-noises", 0, low_open=True) for v in self.train_noises]
+        self.noise_stds = checks.numbers(self.noise_stds, "--noise", 0)
+        checks.number(self.prune_fraction, "prune_fraction", 0, 1, low_open=True)
+
+
+@dataclass(frozen=True)
+class Config:
+    name: str
+    head: str
+    l1_lambda: float
+    train_noise: float
+
+    @property
+    def folder(self) -> str:
+        return re.sub(r"[^A-Za-z0-9.=_-]+", "_", self.name)
+
+
+def configurations(settings: CompareSettings, train: TrainConfig) -> list[Config]:
+    """Every head at the training settings, then the extra L1 strengths (heads with masks) and the
+    noise-augmented variants."""
+    configs = []
+    for head in settings.heads:
+        masks = HEADS.get(head).masks
+        configs.append(Config(head, head, train.l1_lambda, train.train_noise))
+        if masks:
+            configs += [Config(f"{head} l1={v:g}", head, v, train.train_noise)
+                        for v in settings.l1_lambdas if v != train.l1_lambda]
+        configs += [Config(f"{head} noise={v:g}", head, train.l1_lambda, v)
+                    for v in settings.train_noises if v != train.train_noise]
+    return configs
+
+
+def compare_run(out: str | Path, data: DataSpec, model: dict, train: TrainConfig,
+                settings: CompareSettings | None = None, device: str = "auto", progress: bool = True) -> CompareResult:
+    """Train and score every configuration over every seed into ``out``; writes compare.json and
+    report.html there and returns the result. ``model``: ModelConfig fields other than the head and
+    the attribute names (backbone, widths, ...); ``train``: the budget every network gets."""
+    s = settings or CompareSettings()
+    out = check_output(checks.path(out, "--out"), "--out", folder=True)
+    start, rows = time.perf_counter(), []
+    for config in configurations(s, train):
+        runs = []
+        for seed in s.seeds:
+            folder = out / config.folder / f"seed{seed}"
+            cfg = dataclasses.replace(train, seed=seed, l1_lambda=config.l1_lambda, train_noise=config.train_noise)
+            _train(folder, data, {**model, "head": config.head}, cfg, progress)
+            runs.append(measure(Run.open(folder), s, device, progress))
+        rows.append({"name": config.name, "head": config.head, "l1_lambda": config.l1_lambda,
+                     "train_noise": config.train_noise, "seeds": list(s.seeds),
+                     "runs": [str(out / config.folder / f"seed{seed}") for seed in s.seeds],
+                     "metrics": {k: seed_interval([r.get(k) for r in runs]) for k in runs[0]}})
+    result = CompareResult(configs=rows, settings={
+        "data": data.to_dict(), "model": model, "train": train.to_dict(), "seeds": list(s.seeds),
+        "noise_stds": s.noise_stds, "prune_fraction": s.prune_fraction,
+        "scoring": dataclasses.asdict(s.scoring), "interval": "95% Student-t over seeds"},
+        seconds={"total": time.perf_counter() - start})
+    atomic_write_json(result.to_json(), out / CompareResult.FILE)
+    write_compare_report(out, result)
+    return result
+
+
+def _train(folder: Path, data: DataSpec, model: dict, cfg: TrainConfig, progress: bool) -> None:
+    """Train the run unless it is finished (a killed one is resumed)."""
+    if (folder / MODEL_FILE).is_file():
+        return
+    train_run(folder, data, model, cfg, resume=(folder / CHECKPOINT).is_file(), progress=progress)
+
+
+def measure(run: Run, settings: CompareSettings, device: str = "auto", progress: bool = False) -> dict:
+    """Every metric of one trained run (numbers, None where a network has no such thing)."""
+    s = settings
+    model = run.model(device)
+    split, test = run.eval_data(progress=progress)
+    evaluation = run.read(EvaluationResult, split=split) or evaluate_run(run, progress=progress)
+    views = _views(run, split, progress)
+    train = run.split("train", progress)
+    scores = score_network(model, test, views, s.scoring, progress)
+    loc = scores["localisation"]
+    metrics = {
+        "accuracy": evaluation.mean_accuracy, "majority_baseline": evaluation.mean_majority_baseline,
+        "pruning_score": scores["pruning"]["score"],
+        "transform_score": (scores["transform"] or {}).get("score"),
+        "localisation_masks": (loc.get("attention") or {}).get("score"),
+        "localisation_gradcam": (loc.get("gradcam") or {}).get("score"),
+        "localisation_saliency": (loc.get("saliency") or {}).get("score"),
+        "localisation_chance": (loc.get("chance") or {}).get("score"),
+        "mask_mean": (run.record.get("masks") or {}).get("mean"),
+        "mask_sparsity": (run.record.get("masks") or {}).get("sparsity"),
+    }
+    metrics.update(_pruning(model, train, test, s))
+    metrics.update(_noise(model, test, views, s, progress))
+    return metrics
+
+
+def _views(run: Run, split: str, progress: bool):
+    """Images other than the evaluation split: "valid", or "train" when valid is the evaluation split."""
+    name = "valid" if split == "test" else "train"
+    views = load_split(run.data_spec, name, progress)
+    return views if len(views) else run.split("train", progress)
+
+
+def _pruning(model: HPNet, train, test, s: CompareSettings) -> dict:
+    """Semantic minus random (mean of 5 orders) at ``prune_fraction`` of the channels pruned."""
+    P = int(round(model.config.channels * s.prune_fraction))
+    result = prune_model(model, train, test, PruneSettings(methods=["semantic", "random"], grid=[0, P],
+                                                           corr_images=1000, fit_images=500)).result
+
+    def gap(methods: dict) -> float:
+        at = {name: next(row[1] for row in curve if row[0] == P) for name, curve in methods.items()}
+        return at["semantic"] - at["random"]
+    return {"semantic_minus_random": gap(result.methods),
+            "semantic_minus_random_plain": gap(result.methods_heads_unchanged or result.methods)}
+
+
+def _noise(model: HPNet, test, valid, s: CompareSettings, progress: bool) -> dict:
+    """Accuracy at each noise std: the network as it is, and with the per-attribute tone curve chosen
+    on validation images at that std (networks with masks)."""
+    identity = robustness_sweep(model, test, (1.0,), (0.0,), s.noise_stds, progress=progress)["results"]
+    out = {f"noise_{r['noise_std']:g}": r["accuracy"] for r in identity}
+    for std in s.noise_stds:
+        chosen = None
+        if model.has_masks and std > 0:
+            chosen = select_transform(model, valid, test, std, progress=progress)["test"]["accuracy_selected"]
+            model.set_transform(1.0, 0.0)
+        out[f"noise_{std:g}_tone_curve"] = chosen
+    return out

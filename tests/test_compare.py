@@ -1,0 +1,75 @@
+"""hpnet compare end to end on a tiny config: the JSON interface, intervals over seeds, reuse of runs."""
+import json
+
+import pytest
+
+from hpnet.cli import main
+from hpnet.commands.compare import CompareSettings, configurations, measure
+from hpnet.core.stats import seed_interval
+from hpnet.errors import HPNetError
+from hpnet.results import CompareResult
+from hpnet.run import Run
+from hpnet.train import TrainConfig
+
+ARGS = ["--image-size", "16", "--max-images", "64", "--attributes", "Smiling,Eyeglasses,Wearing_Hat",
+        "--backbone", "strided", "--widths", "4,6,8", "--epochs", "1", "--batch-size", "16", "--noise", "0,0.2",
+        "--localisation-images", "4", "--boot", "30", "--quiet"]
+
+
+@pytest.fixture(scope="module")
+def compared(tmp_path_factory):
+    out = tmp_path_factory.mktemp("compare") / "out"
+    assert main(["compare", "--out", str(out), "--heads", "channel,linear", "--seeds", "0,1",
+                 "--l1-lambdas", "1e-3", *ARGS]) == 0
+    return out
+
+
+def test_the_comparison_writes_the_interface(compared):
+    saved = json.loads((compared / "compare.json").read_text())
+    assert [c["name"] for c in saved["configs"]] == ["channel", "channel l1=0.001", "linear"]
+    for config in saved["configs"]:
+        assert config["seeds"] == [0, 1] and len(config["runs"]) == 2
+        for key in ("accuracy", "pruning_score", "transform_score", "localisation_masks", "localisation_gradcam",
+                    "semantic_minus_random"):
+            metric = config["metrics"][key]
+            assert set(metric) >= {"mean", "ci_low", "ci_high", "values"} and len(metric["values"]) == 2
+    channel, _, linear = saved["configs"]
+    assert linear["metrics"]["transform_score"]["mean"] is None            # no masks, nothing to transform
+    assert linear["metrics"]["localisation_masks"]["mean"] is None
+    assert channel["metrics"]["transform_score"]["mean"] is not None
+    accuracy = channel["metrics"]["accuracy"]
+    assert accuracy["ci_low"] <= accuracy["mean"] <= accuracy["ci_high"]
+    assert accuracy == json.loads(json.dumps(seed_interval(accuracy["values"])))
+    html = (compared / "report.html").read_text()
+    assert "channel l1=0.001" in html and html.count("data:image/png;base64,") == 2
+
+
+def test_each_run_is_a_run_folder_and_its_metrics_are_the_measured_ones(compared):
+    saved = CompareResult.from_json(json.loads((compared / "compare.json").read_text()))
+    config = saved.configs[0]
+    run = Run.open(config["runs"][1])
+    assert run.record["train"]["seed"] == 1 and run.record["model"]["head"] == "channel"
+    settings = CompareSettings(heads=["channel"], seeds=[1], noise_stds=[0.0, 0.2])
+    settings.scoring.localisation_images, settings.scoring.n_boot = 4, 30
+    again = measure(run, settings)
+    for key, value in again.items():
+        assert config["metrics"][key]["values"][1] == pytest.approx(value, abs=1e-9), key
+    assert main(["eval", config["runs"][0], "--json"]) == 0
+
+
+def test_a_second_comparison_reuses_finished_runs(compared, capsys):
+    model = compared / "linear" / "seed0" / "model.safetensors"
+    stamp = model.stat().st_mtime_ns
+    assert main(["compare", "--out", str(compared), "--heads", "linear", "--seeds", "0", *ARGS]) == 0
+    assert model.stat().st_mtime_ns == stamp
+    assert "linear" in capsys.readouterr().out
+
+
+def test_configurations_and_bad_settings():
+    names = [c.name for c in configurations(CompareSettings(heads=["attention", "linear"], l1_lambdas=[1e-5, 1e-3],
+                                                            train_noises=[0.1]), TrainConfig())]
+    assert names == ["attention", "attention l1=0.001", "attention noise=0.1", "linear", "linear noise=0.1"]
+    with pytest.raises(HPNetError, match="--heads must be one of"):
+        CompareSettings(heads=["fancy"])
+    with pytest.raises(HPNetError, match="--seeds lists a seed twice"):
+        CompareSettings(seeds=[1, 1])
