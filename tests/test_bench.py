@@ -18,4 +18,7 @@ def test_quick_bench_prints_json_last():
         assert result[impl]["train_images_per_s"] > 0 and result[impl]["infer_images_per_s"] > 0
         assert result[impl]["train_step_peak_memory_mb"] > 0
     assert result["pruned50"]["channels"] == result["config"]["channels"] // 2
+    for head in ("channel", "context"):                                # the other head families, side by side
+        assert result["heads"][head]["train_images_per_s"] > 0 and result["heads"][head]["infer_vs_attention"] > 0
+    assert result["matmul_gflops"] == max(result["matmul_gflops_samples"])
     assert "naive" in proc.stderr and "fused" in proc.stderr  # the table

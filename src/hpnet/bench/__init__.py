@@ -13,13 +13,17 @@ C = 128, 64x64 images), in this order:
   fresh child process during the step above its resident set before it (the peak is reset
   first through /proc/self/clear_refs; ru_maxrss where that is impossible); on CUDA
   ``torch.cuda.max_memory_allocated`` above the memory held before the step;
+- the other head families (per-channel and context masks, blocked path) against the paper's fused
+  heads, training and inference images/s, alternately;
 - the physically pruned network at 50% of the channels (``prune_physical``) against the full one;
 - drawing a batch from an in-memory uint8 data set (``hpnet.core.stream.batches`` + ``to_input``)
   against a fused training step.
 
 A table goes to stderr; the last line of stdout is one JSON object with every raw number and
 train_speedup, infer_speedup, peak_memory_ratio (fused / naive), flop_limit_fraction (fused
-inference / the FLOP limit) and pruned50_infer_speedup.
+inference / the FLOP limit) and pruned50_infer_speedup. The matrix-multiply rate is measured at the
+start, after the timings and at the end, and the best of them calibrates the FLOP limit (a rate
+measured while other processes load the machine would put the limit too low).
 
 Here: the configuration and the run; in :mod:`.workload` the networks, inputs and steps measured,
 in :mod:`.timing` and :mod:`.memory` the measurements, in :mod:`.__main__` the command line.
@@ -50,9 +54,9 @@ class BenchConfig:
     memory_batch: int = 32
     repeat: int = 2
 
-    def model_config(self, impl: str) -> ModelConfig:
+    def model_config(self, impl: str, head: str = "attention") -> ModelConfig:
         return ModelConfig([f"attr{i}" for i in range(self.attributes)], widths=self.widths,
-                           dilations=self.dilations, head_impl=impl)
+                           dilations=self.dilations, head_impl=impl, head=head)
 
 
 QUICK = BenchConfig(attributes=6, widths=(8, 16, 16, 16), image_size=16, train_batch=8,
@@ -125,6 +129,10 @@ def run(cfg: BenchConfig, device: torch.device, quick: bool) -> dict:
         out[impl]["train_step_peak_memory_mb"] = step_peak_memory(cfg, impl, mem_batch, device) / 2 ** 20
     out["peak_memory_ratio"] = out["fused"]["train_step_peak_memory_mb"] / out["naive"]["train_step_peak_memory_mb"]
 
+    # the other head families against the paper's
+    log("head families ...")
+    out["heads"] = _head_families(cfg, fused, x, y, xi, device)
+
     # physical pruning at 50% of the channels
     log("pruned model ...")
     small, how = pruned_model(fused)
@@ -141,9 +149,40 @@ def run(cfg: BenchConfig, device: torch.device, quick: bool) -> dict:
     data_s = data_seconds_per_batch(cfg, cfg.train_batch, device)
     out["data"] = {"batch_s": data_s, "train_step_s": out["fused"]["train_step_s"]}
     out["data_fraction"] = data_s / out["fused"]["train_step_s"]
+    # the FLOP limit from the best matrix-multiply rate of the run
+    rates = [rate, matmul_gflops(device, quick)]
+    out["matmul_gflops_samples"] = rates
+    _set_flop_limits(out, max(rates), flops)
     out["load_average_at_end"] = _load_average()
     out["seconds"] = time.perf_counter() - start
     return out
+
+
+NEW_HEADS = ("channel", "context")
+
+
+def _head_families(cfg: BenchConfig, attention, x, y, xi, device: torch.device) -> dict:
+    """Training and inference images/s of the other head families beside the paper's fused heads."""
+    out = {}
+    for head in NEW_HEADS:
+        model = make_model(cfg, "fused", device, head=head)
+        train = [Timing(train_step_fn(attention, x, y), device), Timing(train_step_fn(model, x, y), device)]
+        alternate(train, cfg.repeat)
+        infer = [Timing(infer_fn(attention, xi), device), Timing(infer_fn(model, xi), device)]
+        alternate(infer, cfg.repeat)
+        out[head] = {"train_images_per_s": x.shape[0] / train[1].best, "infer_images_per_s": xi.shape[0] / infer[1].best,
+                     "train_vs_attention": train[0].best / train[1].best,
+                     "infer_vs_attention": infer[0].best / infer[1].best,
+                     "macs": count_macs(model, cfg.image_size), "params": count_parameters(model)}
+        del model
+    return out
+
+
+def _set_flop_limits(out: dict, rate: float, flops: int) -> None:
+    out.update(matmul_gflops=rate, flop_limit_images_per_s=rate * 1e9 / flops,
+               train_flop_limit_images_per_s=rate * 1e9 / (3 * flops))
+    out["flop_limit_fraction"] = out["fused"]["infer_images_per_s"] / out["flop_limit_images_per_s"]
+    out["train_flop_limit_fraction"] = out["fused"]["train_images_per_s"] / out["train_flop_limit_images_per_s"]
 
 
 def _load_average() -> float | None:

@@ -13,9 +13,9 @@ if TYPE_CHECKING:
     from . import BenchConfig
 
 
-def make_model(cfg: BenchConfig, impl: str, device: torch.device, seed: int = 0) -> HPNet:
+def make_model(cfg: BenchConfig, impl: str, device: torch.device, seed: int = 0, head: str = "attention") -> HPNet:
     torch.manual_seed(seed)
-    return HPNet(cfg.model_config(impl)).to(device)
+    return HPNet(cfg.model_config(impl, head)).to(device)
 
 
 def batch(cfg: BenchConfig, size: int, device: torch.device, seed: int = 1):
