@@ -69,6 +69,9 @@ def test_configurations_and_bad_settings():
     names = [c.name for c in configurations(CompareSettings(heads=["attention", "linear"], l1_lambdas=[1e-5, 1e-3],
                                                             train_noises=[0.1]), TrainConfig())]
     assert names == ["attention", "attention l1=0.001", "attention noise=0.1", "linear", "linear noise=0.1"]
+    names = [c.name for c in configurations(CompareSettings(heads=["attention", "channel"], l1_lambdas=[1e-3],
+                                                            variant_heads=["channel"]), TrainConfig())]
+    assert names == ["attention", "channel", "channel l1=0.001"]
     with pytest.raises(HPNetError, match="--heads must be one of"):
         CompareSettings(heads=["fancy"])
     with pytest.raises(HPNetError, match="--seeds lists a seed twice"):

@@ -245,7 +245,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from .report.text import format_compare
     scoring = PredictabilitySettings(localisation_images=args.localisation_images, n_boot=args.boot)
     settings = CompareSettings(**given(heads=args.heads, seeds=args.seeds, l1_lambdas=args.l1_lambdas,
-                                       train_noises=args.train_noises, noise_stds=args.noise), scoring=scoring)
+                                       train_noises=args.train_noises, variant_heads=args.variant_heads,
+                                       noise_stds=args.noise), scoring=scoring)
     train = train_settings(args)
     result = compare_run(args.out, data_spec(args), model_settings(args), train, settings, device=args.device,
                          progress=not args.quiet)
@@ -298,6 +299,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="further L1 strengths, each a configuration of every head with masks")
     p.add_argument("--train-noises", type=float_list, default=None,
                    help="further configurations trained with Gaussian noise of these stds (--train-noise-p)")
+    p.add_argument("--variant-heads", type=name_list, default=None,
+                   help="the heads that get the --l1-lambdas and --train-noises variants (default all)")
     p.add_argument("--noise", type=float_list, default=None,
                    help=f"input noise stds measured (default {numbers(default(CompareSettings, 'noise_stds'))})")
     add_training_args(p, with_head=False)

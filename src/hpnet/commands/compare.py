@@ -49,7 +49,8 @@ class CompareSettings:
 
     ``heads``: head families (names of :data:`hpnet.model.HEADS`); ``l1_lambdas``: further L1
     strengths, each a configuration of every head with masks; ``train_noises``: further
-    configurations trained with Gaussian noise of these stds on half the images; ``seeds``:
+    configurations trained with Gaussian noise of these stds on half the images; ``variant_heads``:
+    the heads that get those variants (default: all of ``heads``); ``seeds``:
     training seeds (the data stay the same); ``noise_stds``: the input noise levels measured;
     ``scoring``: how predictability and localisation are measured.
     """
@@ -58,6 +59,7 @@ class CompareSettings:
     seeds: Sequence[int] = (0, 1, 2)
     l1_lambdas: Sequence[float] = ()
     train_noises: Sequence[float] = ()
+    variant_heads: Sequence[str] | None = None
     noise_stds: Sequence[float] = (0.0, 0.1, 0.2, 0.3)
     prune_fraction: float = 0.5
     scoring: PredictabilitySettings = field(default_factory=PredictabilitySettings)
@@ -71,6 +73,10 @@ class CompareSettings:
             raise HPNetError(f"--seeds lists a seed twice: {self.seeds}")
         self.l1_lambdas = [checks.number(v, "--l1-lambdas", 0) for v in self.l1_lambdas]
         self.train_noises = [checks.number(v, "--train-noises", 0, low_open=True) for v in self.train_noises]
+        if self.variant_heads is not None:
+            self.variant_heads = checks.names(self.variant_heads, "--variant-heads")
+            for head in self.variant_heads:
+                checks.choice(head, "--variant-heads", self.heads)
         self.noise_stds = checks.numbers(self.noise_stds, "--noise", 0)
         checks.number(self.prune_fraction, "prune_fraction", 0, 1, low_open=True)
 
@@ -91,10 +97,12 @@ def configurations(settings: CompareSettings, train: TrainConfig) -> list[Config
     """Every head at the training settings, then the extra L1 strengths (heads with masks) and the
     noise-augmented variants."""
     configs = []
+    variants = settings.heads if settings.variant_heads is None else settings.variant_heads
     for head in settings.heads:
-        masks = HEADS.get(head).masks
         configs.append(Config(head, head, train.l1_lambda, train.train_noise))
-        if masks:
+        if head not in variants:
+            continue
+        if HEADS.get(head).masks:
             configs += [Config(f"{head} l1={v:g}", head, v, train.train_noise)
                         for v in settings.l1_lambdas if v != train.l1_lambda]
         configs += [Config(f"{head} noise={v:g}", head, train.l1_lambda, v)
