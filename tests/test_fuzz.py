@@ -80,20 +80,20 @@ def bad_list(element):
 
 
 BAD_ARGS = {  # flag -> (commands that take it, bad values)
-    "--epochs": (["train", "demo"], below(1)),
+    "--epochs": (["train", "demo", "compare"], below(1)),
     "--batch-size": (["train"], below(1)),
     "--image-size": (["train"], st.one_of(below(8), st.integers(min_value=2049, max_value=10**9).map(str))),
     "--max-images": (["train", "prune", "robust", "analyse", "predictability"], below(1)),
     "--seed": (["train"], below(0)),
     "--workers": (["train"], below(0)),
-    "--lr": (["train"], not_number(0, low_open=True)),
+    "--lr": (["train", "compare"], not_number(0, low_open=True)),
     "--weight-decay": (["train"], not_number(0)),
     "--l1-lambda": (["train"], not_number(0)),
     "--max-loss-ratio": (["train"], not_number(0)),
     "--valid-fraction": (["train"], st.one_of(not_number(0, 1), st.just("1"), st.just("1.0"))),
-    "--widths": (["train"], bad_list(below(1))),
+    "--widths": (["train", "compare"], bad_list(below(1))),
     "--attributes": (["train"], st.sampled_from(["", ",", "Smiling,Smiling", "Winking", "Smiling,Winking"])),
-    "--backbone": (["train"], st.text(min_size=1, max_size=8).filter(lambda t: t not in ("paper", "strided"))),
+    "--backbone": (["train", "compare"], st.text(min_size=1, max_size=8).filter(lambda t: t not in ("paper", "strided"))),
     "--head": (["train"], st.text(min_size=1, max_size=8).filter(lambda t: t not in ("attention", "linear"))),
     "--device": (["train", "eval", "prune", "robust", "analyse", "predictability"],
                  st.sampled_from(["gpu", "cuda:x", "", "cpu:", "tpu", "cuda", "cuda:7", "meta"])),
@@ -108,16 +108,20 @@ BAD_ARGS = {  # flag -> (commands that take it, bad values)
     "--beta": (["robust"], bad_list(not_number(0, 1))),
     "--noise": (["robust"], bad_list(not_number(0))),
     "--split": (["eval", "prune", "robust"], st.sampled_from(["", "tests", "valid,nope", ",", "all", "TEST"])),
-    "--boot": (["predictability"], below(1)),
+    "--boot": (["predictability", "compare"], below(1)),
+    "--heads": (["compare"], bad_list(st.sampled_from(["fancy", "Attention", "plain", "attention_"]))),
+    "--seeds=": (["compare"], st.one_of(bad_list(below(0)), st.sampled_from(["1,1", "0,2,0"]))),
+    "--variant-heads": (["compare"], st.sampled_from(["", ",", "fancy", "attention,attention"])),
     "--localisation-images": (["predictability"], below(0)),
 }
+# a key may carry a trailing "=" to list a flag twice (--seeds of prune and of compare mean different things)
 CASES = [(flag, command) for flag, (commands, _) in BAD_ARGS.items() for command in commands]
 
 
 @st.composite
 def bad_argument(draw):
     flag, command = draw(st.sampled_from(CASES))
-    return command, flag, draw(BAD_ARGS[flag][1])
+    return command, flag.rstrip("="), draw(BAD_ARGS[flag][1])
 
 
 @FUZZ
@@ -129,6 +133,8 @@ def test_bad_arguments_are_one_line_naming_the_argument(trained, capsys, case):
 
 def check_bad_argument(trained, tmp_path, capsys, command, flag, value):
     base = {"train": ["train", *TINY, "--epochs", "1", "--out", tmp_path / "new"],
+            "compare": ["compare", *[a for a in TINY if a != "--no-eval"], "--epochs", "1", "--heads", "channel",
+                        "--seeds", "0", "--out", tmp_path / "cmp"],
             "demo": ["demo", "--out", tmp_path / "demo", "--quiet"]}.get(command, [command, trained, "--quiet"])
     if command == "eval":
         base = ["eval", trained]
