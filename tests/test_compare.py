@@ -30,7 +30,7 @@ def test_the_comparison_writes_the_interface(compared):
     for config in saved["configs"]:
         assert config["seeds"] == [0, 1] and len(config["runs"]) == 2
         for key in ("accuracy", "pruning_score", "transform_score", "localisation_masks", "localisation_gradcam",
-                    "semantic_minus_random"):
+                    "semantic_minus_random", "pruning_score_contribution", "transform_score_activation"):
             metric = config["metrics"][key]
             assert set(metric) >= {"mean", "ci_low", "ci_high", "values"} and len(metric["values"]) == 2
     channel, _, linear = saved["configs"]

@@ -205,7 +205,7 @@ def test_pruning_and_transform_predictability_on_a_trained_model(run):
     assert r["n"] == 12 * 3 and r["predictor"] == "mask_x_weight"
     assert all(math.isfinite(r[k]) for k in ("score", "ci_low", "ci_high"))
     assert np.asarray(r["data"]["logit"]).shape == (12, 3)
-    assert set(r["variants"]) == {"mask_x_weight", "mask_x_weight_x_activation", "weight"}
+    assert set(r["variants"]) == {"mask_x_weight", "mask_x_weight_x_activation", "weight", "contribution"}
     t = transform_predictability(model, test, usage, [(2.0, 0.0), (1.0, 0.5)], max_images=64, n_boot=100)
     assert t["n"] == 6 and math.isfinite(t["score"])
     assert not model.heads.transform_active  # the model is left as it was
@@ -246,3 +246,19 @@ def test_predictability_run_refuses_a_plain_run_or_an_attention_baseline(run, tm
     (linear / "run.json").write_text((run / "run.json").read_text())
     with pytest.raises(HPNetError, match="linear heads"):
         predictability_run(linear, progress=False)
+
+
+def test_the_contribution_predictor_is_defined_for_every_network_alike(run):
+    model, plain = Run.open(run).model(), tiny("linear")
+    data = load_split(DataSpec(dataset="synthetic", image_size=16, max_images=256, attributes=NAMES), "test", False)
+    for net in (model, plain):
+        usage = channel_usage(net, data, 32)
+        with torch.no_grad():
+            z, context = net.encode(data.images[:32].float() / 255)
+            by_hand = (net.heads.pooled(z, context) * net.heads.weight).abs().mean(0).double()
+        torch.testing.assert_close(usage["contributions"], by_hand, rtol=1e-5, atol=1e-7)
+    # for the plain CNN it is today's weight x activation predictor
+    evidence = channel_usage(plain, data, 32)
+    from hpnet.predictability import pruning_predictors
+    predictors = pruning_predictors(evidence)
+    torch.testing.assert_close(predictors["contribution"], predictors["weight_x_activation"], rtol=1e-5, atol=1e-8)

@@ -6,8 +6,10 @@ run is reused, a killed one resumed), then scored by the same measurements for e
 
 - test accuracy (and the majority baseline);
 - pruning and transformation predictability (:func:`hpnet.predictability.score_network`: the
-  predictors defined for every head alike), localisation of the masks, Grad-CAM and saliency
-  (synthetic faces only);
+  predictors defined for every head alike), each by its primary predictor and by one defined the
+  same for every network (pruning: each channel's mean |contribution| to the logit; transformation:
+  the mean masks weighted by the channels' activations), localisation of the masks, Grad-CAM and
+  saliency (synthetic faces only);
 - semantic minus random pruning at half the channels, with the classifiers reconstructed and
   unchanged (:func:`hpnet.ops.pruning.prune_model`);
 - accuracy under Gaussian input noise, with the identity and with the per-attribute tone curve
@@ -159,7 +161,10 @@ def measure(run: Run, settings: CompareSettings, device: str = "auto", progress:
     metrics = {
         "accuracy": evaluation.mean_accuracy, "majority_baseline": evaluation.mean_majority_baseline,
         "pruning_score": scores["pruning"]["score"],
+        "pruning_score_contribution": scores["pruning"]["variants"]["contribution"]["score"],
         "transform_score": (scores["transform"] or {}).get("score"),
+        "transform_score_activation": ((scores["transform"] or {}).get("variants") or {}).get(
+            "mask_x_weight_x_activation", {}).get("score"),
         "localisation_masks": (loc.get("attention") or {}).get("score"),
         "localisation_gradcam": (loc.get("gradcam") or {}).get("score"),
         "localisation_saliency": (loc.get("saliency") or {}).get("score"),

@@ -46,15 +46,22 @@ def channel_usage(model: HPNet, data: MultiLabelDataset, max_images: int | None 
     """What a person can see about each channel, from images other than the evaluation images.
 
     ``activation`` (C,): mean over images of |GAP(z)_c|; ``weights`` (K, C): the head weights w_k;
-    ``mean_masks`` (K, C): the Fig. 5 grid (attention networks only).
+    ``contributions`` (K, C): mean over images of |w_kc mean_hw(g(M_kc) z_c)|, each channel's
+    share of each logit (for a plain CNN |w_kc| |GAP(z)_c|); ``mean_masks`` (K, C): the Fig. 5 grid
+    (networks with masks only).
     """
     device = model_device(model)
-    total, n = torch.zeros(model.config.channels, dtype=torch.float64), 0
+    K, C = model.config.num_attributes, model.config.channels
+    total, n = torch.zeros(C, dtype=torch.float64), 0
+    contributions = torch.zeros(K, C, dtype=torch.float64)
     with inference(model):
         for x, _ in stream(data, batch_size, device, max_images, progress, "channel activations"):
-            total += model.features(x).mean(dim=(2, 3)).abs().sum(0).double().cpu()
+            z, context = model.encode(x)
+            total += z.mean(dim=(2, 3)).abs().sum(0).double().cpu()
+            contributions += (model.heads.pooled(z, context) * model.heads.weight).abs().sum(0).double().cpu()
             n += x.shape[0]
-    out = {"activation": total / max(n, 1), "weights": model.heads.weight.detach().double().cpu()}
+    out = {"activation": total / max(n, 1), "weights": model.heads.weight.detach().double().cpu(),
+           "contributions": contributions / max(n, 1)}
     if model.has_masks:
         out["mean_masks"] = mean_mask_grid(model, data, batch_size, max_images, progress).double()
     return out
@@ -63,15 +70,21 @@ def channel_usage(model: HPNet, data: MultiLabelDataset, max_images: int | None 
 def pruning_predictors(usage: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Per-channel evidence (K, C) of each human-side pruning predictor; the first one is primary.
 
-    Attention network: "mask_x_weight" (mean mask x |w|, what Fig. 5 and the heads show), then
+    Networks with masks: "mask_x_weight" (mean mask x |w|, what Fig. 5 and the heads show), then
     "mask_x_weight_x_activation" and "weight". Plain CNN: "weight_x_activation", then "weight".
+    Every network also gets "contribution", the same for all: each channel's mean |contribution|
+    to the logit (for the plain CNN it equals "weight_x_activation").
     """
     w = usage["weights"].abs()
     a = usage["activation"].view(1, -1)
     if "mean_masks" in usage:
         m = usage["mean_masks"]
-        return {"mask_x_weight": m * w, "mask_x_weight_x_activation": m * w * a, "weight": w}
-    return {"weight_x_activation": w * a, "weight": w}
+        out = {"mask_x_weight": m * w, "mask_x_weight_x_activation": m * w * a, "weight": w}
+    else:
+        out = {"weight_x_activation": w * a, "weight": w}
+    if "contributions" in usage:
+        out["contribution"] = usage["contributions"]
+    return out
 
 
 def predict_pruning(evidence: torch.Tensor, operations: Sequence[dict]) -> torch.Tensor:

@@ -16,7 +16,9 @@ from .text import interval_text
 REPORT_FILE = "report.html"
 # the table's columns: metric key, header, shown as a percentage
 COLUMNS = [("accuracy", "test accuracy", True), ("pruning_score", "pruning predictability", False),
+           ("pruning_score_contribution", "pruning predictability (contribution predictor)", False),
            ("transform_score", "transformation predictability", False),
+           ("transform_score_activation", "transformation predictability (activation-weighted)", False),
            ("localisation_masks", "localisation: masks", False), ("localisation_gradcam", "Grad-CAM", False),
            ("localisation_saliency", "saliency", False), ("localisation_chance", "chance", False),
            ("semantic_minus_random", "semantic - random at 50% (reconstructed)", True),
@@ -37,8 +39,11 @@ def write_compare_report(out: str | Path, result: CompareResult) -> Path:
     body = (f'<p>{len(result.configs)} configurations, each trained with seeds {", ".join(map(str, seeds))} on the '
             f'same data and budget; every metric is the mean over seeds with a 95% Student-t interval '
             f'[low, high] (values per seed in <code>compare.json</code>). Predictability is Spearman\'s rho '
-            f'between the change a person predicts (the same predictors for every head) and the measured '
-            f'change; localisation is the share of a map\'s energy inside the attribute\'s evidence region.</p>'
+            f'between the change a person predicts and the measured change, by each network\'s primary '
+            f'predictor (networks with masks: mean mask x |w|; plain CNN: |w| x mean activation) and by '
+            f'predictors defined the same for every network (pruning: each channel\'s mean |contribution| to '
+            f'the logit; transformation: the mean masks weighted by the channels\' activations). Localisation '
+            f'is the share of a map\'s energy inside the attribute\'s evidence region.</p>'
             + table(["configuration"] + [h for _, h, _ in COLUMNS], rows, [False] + [True] * len(COLUMNS))
             + figure(fig_scores(result), "predictability and accuracy")
             + "<h2>Accuracy under input noise</h2><p class=\"muted\">Each cell: the network as it is | with the "
@@ -65,8 +70,9 @@ def _errorbar(ax, y: float, m: dict | None, color: str, label: str | None) -> No
 
 def fig_scores(result: CompareResult) -> Figure:
     """Accuracy, pruning and transformation predictability per configuration, with their intervals."""
-    panels = [("accuracy", "test accuracy"), ("pruning_score", "pruning predictability (Spearman)"),
-              ("transform_score", "transformation predictability (Spearman)")]
+    panels = [("accuracy", "test accuracy"), ("pruning_score", "pruning predictability"),
+              ("pruning_score_contribution", "pruning (contribution predictor)"),
+              ("transform_score", "transformation predictability")]
     names = [c["name"] for c in result.configs]
     fig = Figure(figsize=(12.5, 1.2 + 0.42 * len(names)), layout="constrained")
     axes = fig.subplots(1, len(panels), sharey=True)
