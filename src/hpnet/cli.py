@@ -23,6 +23,7 @@ from .model import BACKBONES, HEADS, L1_NORMS, ModelConfig
 from .ops.pruning import RULES, SCORERS, PruneSettings
 from .ops.robust import RobustSettings
 from .predictability import BACKENDS, PredictabilitySettings
+from .results import json_ready
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {}
 
@@ -256,6 +257,25 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 @command
+def cmd_serve(args: argparse.Namespace) -> int:
+    from .commands.serve import serve_run
+    serve_run(args.run, args.host, args.port, args.images, progress=not args.quiet,
+              ready=lambda line: print(line, flush=True))
+    return 0
+
+
+@command
+def cmd_hitl_score(args: argparse.Namespace) -> int:
+    from .commands.serve import hitl_score_run
+    from .report.text import format_hitl
+    result = hitl_score_run(args.run, n_boot=args.boot)
+    for warning in result["warnings"]:
+        print(f"warning: {warning}", file=sys.stderr)
+    print(json.dumps(json_ready(result), indent=2) if args.json else format_hitl(result))
+    return 0
+
+
+@command
 def cmd_demo(args: argparse.Namespace) -> int:
     from .commands import demo
     demo(args.out, progress=not args.quiet, **given(images=args.max_images, epochs=args.epochs))
@@ -377,6 +397,18 @@ def build_parser() -> argparse.ArgumentParser:
                    help="Grad-CAM and saliency: written here, through Captum, or Captum when installed")
     add_eval_args(p, split=False, max_images=default(PredictabilitySettings, "max_images"))
 
+    p = sub.add_parser("serve", help="a local page to look at a run, perturb it, predict, then see, and be scored")
+    p.add_argument("run", help="run folder (its plain-CNN baseline in RUN/plain is served too)")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
+    p.add_argument("--port", type=int, default=8000, help="port (default 8000; 0 takes a free one)")
+    p.add_argument("--images", type=int, default=256, help="evaluation images held ready (default 256)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars while loading")
+
+    p = sub.add_parser("hitl-score", help="the score of the people's predictions logged by `hpnet serve`")
+    p.add_argument("run", help="run folder (reads RUN/hitl/trials.jsonl, writes RUN/hitl/score.json)")
+    p.add_argument("--boot", type=int, default=1000, help="bootstrap resamples of the trials for the 95%% intervals")
+    p.add_argument("--json", action="store_true", help="print the JSON instead of a table")
+
     from .commands import demo
     demo_defaults = inspect.signature(demo).parameters
     p = sub.add_parser("demo", help="the whole pipeline on synthetic faces")
@@ -435,7 +467,7 @@ def main(argv: list[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
     except SystemExit as done:  # --help, or arguments argparse refused (one line printed)
         return done.code if isinstance(done.code, int) else 2
-    name = {"analyze": "analyse"}.get(args.command, args.command)
+    name = {"analyze": "analyse"}.get(args.command, args.command).replace("-", "_")
     try:
         return COMMANDS[name](args)
     except HPNetError as e:

@@ -138,6 +138,20 @@ class Run:
                 raise HPNetError(f"{self.path}: run.json and model.json disagree on {key} "
                                  f"({recorded.get(key)!r} and {saved.get(key)!r}); one of them was edited")
 
+    def derive(self, model: HPNet, out: str | Path, **extra: Any) -> "Run":
+        """Write ``model`` to ``out`` as a run folder that every command accepts, and open it.
+
+        The record is this run's (data, training settings, training positive rates; not its
+        history or mask statistics) with ``model``'s config, status "done" and ``extra`` (where the
+        model came from: e.g. ``pruned_from`` and ``kept_channels``).
+        """
+        out = Path(out)
+        model.cpu().save(out)
+        record = {k: v for k, v in self.record.items() if k not in ("history", "masks")}
+        record.update(model=model.config.to_dict(), status="done", **extra)
+        atomic_write_json(record, out / RUN_FILE)
+        return Run.open(out)
+
     # -- its data ----------------------------------------------------------------------------
 
     def eval_split(self, split: str | None = None) -> str:

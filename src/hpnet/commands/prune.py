@@ -4,9 +4,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from ..checkpoint import CHECKPOINT, RUN_FILE
+from ..checkpoint import CHECKPOINT
 from ..errors import HPNetError
-from ..io import atomic_write_json, check_output
+from ..io import check_output
 from ..model import HPNet
 from ..ops.pruning import PruneSettings, prune_model
 from ..results import PruningResult
@@ -50,11 +50,6 @@ def save_pruned(small: HPNet, kept: Sequence[int], run: Run, out: str | Path, ho
     The run record is the original one (data spec, training settings, training positive rates)
     with the new model config, ``pruned_from``, ``kept_channels`` and ``pruning`` (``how``).
     """
-    out = Path(out)
-    small = small.cpu()
-    small.save(out)
-    record = {k: v for k, v in run.record.items() if k not in ("history", "masks")}
-    record.update(model=small.config.to_dict(), status="done", pruned_from=str(run.path.resolve()),
-                  kept_channels=sorted(int(c) for c in kept), pruning=how or {})
-    atomic_write_json(record, out / RUN_FILE)
-    return small
+    run.derive(small, out, pruned_from=str(run.path.resolve()), kept_channels=sorted(int(c) for c in kept),
+               pruning=how or {})
+    return small.cpu()

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from ..predictability.explainers import EXPLAINERS
-from ..results import EvaluationResult, PredictabilityResult
+from ..results import EvaluationResult, PredictabilityResult, json_ready
 
 
 def pct(v) -> str:
@@ -78,4 +78,24 @@ def format_compare(result) -> str:
     for c in result.configs:
         lines.append(f"{c['name']:<{width}}  " + "  ".join(f"{interval_text(c['metrics'].get(k), pct):<24}"
                                                            for k, _, pct in keys))
+    return "\n".join(lines)
+
+
+HITL_ROWS = (("person", "person"), ("formula", "formula"), ("no_change", "no change"))
+
+
+def format_hitl(result: dict) -> str:
+    """The people's score (``hpnet hitl-score``): rank score and direction agreement of the person,
+    the formula and the no-change baseline on the same trials, overall and per network."""
+    result = json_ready(result)
+    lines = [f"{result['trials']} trials, {result['pairs']} predictions (Spearman rho of predicted vs measured "
+             f"logit change, 95% bootstrap over trials; direction: share of right directions)",
+             f"{'':<10} {'rank score':<24} direction"]
+    for key, label in HITL_ROWS:
+        s = result[key]
+        agreement = s.get("direction_agreement")
+        lines.append(f"{label:<10} {score_text(s):<24} {pct(agreement)}")
+    for network, part in result.get("by_network", {}).items():
+        scores = ", ".join(f"{label} {score_text(part[key])}" for key, label in HITL_ROWS)
+        lines.append(f"  {network} ({part['trials']} trials): {scores}")
     return "\n".join(lines)

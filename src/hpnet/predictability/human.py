@@ -1,0 +1,179 @@
+"""Real people's predictions: the trial log of ``hpnet serve`` and its score.
+
+A *trial* shows a person a perturbation of the model (channels switched off, a tone curve on the
+masks); for each shown attribute the person commits a direction (-1 down, 0 no change, +1 up) and
+a size (0 none, 1 small, 2 medium, 3 large) of the change of its logit, and a confidence; then the
+change is measured. One trial is one JSON line of ``RUN/hitl/trials.jsonl``:
+
+    {"version": 1, "trial": "...", "time": "...", "network": "attention", "blind": false,
+     "source": "random", "perturbation": {"off": [...], "n": [...], "beta": [...]},
+     "attributes": [shown names], "person": [direction x size per shown attribute],
+     "direction": [...], "size": [...], "confidence": 0.7,
+     "formula": [signed formula prediction], "measured": [signed mean logit change / logit std],
+     "measured_abs": [...], "accuracy_change": [...], "seconds": 12.3}
+
+The score is the one of ``hpnet predictability``: Spearman's rank correlation between predicted and
+measured change over the (trial, attribute) pairs, here with a percentile bootstrap over *trials*
+(a trial's attributes are resampled together). It is given for the person, for the formula (the
+human-side predictor the page shows) and for a "no change" baseline on the same trials; a constant
+prediction carries no rank information, so the baseline's rank score is 0 by the definition
+("0 = no information"). The direction agreement (share of pairs whose direction is right, a
+measured change under ``DIRECTION_TOLERANCE`` standard deviations counting as "no change") is a
+second number on which the baseline is a real competitor.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from ..core.stats import spearman
+from ..errors import HPNetError
+
+LOG_VERSION = 1
+SIZE_LEVELS = ("none", "small", "medium", "large")
+DIRECTION_TOLERANCE = 0.1     # |measured change| below this many logit std is "no change"
+FORMULA_TOLERANCE = 0.01      # |formula prediction| below this share of the evidence is "no change"
+PREDICTORS = ("person", "formula", "no_change")
+
+
+def append_trial(path: str | Path, trial: dict) -> None:
+    """Append ``trial`` as one JSON line, flushed and fsynced before returning.
+
+    A line left half-written by a killed process is closed with a newline first, so that it stays
+    one corrupt line (skipped on reading) instead of spoiling the trial written after it.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    line = json.dumps(trial, allow_nan=False, separators=(",", ":")) + "\n"
+    with open(path, "a+b") as f:
+        if f.tell() > 0:
+            f.seek(-1, os.SEEK_END)
+            if f.read(1) != b"\n":
+                line = "\n" + line
+        f.write(line.encode())
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def read_trials(path: str | Path) -> tuple[list[dict], list[str]]:
+    """The trials of a log and a warning per line that was skipped (not a trial: corrupt or cut).
+
+    A missing log has no trials. Never raises for the log's content, so a page never fails on it.
+    """
+    path = Path(path)
+    if not path.is_file():
+        return [], []
+    trials, warnings = [], []
+    with open(path, "rb") as f:
+        lines = f.read().split(b"\n")
+    for number, raw in enumerate(lines, 1):
+        if not raw.strip():
+            continue
+        try:
+            trial = json.loads(raw)
+            _check_trial(trial)
+        except (ValueError, HPNetError) as e:
+            last = all(not rest.strip() for rest in lines[number:])
+            warnings.append(f"{path}: line {number} skipped ({'the last line, cut short' if last else 'not a trial'}: "
+                            f"{str(e)[:80]})")
+            continue
+        trials.append(trial)
+    return trials, warnings
+
+
+def _check_trial(trial) -> None:
+    if not isinstance(trial, dict):
+        raise HPNetError("not a JSON object")
+    shown = trial.get("attributes")
+    if not isinstance(shown, list) or not shown:
+        raise HPNetError("no \"attributes\"")
+    for key in ("person", "formula", "measured"):
+        values = trial.get(key)
+        if not isinstance(values, list) or len(values) != len(shown) or not all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in values):
+            raise HPNetError(f"\"{key}\" must hold one number per shown attribute")
+    if not isinstance(trial.get("network"), str):
+        raise HPNetError("no \"network\"")
+
+
+def score_trials(trials: Sequence[dict], n_boot: int = 1000, seed: int = 0, level: float = 0.95) -> dict:
+    """The person's, the formula's and the no-change baseline's score on the same trials.
+
+    Returns ``{"trials", "pairs", "person", "formula", "no_change": {"score", "ci_low", "ci_high",
+    "n", "direction_agreement"}, "by_network": {network: {the same for its trials}}}``.
+    """
+    out = _score(trials, n_boot, seed, level)
+    networks = sorted({t["network"] for t in trials})
+    out["by_network"] = {name: _score([t for t in trials if t["network"] == name], n_boot, seed, level)
+                         for name in networks}
+    return out
+
+
+def _score(trials: Sequence[dict], n_boot: int, seed: int, level: float) -> dict:
+    measured = [np.asarray(t["measured"], dtype=float) for t in trials]
+    predictions = {"person": [np.asarray(t["person"], dtype=float) for t in trials],
+                   "formula": [np.asarray(t["formula"], dtype=float) for t in trials],
+                   "no_change": [np.zeros(len(t["measured"])) for t in trials]}
+    tolerance = {"person": 0.0, "formula": FORMULA_TOLERANCE, "no_change": 0.0}
+    out = {"trials": len(trials), "pairs": int(sum(m.size for m in measured))}
+    for name, predicted in predictions.items():
+        score = trial_bootstrap(predicted, measured, n_boot, seed, level)
+        score["direction_agreement"] = direction_agreement(predicted, measured, tolerance[name])
+        out[name] = score
+    return out
+
+
+def trial_bootstrap(predicted: Sequence[np.ndarray], measured: Sequence[np.ndarray], n_boot: int = 1000,
+                    seed: int = 0, level: float = 0.95) -> dict:
+    """Spearman's rho over all (trial, attribute) pairs with a percentile bootstrap over trials.
+
+    A constant prediction (every pair the same) has no rank information: its score is 0 with the
+    interval [0, 0]. NaN with fewer than 3 pairs or when the measured side is constant.
+    """
+    p = np.concatenate(list(predicted)) if len(predicted) else np.zeros(0)
+    m = np.concatenate(list(measured)) if len(measured) else np.zeros(0)
+    n = int(p.size)
+    nan = {"score": math.nan, "ci_low": math.nan, "ci_high": math.nan, "n": n}
+    if n < 3 or np.ptp(m) == 0:
+        return nan
+    if np.ptp(p) == 0:
+        return {"score": 0.0, "ci_low": 0.0, "ci_high": 0.0, "n": n}
+    sizes = np.array([len(x) for x in measured])
+    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+    rng = np.random.default_rng(seed)
+    boots = []
+    for _ in range(n_boot):
+        pick = rng.integers(0, len(sizes), size=len(sizes))
+        size = sizes[pick]                                   # the picked trials' pairs, end to end
+        idx = np.repeat(starts[pick] - (np.cumsum(size) - size), size) + np.arange(size.sum())
+        boots.append(spearman(p[idx], m[idx]) if np.ptp(p[idx]) > 0 else 0.0)
+    boots = np.asarray(boots, dtype=float)
+    boots = boots[np.isfinite(boots)]
+    tail = 50.0 * (1.0 - level)
+    low, high = np.percentile(boots, [tail, 100.0 - tail]) if boots.size else (math.nan, math.nan)
+    return {"score": float(spearman(p, m)), "ci_low": float(low), "ci_high": float(high), "n": n}
+
+
+def direction_agreement(predicted: Sequence[np.ndarray], measured: Sequence[np.ndarray],
+                        tolerance: float = 0.0) -> float:
+    """Share of pairs whose predicted direction (|p| <= ``tolerance`` is "no change") is the measured
+    one (|m| < DIRECTION_TOLERANCE logit std is "no change"); NaN without pairs."""
+    if not len(measured):
+        return math.nan
+    p, m = np.concatenate(list(predicted)), np.concatenate(list(measured))
+    if not m.size:
+        return math.nan
+    p_dir = np.where(np.abs(p) <= tolerance, 0, np.sign(p))
+    m_dir = np.where(np.abs(m) < DIRECTION_TOLERANCE, 0, np.sign(m))
+    return float((p_dir == m_dir).mean())
+
+
+def score_log(path: str | Path, n_boot: int = 1000, seed: int = 0) -> dict:
+    """:func:`score_trials` of the log at ``path``, with the skipped lines as ``warnings``."""
+    trials, warnings = read_trials(path)
+    return {**score_trials(trials, n_boot, seed), "warnings": warnings, "log": str(path)}
