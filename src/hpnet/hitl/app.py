@@ -73,6 +73,8 @@ def create_app(bench: Workbench, host: str = "127.0.0.1", port: int = 8000, log:
 
     @app.before_request
     def guard() -> None:
+        if request.routing_exception is not None:      # an unknown path or method: say so first
+            raise request.routing_exception
         if request.host not in app.config["HPNET_HOSTS"]:
             raise Forbidden(f"Host {request.host[:60]!r} is not this server's address")
         if request.method not in ("GET", "HEAD", "OPTIONS"):
