@@ -21,4 +21,7 @@ def test_quick_bench_prints_json_last():
     for head in ("channel", "context"):                                # the other head families, side by side
         assert result["heads"][head]["train_images_per_s"] > 0 and result["heads"][head]["infer_vs_attention"] > 0
     assert result["matmul_gflops"] == max(result["matmul_gflops_samples"])
+    serve = result["serve_apply"]                                       # the page's latency
+    assert serve["images"] == 256 and 0 < serve["median_ms"] <= serve["p95_ms"] <= serve["max_ms"]
+    assert "hpnet serve: apply and measure" in proc.stderr
     assert "naive" in proc.stderr and "fused" in proc.stderr  # the table

@@ -20,6 +20,7 @@ from hpnet.cli import main
 from hpnet.commands import train_run
 from hpnet.commands.serve import hitl_score_run
 from hpnet.data import DataSpec
+from hpnet.errors import HPNetError
 from hpnet.hitl import Workbench
 from hpnet.hitl.app import create_app
 from hpnet.predictability import predict_pruning, predict_transform
@@ -125,6 +126,17 @@ def test_formula_is_the_human_side_predictor_of_the_score(bench):
     assert [r["size"] for r in got] == pytest.approx(predict_pruning(evidence, [{"channels": [4]}])[0].tolist())
 
 
+def test_the_normalised_form_round_trips(bench):
+    p = bench.perturbation({"off": [5, 1], "tone": {"all": {"n": 4, "beta": 0.5}, "Male": {"n": 0.5}}})
+    assert bench.perturbation(p.to_json()) == p
+    q = bench.perturbation({"network": "plain", "off": [2]})
+    assert bench.perturbation(q.to_json()) == q
+    with pytest.raises(HPNetError, match="n must list one number per attribute"):
+        bench.perturbation({"n": [1.0]})
+    with pytest.raises(HPNetError, match="no attention masks"):
+        bench.perturbation({"network": "plain", "beta": [0.5, 0.0, 0.0]})
+
+
 def test_channel_choices_resolve_to_ids(bench):
     assert list(bench.perturbation({"off": {"semantic_first": 3}}).off) == sorted(bench.semantic_order[:3])
     top = bench.top_channels(1, 2)
@@ -190,6 +202,7 @@ BAD = [
     ("post", "/api/apply", {"network": "plain", "tone": {"all": {"n": 2}}}, 400, "no attention masks"),
     ("post", "/api/apply", {"network": "vgg"}, 400, "network must be one of attention, plain"),
     ("post", "/api/apply", {"pruned": [1]}, 400, "unknown key 'pruned'"),
+    ("post", "/api/apply", {"beta": [0, 0, 2]}, 400, "beta must be a number in [0, 1], got 2"),
     ("post", "/api/apply", [1, 2], 400, "must be a JSON object"),
     ("post", "/api/predict", {"tone": {"all": {"n": True}}}, 400, "n must be a number"),
     ("post", "/api/trial", {"mode": "guess"}, 400, "mode must be one of random, own"),

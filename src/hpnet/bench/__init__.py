@@ -17,7 +17,9 @@ C = 128, 64x64 images), in this order:
   heads, training and inference images/s, alternately;
 - the physically pruned network at 50% of the channels (``prune_physical``) against the full one;
 - drawing a batch from an in-memory uint8 data set (``hpnet.core.stream.batches`` + ``to_input``)
-  against a fused training step.
+  against a fused training step;
+- the page of ``hpnet serve`` (:mod:`.hitl`): POST /api/apply on the demo's network with 256
+  cached images, median and 95th percentile latency (CPU).
 
 A table goes to stderr; the last line of stdout is one JSON object with every raw number and
 train_speedup, infer_speedup, peak_memory_ratio (fused / naive), flop_limit_fraction (fused
@@ -38,6 +40,7 @@ from dataclasses import dataclass
 import torch
 
 from ..model import ModelConfig, count_macs, count_parameters
+from .hitl import apply_latency
 from .memory import naive_batch_that_fits, step_peak_memory
 from .timing import Timing, alternate, data_seconds_per_batch, log, matmul_gflops, start_clock
 from .workload import batch, infer_fn, make_model, pruned_model, train_step_fn
@@ -149,6 +152,9 @@ def run(cfg: BenchConfig, device: torch.device, quick: bool) -> dict:
     data_s = data_seconds_per_batch(cfg, cfg.train_batch, device)
     out["data"] = {"batch_s": data_s, "train_step_s": out["fused"]["train_step_s"]}
     out["data_fraction"] = data_s / out["fused"]["train_step_s"]
+    # the page of `hpnet serve`: one perturbation applied and measured (CPU, the demo's network)
+    log("hpnet serve: apply-and-measure latency ...")
+    out["serve_apply"] = apply_latency(quick=quick)
     # the FLOP limit from the best matrix-multiply rate of the run
     rates = [rate, matmul_gflops(device, quick)]
     out["matmul_gflops_samples"] = rates

@@ -41,6 +41,10 @@ def table(r: dict) -> str:
           f"{h['macs'] / 1e9:.2f} GMAC/image" for name, h in r["heads"].items()],
         f"pruned to {p['channels']} channels ({p['method']}): {p['infer_images_per_s']:.2f} vs "
         f"{p['full_infer_images_per_s']:.2f} img/s = {r['pruned50_infer_speedup']:.2f}x",
+        f"hpnet serve: apply and measure one perturbation on {r['serve_apply']['images']} cached images "
+        f"(K={r['serve_apply']['attributes']}, C={r['serve_apply']['channels']}): median "
+        f"{r['serve_apply']['median_ms']:.1f} ms, p95 {r['serve_apply']['p95_ms']:.1f} ms "
+        f"over {r['serve_apply']['requests']} requests",
         f"data: {1e3 * r['data']['batch_s']:.2f} ms per batch = {100 * r['data_fraction']:.3f}% of a training step",
         f"total {r['seconds']:.0f} s; load average {r['load_average_at_start']} at start, "
         f"{r['load_average_at_end']} at end ({r['threads']} threads)",

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import shutil
+import sys
 import time
 from pathlib import Path
 
@@ -69,4 +70,6 @@ def demo(out: str | Path = "runs/demo", images: int = 8000, image_size: int = 64
         print(f"== {name} took {time.perf_counter() - t:.0f} s", flush=True)
     report = report_run(out)
     print(f"report: {report} (demo took {time.perf_counter() - start:.0f} s)")
+    print(f"to look at the model, perturb it and predict the effect yourself: "
+          f"{Path(sys.executable).parent / 'hpnet'} serve {out}  (then open http://127.0.0.1:8000/)")
     return report

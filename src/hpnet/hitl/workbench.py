@@ -174,15 +174,24 @@ class Workbench:
         """A perturbation from its JSON form (see the module's docstring); one-line errors."""
         if not isinstance(spec, dict):
             raise HPNetError("a perturbation must be a JSON object with \"network\", \"off\" and \"tone\"")
-        unknown = sorted(set(spec) - {"network", "off", "tone"})
+        unknown = sorted(set(spec) - {"network", "off", "tone", "n", "beta"})
         if unknown:
-            raise HPNetError(f"unknown key {unknown[0]!r} in the perturbation (known: network, off, tone)")
+            raise HPNetError(f"unknown key {unknown[0]!r} in the perturbation (known: network, off, tone, n, beta)")
         network = spec.get("network", self.main.name)
         if network not in self.networks:
             raise HPNetError(f"network must be one of {', '.join(self.networks)}, got {network!r}")
         net = self.networks[network]
         off = self._channels_off(spec.get("off", []))
         n, beta = net.own_n.tolist(), net.own_beta.tolist()
+        K = len(self.attributes)
+        for key, values, limits in (("n", n, N_LIMITS), ("beta", beta, BETA_LIMITS)):
+            if key in spec:                                      # the normalised form: one value per attribute
+                given = spec[key]
+                if not isinstance(given, list) or len(given) != K:
+                    raise HPNetError(f"{key} must list one number per attribute ({K})")
+                values[:] = [_number(v, key, limits, key) for v in given]
+        if not net.has_masks and [n, beta] != [net.own_n.tolist(), net.own_beta.tolist()]:
+            raise HPNetError(f"the {network} network has no attention masks: a tone curve cannot be set on it")
         tone = spec.get("tone") or {}
         if not isinstance(tone, dict):
             raise HPNetError("tone must be an object: {\"all\": {\"n\": 2, \"beta\": 0.2}, \"<attribute>\": {...}}")
@@ -379,11 +388,16 @@ def describe_off(channels: Sequence[int]) -> str:
 def _tone_value(value, key: str) -> tuple[float, float]:
     if not isinstance(value, dict) or set(value) - {"n", "beta"}:
         raise HPNetError(f"tone[{key!r}] must be an object with \"n\" and \"beta\"")
-    n, beta = value.get("n", 1.0), value.get("beta", 0.0)
-    for name, v, (low, high) in (("n", n, N_LIMITS), ("beta", beta, BETA_LIMITS)):
-        if not isinstance(v, (int, float)) or isinstance(v, bool) or not low <= v <= high:
-            raise HPNetError(f"tone[{key!r}]: {name} must be a number in [{low:g}, {high:g}], got {short(v)}")
-    return float(n), float(beta)
+    return (_number(value.get("n", 1.0), "n", N_LIMITS, f"tone[{key!r}]"),
+            _number(value.get("beta", 0.0), "beta", BETA_LIMITS, f"tone[{key!r}]"))
+
+
+def _number(v, name: str, limits: tuple[float, float], where: str) -> float:
+    low, high = limits
+    if not isinstance(v, (int, float)) or isinstance(v, bool) or not low <= v <= high:
+        prefix = f"{where}: " if where != name else ""
+        raise HPNetError(f"{prefix}{name} must be a number in [{low:g}, {high:g}], got {short(v)}")
+    return float(v)
 
 
 def short(value) -> str:
