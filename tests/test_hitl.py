@@ -17,7 +17,7 @@ import torch
 from PIL import Image
 
 from hpnet.cli import main
-from hpnet.commands import train_run
+from hpnet.commands import report_run, train_run
 from hpnet.commands.serve import hitl_score_run
 from hpnet.data import DataSpec
 from hpnet.errors import HPNetError
@@ -390,6 +390,9 @@ def test_hitl_score_command(run, client, capsys):
     assert {"person", "formula", "no_change"} <= set(printed) and {"score", "ci_low", "ci_high"} <= set(printed["formula"])
     assert json.loads((run / "hitl" / "score.json").read_text())["trials"] == 2
     assert hitl_score_run(run, n_boot=50)["no_change"]["score"] == 0.0
+    page = report_run(run).read_text()
+    section = page[page.index('<section id="hitl"'):]
+    assert "2 trials, 6 predictions" in section and "<td>person</td><td>1.000" in section
     log.unlink()
     assert main(["hitl-score", str(run)]) == 2
     assert "no trials yet" in capsys.readouterr().err

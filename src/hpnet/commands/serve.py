@@ -6,9 +6,9 @@ from pathlib import Path
 
 from ..errors import HPNetError
 from ..hitl import Workbench
-from ..hitl.app import HITL_DIR, LOG_FILE, allowed_hosts, create_app
+from ..hitl.app import allowed_hosts, create_app
 from ..io import atomic_write_json
-from ..predictability.human import score_log
+from ..predictability.human import HITL_DIR, LOG_FILE, score_log
 from ..results import json_ready
 from ..run import Run
 

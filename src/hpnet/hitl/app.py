@@ -34,13 +34,12 @@ from flask import Flask, Response, jsonify, request, send_from_directory
 from werkzeug.exceptions import Conflict, Forbidden, HTTPException, NotFound, UnsupportedMediaType
 
 from ..errors import HPNetError
+from ..predictability.human import HITL_DIR, LOG_FILE
 from ..results import json_ready
 from .trials import TrialDesk
 from .workbench import Workbench
 
 STATIC = Path(__file__).with_name("static")
-HITL_DIR = "hitl"
-LOG_FILE = "trials.jsonl"
 EXPORTS = "exports"
 EXPORT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 MAX_BODY = 1 << 20

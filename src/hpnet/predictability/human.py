@@ -35,6 +35,8 @@ from ..core.stats import spearman
 from ..errors import HPNetError
 
 LOG_VERSION = 1
+HITL_DIR = "hitl"             # in the run folder: trials.jsonl, score.json, exports/
+LOG_FILE = "trials.jsonl"
 SIZE_LEVELS = ("none", "small", "medium", "large")
 DIRECTION_TOLERANCE = 0.1     # |measured change| below this many logit std is "no change"
 FORMULA_TOLERANCE = 0.01      # |formula prediction| below this share of the evidence is "no change"

@@ -18,6 +18,7 @@ from ..errors import HPNetError
 from ..io import atomic_write_text, check_output
 from ..results import AnalysisResult, EvaluationResult, PredictabilityResult, PruningResult, RobustnessResult
 from ..run import Run
+from .hitl import hitl_section
 from .predictability import report_section
 from .regression import regression_section
 from .sections import (
@@ -41,6 +42,7 @@ SECTIONS = {
     "fig8": "Fig. 8: robustness with the mask transformation",
     "regression": "Regression example (Eq. 3-7)",
     "predictability": "Human predictability, measured",
+    "hitl": "Predictions by people (hpnet serve)",
 }
 REPORT_FILE = "report.html"
 
@@ -82,7 +84,8 @@ def write_report(run_dir: str | Path, out: str | Path | None = None,
               "fig7": _render(pruning_section, run, baseline, source=run.file(PruningResult.FILE)),
               "fig8": _render(robustness_section, run, baseline, source=run.file(RobustnessResult.FILE)),
               "regression": regression_section(),
-              "predictability": _render(report_section, run, source=run.file(PredictabilityResult.FILE))}
+              "predictability": _render(report_section, run, source=run.file(PredictabilityResult.FILE)),
+              "hitl": hitl_section(run)}
     sections = [(key, SECTIONS[key], bodies[key]) for key in SECTIONS]
     sections += [(f"extra{i}", title, body) for i, (title, body) in enumerate(extra_sections)]
     atomic_write_text(_page(run.path, run.record, sections), out)
