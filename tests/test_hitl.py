@@ -398,6 +398,16 @@ def test_hitl_score_command(run, client, capsys):
     assert "no trials yet" in capsys.readouterr().err
 
 
+def test_a_baseline_of_another_width_is_refused(tmp_path):
+    out = tmp_path / "run"
+    spec = DataSpec(dataset="synthetic", image_size=16, max_images=64, attributes=NAMES)
+    train_run(out, spec, dict(TINY), TrainConfig(epochs=1, batch_size=32), progress=False)
+    train_run(out / "plain", spec, {"backbone": "strided", "widths": (4, 6, 6), "head": "linear"},
+              TrainConfig(epochs=1, batch_size=32), progress=False)
+    with pytest.raises(HPNetError, match="the baseline has 6 feature channels, the run 8"):
+        Workbench.from_run(out, images=8)
+
+
 def test_serve_refuses_bad_arguments(run, capsys):
     for args, message in ((["serve", str(run), "--images", "0"], "--images must be a positive integer"),
                           (["serve", str(run), "--port", "70000"], "--port must be in 0..65535"),

@@ -107,7 +107,9 @@ class TrialDesk:
     def score(self) -> dict:
         """The score of every logged trial (see :func:`hpnet.predictability.human.score_trials`)."""
         with self.lock:
-            return score_log(self.log, self.n_boot)
+            result = score_log(self.log, self.n_boot)
+        result.pop("log")                                         # the page has no use for the server's paths
+        return result
 
 
 def _prediction(request, shown: list[str]) -> tuple[list[int], list[int], float]:

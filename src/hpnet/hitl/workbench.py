@@ -21,6 +21,7 @@ from __future__ import annotations
 import io
 import json
 import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -161,6 +162,9 @@ class Workbench:
             if model.attribute_names != nets[0].model.attribute_names:
                 raise HPNetError(f"{plain_path}: the baseline was trained on {model.attribute_names}, "
                                  f"the run on {nets[0].model.attribute_names}")
+            if model.config.channels != nets[0].model.config.channels:
+                raise HPNetError(f"{plain_path}: the baseline has {model.config.channels} feature channels, the run "
+                                 f"{nets[0].model.config.channels}; the same channels are switched off in both")
             nets.append(Network("plain", model, data, views, images, usage_images, batch_size, plain))
         pruning = run.read(PruningResult)
         order = pruning.orders.get("semantic") if pruning is not None else None
@@ -300,9 +304,10 @@ class Workbench:
 
     def apply(self, p: Perturbation) -> dict:
         """Prediction and measurement of ``p``: ``{"perturbation", "predicted", "measured", "flipped_images"}``."""
+        start = time.perf_counter()
         measured, flipped = self.measure(p)
         return {"perturbation": p.to_json(), "predicted": self.predict(p), "measured": measured,
-                "flipped_images": flipped}
+                "flipped_images": flipped, "seconds": time.perf_counter() - start}
 
     def overview(self) -> dict:
         """Everything the page shows at first: the grid, weights, accuracies, orders, limits."""

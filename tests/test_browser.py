@@ -1,0 +1,251 @@
+"""The page of ``hpnet serve`` in a real browser: look, perturb, apply, predict, then see.
+
+Chromium is the system's (/usr/bin/chromium, never downloaded), driven by Playwright; the module is
+skipped when either is missing. A screenshot is left in $HPNET_ARTIFACTS (default test-artifacts/).
+"""
+import json
+import math
+import os
+import threading
+from pathlib import Path
+
+import pytest
+
+from hpnet.commands import train_run
+from hpnet.data import DataSpec
+from hpnet.train import TrainConfig
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-background-networking", "--disable-gpu", "--disable-component-update",
+                 "--disable-sync", "--no-first-run"]
+NAMES = ["Smiling", "Eyeglasses", "Wearing_Hat"]
+TINY = {"backbone": "strided", "widths": (4, 6, 8)}
+TIMEOUT_MS = 10_000
+
+sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install playwright)")
+if not CHROMIUM.is_file():
+    pytest.skip(f"no browser: {CHROMIUM} is missing (apt-get install chromium)", allow_module_level=True)
+expect = sync_api.expect
+
+
+def artifacts() -> Path:
+    folder = Path(os.environ.get("HPNET_ARTIFACTS") or Path(__file__).resolve().parents[1] / "test-artifacts")
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    """A tiny trained run (and its plain-CNN baseline) served on a free loopback port: ``(url, app, run folder)``."""
+    from werkzeug.serving import make_server
+
+    from hpnet.hitl import Workbench
+    from hpnet.hitl.app import create_app
+
+    out = tmp_path_factory.mktemp("hitl") / "run"
+    spec = DataSpec(dataset="synthetic", image_size=16, max_images=256, attributes=NAMES)
+    train_run(out, spec, dict(TINY), TrainConfig(epochs=1, batch_size=32), progress=False)
+    train_run(out / "plain", spec, {**TINY, "head": "linear"}, TrainConfig(epochs=1, batch_size=32), progress=False)
+    bench = Workbench.from_run(out, images=32)
+    server = make_server("127.0.0.1", 0, lambda environ, start_response: [], threaded=True)
+    port = server.server_port
+    app = create_app(bench, host="127.0.0.1", port=port, n_boot=200)
+    server.app = app                       # the app checks the Host header, so it needs the bound port
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{port}", app, out
+    server.shutdown()
+    thread.join(5)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(browser, served):
+    """The page, loaded and ready; fails the test on any script error in it."""
+    url = served[0]
+    context = browser.new_context(viewport={"width": 1280, "height": 1000})
+    page = context.new_page()
+    page.set_default_timeout(TIMEOUT_MS)
+    errors = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.goto(url + "/")
+    expect(page.locator("#status")).to_have_text("Ready.")
+    yield page
+    context.close()
+    assert not errors, f"script errors on the page: {errors}"
+
+
+def api(app, url, path, body=None):
+    client = app.test_client()
+    if body is None:
+        response = client.get(path, base_url=url)
+    else:
+        response = client.post(path, json=body, base_url=url)
+    assert response.status_code == 200, response.get_json()
+    return response.get_json()
+
+
+def shown_number(text: str) -> float:
+    return float(text.replace("%", "").replace("pp", "").replace("+", "").strip())
+
+
+def assert_cell(cell, value, scale=1.0, decimals=3):
+    """A number cell shows ``value`` rounded to ``decimals`` (after ``scale``) and holds it in data-value."""
+    assert float(cell.get_attribute("data-value")) == pytest.approx(value, rel=1e-12, abs=1e-12)
+    assert shown_number(cell.inner_text()) == pytest.approx(scale * value, abs=0.5 * 10 ** -decimals + 1e-9)
+
+
+def test_look_perturb_apply_then_a_trial_predicted_and_scored(page, served):
+    url, app, run = served
+    model = api(app, url, "/api/model")
+    network, K, C = model["networks"][0], len(model["attributes"]), model["channels"]
+    assert model["attributes"] == NAMES and model["networks"] == [network, "plain"]
+
+    # Look: the grid, a cell clicked selects its attribute and channel.
+    assert page.locator("#grid td.cell").count() == K * C
+    page.get_by_test_id("cell-1-2").click()
+    expect(page.locator("#status")).to_have_text(f"Selected {NAMES[1]}, channel 2.")
+    accuracy = page.get_by_test_id("attribute-accuracy")
+    assert shown_number(accuracy.inner_text()) == pytest.approx(100 * model["accuracy"][network][1], abs=0.05 + 1e-9)
+    view = api(app, url, f"/api/attribute/{NAMES[1]}")
+    assert page.locator("#attribute-view canvas").count() == len(view["maps"]) * len(view["samples"])
+    partners = api(app, url, "/api/channel/2")["partners"]
+    for p in partners:
+        assert_cell(page.get_by_test_id(f"partner-{p['channel']}").locator("td").nth(1), p["r"])
+    expect(page.locator("#accuracy-table tbody tr")).to_have_count(K + 1)
+
+    # Perturb: two channels off, a tone curve on one attribute.
+    page.get_by_test_id("switch-3").uncheck()
+    page.get_by_test_id("switch-5").uncheck()
+    page.locator("#tone-target").select_option(NAMES[0])
+    page.locator("#tone-n").fill("2")
+    page.locator("#tone-beta").fill("0.2")
+    expect(page.locator("#tone-n-value")).to_have_text("2.00")
+    spec = {"network": network, "off": [3, 5], "tone": {NAMES[0]: {"n": 2.0, "beta": 0.2}}}
+    predicted = api(app, url, "/api/predict", spec)["predicted"]
+    for p in predicted:        # the prediction refreshes by itself, a moment after the change
+        cell = f'[data-testid="predict-{p["attribute"]}"] [data-field=change]'
+        page.wait_for_function("([cell, v]) => Math.abs(document.querySelector(cell)?.dataset.value - v) < 1e-12",
+                               arg=[cell, p["change"]])
+        assert_cell(page.locator(cell), p["change"])
+
+    page.locator("#apply").click()
+    expect(page.locator("#status")).to_contain_text("Applied in")
+    applied = api(app, url, "/api/apply", spec)
+    assert applied["perturbation"]["off"] == [3, 5] and applied["perturbation"]["n"][0] == 2.0
+    for m in applied["measured"]:
+        row = page.get_by_test_id(f"apply-{m['attribute']}")
+        for field in ("logit_change", "abs_logit_change"):
+            assert_cell(row.locator(f"[data-field={field}]"), m[field])
+        for field in ("accuracy_before", "accuracy_after", "accuracy_change"):
+            assert_cell(row.locator(f"[data-field={field}]"), m[field], scale=100, decimals=1)
+        assert row.locator("[data-field=flipped]").inner_text() == str(m["flipped"])
+    assert page.locator("#flipped figure").count() == len(applied["flipped_images"])
+
+    # Predict, then see: nothing measured is on the page until the prediction is committed.
+    log = run / "hitl" / "trials.jsonl"
+    logged = len(log.read_text().splitlines()) if log.exists() else 0
+    page.locator("#trial-mode").select_option("random")
+    page.locator("#trial-network").select_option(network)
+    with page.expect_response("**/api/trial") as started:
+        page.locator("#new-trial").click()
+    trial = started.value.json()
+    expect(page.locator("#status")).to_contain_text(f"Trial {trial['trial']}")
+    expect(page.locator("#trial-description")).to_have_text(trial["description"])
+    expect(page.locator("#apply-result")).to_be_hidden()
+    expect(page.locator("#prediction")).to_be_hidden()
+    expect(page.locator("#apply")).to_be_disabled()
+    assert page.locator("#trial-result").inner_text() == ""
+
+    choices = [("up", "large", 1, 3), ("none", "none", 0, 0), ("down", "small", -1, 1)]
+    clicked = {}
+    for name, (direction, size, d, s) in zip(trial["attributes"], choices):
+        page.get_by_test_id(f"direction-{name}-{direction}").check()
+        page.get_by_test_id(f"size-{name}-{size}").check()
+        clicked[name] = (d, s)
+    page.locator("#confidence").fill("0.8")
+    with page.expect_response("**/commit") as committed:
+        page.locator("#commit").click()
+    answer = committed.value.json()
+    expect(page.locator("#status")).to_have_text("Committed: the trial is logged.")
+
+    lines = log.read_text().splitlines()
+    record = json.loads(lines[-1])
+    assert len(lines) == logged + 1 and record["trial"] == trial["trial"] and record["network"] == network
+    assert record["attributes"] == trial["attributes"]
+    assert [(d, s) for d, s in zip(record["direction"], record["size"])] == [clicked[a] for a in trial["attributes"]]
+    assert record["person"] == [d * s for d, s in (clicked[a] for a in trial["attributes"])]
+    assert record["confidence"] == pytest.approx(0.8)
+    for name, measured, formula in zip(record["attributes"], record["measured"], record["formula"]):
+        row = page.get_by_test_id(f"trial-{name}")
+        assert_cell(row.locator("[data-field=measured]"), measured)
+        assert_cell(row.locator("[data-field=formula]"), formula)
+        assert int(row.locator("[data-field=person]").get_attribute("data-value")) == math.prod(clicked[name])
+
+    score = api(app, url, "/api/score")
+    assert score == answer["score"] and score["trials"] == logged + 1
+    expect(page.locator("#score-trials")).to_have_text(f"({logged + 1} trial{'' if logged == 0 else 's'})")
+    for key in ("person", "formula", "no_change"):
+        cell = page.get_by_test_id(f"score-{key}").locator("[data-field=score]")
+        if score[key]["score"] is None:         # NaN: too few pairs for a rank correlation
+            assert cell.inner_text() == "—"
+        else:
+            assert shown_number(cell.inner_text()) == pytest.approx(score[key]["score"], abs=5e-4 + 1e-9)
+        assert page.get_by_test_id(f"score-{network}-{key}").count() == 1
+    expect(page.locator("#apply")).to_be_enabled()
+    page.screenshot(path=str(artifacts() / "hitl-page.png"), full_page=True)
+
+
+def test_export_and_an_api_error_on_the_status_line(page, served):
+    url, app, run = served
+    page.get_by_test_id("switch-0").uncheck()
+    page.locator("#export-name").fill("no good/name")
+    page.locator("#export").click()
+    expect(page.locator("#status")).to_have_class("status error")
+    expect(page.locator("#status")).to_contain_text("/api/export: name must be")
+
+    page.locator("#semantic-count").fill("2")
+    page.locator("#semantic-first").click()
+    off = sorted(api(app, url, "/api/model")["semantic_order"][:2])
+    for c in range(8):
+        assert page.get_by_test_id(f"switch-{c}").is_checked() == (c not in off)
+    page.locator("#export-name").fill("pruned")
+    page.locator("#export").click()
+    expect(page.locator("#export-path")).to_have_text("hitl/exports/pruned (6 channels kept)")
+    assert (run / "hitl" / "exports" / "pruned" / "model.safetensors").is_file()
+    expect(page.locator("#status")).to_have_text("Exported to hitl/exports/pruned.")
+
+
+def test_the_plain_network_takes_no_tone_curve_and_a_blind_trial_hides_the_network(page, served):
+    url, app, run = served
+    page.locator("#network").select_option("plain")
+    expect(page.locator("#tone-n")).to_be_disabled()
+    page.get_by_test_id("switch-1").uncheck()
+    page.locator("#apply").click()
+    expect(page.locator("#status")).to_contain_text("Applied in")
+    applied = api(app, url, "/api/apply", {"network": "plain", "off": [1]})
+    for m in applied["measured"]:
+        row = page.get_by_test_id(f"apply-{m['attribute']}")
+        assert_cell(row.locator("[data-field=logit_change]"), m["logit_change"])
+
+    page.locator("#trial-network").select_option("blind")
+    with page.expect_response("**/api/trial") as started:
+        page.locator("#new-trial").click()
+    trial = started.value.json()
+    expect(page.locator("#trial-network-shown")).to_have_text("hidden")
+    for name in trial["attributes"]:
+        page.get_by_test_id(f"direction-{name}-none").check()
+    expect(page.get_by_test_id(f"size-{trial['attributes'][0]}-none")).to_be_checked()
+    with page.expect_response("**/commit") as committed:
+        page.locator("#commit").click()
+    answer = committed.value.json()
+    expect(page.locator("#trial-result")).to_contain_text(f"Network: {answer['network']}.")
+    record = json.loads((run / "hitl" / "trials.jsonl").read_text().splitlines()[-1])
+    assert record["trial"] == trial["trial"] and record["blind"] and record["person"] == [0] * len(trial["attributes"])
