@@ -14,6 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from PIL import Image
 
 from hpnet.cli import main
@@ -465,3 +467,37 @@ def test_a_killed_server_keeps_every_committed_trial(run):
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=30)
     assert len(read_trials(log)[0]) == 4
+
+
+# ---------------------------------------------------------------------------- generated requests
+
+KEYS = ["network", "off", "tone", "n", "beta", "all", "Smiling", "Male", "semantic_first", "top_of", "count",
+        "mode", "perturbation", "predictions", "direction", "size", "confidence", "name", "x"]
+JSON = st.recursive(st.none() | st.booleans() | st.integers(-3, 12) | st.floats(-1e3, 1e3) |
+                    st.sampled_from([float("nan"), float("inf"), 1e308, 0.1, 10.0]) |
+                    st.sampled_from(["attention", "plain", "blind", "random", "own", "Smiling", "", "..", "x" * 70]),
+                    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.sampled_from(KEYS), inner, max_size=4),
+                    max_leaves=12)
+
+
+@pytest.fixture(scope="module")
+def fuzz_client(run, tmp_path_factory):
+    import shutil
+    copy = tmp_path_factory.mktemp("fuzz") / "run"
+    shutil.copytree(run, copy, ignore=shutil.ignore_patterns("hitl"))
+    app = create_app(Workbench.from_run(copy, images=16), port=PORT, n_boot=20)
+    return app.test_client()
+
+
+@settings(max_examples=int(os.environ.get("HPNET_FUZZ_EXAMPLES", "40")), deadline=None, derandomize=True,
+          database=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(body=JSON, path=st.sampled_from(["/api/apply", "/api/predict", "/api/trial", "/api/export", "commit"]))
+def test_generated_requests_never_get_a_500(fuzz_client, body, path):
+    if path == "commit":
+        trial = fuzz_client.post("/api/trial", json={"mode": "random"}, **BASE).json["trial"]
+        path = f"/api/trial/{trial}/commit"
+    response = fuzz_client.post(path, json=body, **BASE)
+    assert response.status_code < 500, (path, body, response.json)
+    if response.status_code >= 400:
+        error = response.json["error"]
+        assert error and "\n" not in error and "Traceback" not in error

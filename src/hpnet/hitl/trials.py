@@ -41,12 +41,12 @@ class TrialDesk:
             raise HPNetError(f"unknown key {unknown[0]!r} in the trial request (known: mode, network, perturbation)")
         bench = self.bench
         mode, network = request.get("mode", "random"), request.get("network", bench.main.name)
-        if mode not in MODES:
+        if not isinstance(mode, str) or mode not in MODES:
             raise HPNetError(f"mode must be one of {', '.join(MODES)}, got {short(mode)}")
         blind = network == "blind"
         if blind:
             network = list(bench.networks)[int(bench.rng.integers(len(bench.networks)))]
-        elif network not in bench.networks:
+        elif not isinstance(network, str) or network not in bench.networks:
             raise HPNetError(f"network must be one of {', '.join([*bench.networks, 'blind'])}, got {short(network)}")
         if mode == "own":
             spec = request.get("perturbation")

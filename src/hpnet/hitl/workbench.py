@@ -182,8 +182,8 @@ class Workbench:
         if unknown:
             raise HPNetError(f"unknown key {unknown[0]!r} in the perturbation (known: network, off, tone, n, beta)")
         network = spec.get("network", self.main.name)
-        if network not in self.networks:
-            raise HPNetError(f"network must be one of {', '.join(self.networks)}, got {network!r}")
+        if not isinstance(network, str) or network not in self.networks:
+            raise HPNetError(f"network must be one of {', '.join(self.networks)}, got {short(network)}")
         net = self.networks[network]
         off = self._channels_off(spec.get("off", []))
         n, beta = net.own_n.tolist(), net.own_beta.tolist()
