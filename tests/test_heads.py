@@ -45,7 +45,8 @@ def test_blocked_heads_equal_the_naive_reference_with_gradients(head, backbone, 
     if transform:
         for m in (blocked, naive):
             m.set_transform(torch.tensor([2.0, 1.0, 0.5]), torch.tensor([0.3, 0.0, 0.1]))
-    assert len(blocked.heads._blocks(torch.zeros(2, 8, 4, 4))) == 3
+    tiles = [(zi.shape[0], heads) for zi, _, heads in blocked.heads._tiles(torch.zeros(2, 8, 4, 4), None)]
+    assert tiles == [(1, [(0, 1), (1, 2), (2, 3)])] * 2       # a head of an image per tile: 6 tiles
     x = torch.rand(4, 3, 16, 16)
     outs = []
     for m in (blocked, naive):
@@ -64,6 +65,15 @@ def test_logits_are_the_bias_plus_the_sum_of_the_channels_terms(head):
     x = torch.rand(3, 3, 16, 16)
     with torch.no_grad():
         torch.testing.assert_close(terms(model, x).sum(-1) + model.heads.bias, model(x).logits, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("budget_mb,expected", [(1e-4, [(1, 1)] * 4), (2 * 8 * 16 * 4 / 2 ** 20, [(2, 1)] * 2),
+                                               (4 * 8 * 16 * 4 / 2 ** 20, [(4, 1)]), (1.0, [(4, 3)])])
+def test_tiles_keep_their_masks_within_the_budget(budget_mb, expected):
+    heads = tiny("channel", head_chunk_mb=budget_mb).heads         # one head of one image: 8 x 16 x 4 bytes
+    tiles = [(zi.shape[0], h1 - h0) for zi, _, blocks in heads._tiles(torch.zeros(4, 8, 4, 4), None)
+             for h0, h1 in blocks[:1]]
+    assert tiles == expected
 
 
 def test_a_per_channel_mask_reads_its_own_channel_only():

@@ -501,3 +501,13 @@ def test_generated_requests_never_get_a_500(fuzz_client, body, path):
     if response.status_code >= 400:
         error = response.json["error"]
         assert error and "\n" not in error and "Traceback" not in error
+
+
+def test_the_demo_ends_with_the_serve_command_and_it_loads(tmp_path, capsys):
+    from hpnet.commands import demo
+    out = tmp_path / "demo"
+    demo(out, images=64, image_size=16, epochs=1, progress=False)
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    assert f"hpnet serve {out}" in last and "http://127.0.0.1:8000/" in last
+    bench = Workbench.from_run(out, images=16)                  # what that command loads
+    assert list(bench.networks) == ["attention", "plain"] and bench.channels == 64

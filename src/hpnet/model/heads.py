@@ -95,7 +95,8 @@ class MaskHeads(nn.Module):
 
     has_masks = True
     needs_context = False
-    CPU_CHUNK_MB = 32
+    CPU_CHUNK_MB = 4       # a tile's masks stay in the caches
+    CUDA_CHUNK_MB = 256
 
     def _init_transform(self, K: int) -> None:
         self.register_buffer("transform_n", torch.ones(K))
@@ -137,29 +138,33 @@ class MaskHeads(nn.Module):
         K = self.weight.shape[0]
         n = n.to(z.device, torch.float32).reshape(-1, K)
         beta = beta.to(z.device, torch.float32).reshape(n.shape)
-        zf = z.reshape(z.shape[0], z.shape[1], -1)
-        parts = []
+        rows = []
         with torch.no_grad():
-            for h0, h1 in self._blocks(z):
-                m = torch.sigmoid(self.mask_logits(z, context, h0, h1))       # (B, k, C, HW)
-                k = h1 - h0
-                parts.append(torch.stack([
-                    torch.einsum("bkcp,bcp->bkc", mask_transform(m, nt[h0:h1].view(1, k, 1, 1),
-                                                                 bt[h0:h1].view(1, k, 1, 1)), zf)
-                    for nt, bt in zip(n, beta)]))                               # (T, B, k, C)
-        pooled = torch.cat(parts, 2) / zf.shape[-1]
+            for zi, ci, heads in self._tiles(z, context):
+                zf = zi.reshape(zi.shape[0], zi.shape[1], -1)
+                parts = []
+                for h0, h1 in heads:
+                    m = torch.sigmoid(self.mask_logits(zi, ci, h0, h1))       # (b, k, C, HW)
+                    k = h1 - h0
+                    parts.append(torch.stack([
+                        torch.einsum("bkcp,bcp->bkc", mask_transform(m, nt[h0:h1].view(1, k, 1, 1),
+                                                                     bt[h0:h1].view(1, k, 1, 1)), zf)
+                        for nt, bt in zip(n, beta)]))                           # (T, b, k, C)
+                rows.append(torch.cat(parts, 2))
+        pooled = torch.cat(rows, 1) / (z.shape[-2] * z.shape[-1])
         return (pooled * self.weight).sum(-1) + self.bias
 
     def _pooled(self, z: torch.Tensor, context: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
         self._check_context(context)
         transform = self.transform_active
-        parts = []
-        for h0, h1 in self._blocks(z):
-            if torch.is_grad_enabled() and self.impl != "naive":  # recompute the block in backward
-                parts.append(checkpoint(self._block, z, context, h0, h1, transform, use_reentrant=False))
-            else:
-                parts.append(self._block(z, context, h0, h1, transform))
-        return torch.cat([p for p, _ in parts], 1), torch.cat([s for _, s in parts], 1)
+        recompute = torch.is_grad_enabled() and self.impl != "naive"      # recompute each tile in backward
+        pooled, sums = [], []
+        for zi, ci, heads in self._tiles(z, context):
+            parts = [checkpoint(self._block, zi, ci, h0, h1, transform, use_reentrant=False) if recompute
+                     else self._block(zi, ci, h0, h1, transform) for h0, h1 in heads]
+            pooled.append(torch.cat([p for p, _ in parts], 1))
+            sums.append(torch.cat([s for _, s in parts], 1))
+        return torch.cat(pooled, 0), torch.cat(sums, 0)
 
     def _block(self, z: torch.Tensor, context: torch.Tensor | None, h0: int, h1: int,
                transform: bool) -> tuple[torch.Tensor, torch.Tensor]:
@@ -172,15 +177,23 @@ class MaskHeads(nn.Module):
             m = mask_transform(m, self.transform_n[h0:h1].view(1, k, 1, 1), self.transform_beta[h0:h1].view(1, k, 1, 1))
         return torch.einsum("bkcp,bcp->bkc", m, zf) / zf.shape[-1], m_sum
 
-    def _blocks(self, z: torch.Tensor) -> list[tuple[int, int]]:
-        """Blocks of heads whose masks fit ``chunk_mb`` MB (all heads at once for "naive")."""
-        K = self.weight.shape[0]
-        if self.impl == "naive":
-            return [(0, K)]
-        budget = (self.chunk_mb or self.CPU_CHUNK_MB) * (1 << 20)
-        per_head = max(1, z.shape[0] * z[0].numel() * 4)
-        step = max(1, min(K, int(budget // per_head)))
-        return [(h0, min(h0 + step, K)) for h0 in range(0, K, step)]
+    def _tiles(self, z: torch.Tensor, context: torch.Tensor | None):
+        """(z of a slice of images, its context, blocks of heads): tiles whose masks fit ``chunk_mb``
+        MB (all heads and images at once for "naive"). A tile is as many heads of every image as
+        fit; when one head of every image does not fit, one head of as many images as fit."""
+        B, K = z.shape[0], self.weight.shape[0]
+        budget = (self.chunk_mb or (self.CUDA_CHUNK_MB if z.is_cuda else self.CPU_CHUNK_MB)) * (1 << 20)
+        per_image_head = max(1, z[0].numel() * 4)
+        if self.impl == "naive" or B == 0:
+            images, heads = max(B, 1), K
+        elif B * per_image_head <= budget:
+            images, heads = B, max(1, min(K, int(budget // (B * per_image_head))))
+        else:
+            images, heads = max(1, int(budget // per_image_head)), 1
+        blocks = [(h0, min(h0 + heads, K)) for h0 in range(0, K, heads)]
+        for i0 in range(0, max(B, 1), images):
+            part = context[i0:i0 + images] if context is not None else None
+            yield z[i0:i0 + images], part, blocks
 
     def _check_context(self, context: torch.Tensor | None) -> None:
         if self.needs_context and context is None:
