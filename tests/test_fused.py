@@ -87,6 +87,52 @@ def test_fused_backward_passes_gradcheck(transform):
     assert torch.autograd.gradcheck(fn, (z, A, a))
 
 
+def context_heads(B, K, C, U, H, transform, seed=0):
+    """Heads whose masks read context features u (B, U, H, H): A (K, C, U)."""
+    z, _, a, n, beta = random_heads(B, K, C, H, transform, seed)
+    g = torch.Generator().manual_seed(seed + 7)
+    u = torch.randn(B, U, H, H, generator=g).requires_grad_()
+    A = (torch.randn(K, C, U, generator=g) / U ** 0.5).requires_grad_()
+    return z, u, A, a, n, beta
+
+
+@pytest.mark.parametrize("transform", [False, True], ids=["identity", "transformed"])
+@pytest.mark.parametrize("case", CASES, ids=[f"B{c[0]}K{c[1]}C{c[2]}H{c[3]}tile{c[4]}" for c in CASES])
+def test_fused_context_masks_equal_naive(case, transform, kernels):
+    B, K, C, H, tiles = case
+    z, u, A, a, n, beta = context_heads(B, K, C, C + 3, H, transform)
+
+    def outputs_and_grads(pooled, msum):
+        g = torch.Generator().manual_seed(1)
+        gp, gs = torch.randn(pooled.shape, generator=g), torch.randn(msum.shape, generator=g)
+        return [pooled, msum, *torch.autograd.grad((pooled * gp).sum() + (msum * gs).sum(), (z, u, A, a))]
+
+    expected = outputs_and_grads(*_head_chunk(z.flatten(2), A, a, n, beta, transform, u.flatten(2)))
+    actual = outputs_and_grads(*fused_heads(z, A, a, n, beta, transform, tiles=tiles, context=u))
+    for what, x, y in zip(("pooled", "mask sum", "grad z", "grad u", "grad A", "grad a"), actual, expected):
+        assert x.shape == y.shape, what
+        close(x, y, what)
+    many = fused_pooled_many(z, A, a, torch.stack([n, torch.ones(K)]), torch.stack([beta, torch.zeros(K)]),
+                             tiles=tiles, context=u)
+    close(many[0], expected[0], "many, the transformation")
+    close(many[1], _head_chunk(z.flatten(2), A, a, n, beta, False, u.flatten(2))[0], "many, identity")
+
+
+def test_fused_context_backward_passes_gradcheck():
+    z, u, A, a, n, beta = (t.detach().double().requires_grad_(t.requires_grad)
+                           for t in context_heads(2, 3, 3, 4, 3, True))
+    fn = lambda z, u, A, a: fused_heads(z, A, a, n, beta, True, tiles=(2, 3), context=u)  # noqa: E731
+    assert torch.autograd.gradcheck(fn, (z, u, A, a))
+
+
+def test_a_context_that_does_not_fit_is_refused():
+    z, u, A, a, n, beta = context_heads(2, 3, 4, 5, 3, False)
+    with pytest.raises(ValueError, match=r"context \(2, 5, 2, 2\) does not fit features \(2, 4, 9\)"):
+        fused_heads(z, A, a, n, beta, False, context=u[:, :, :2, :2])
+    with pytest.raises(ValueError, match="does not fit"):
+        fused_heads(z, A[:, :, :4], a, n, beta, False, context=u)
+
+
 def test_tile_plans_fit_the_budget_and_keep_images_whole():
     for K, C, B, HW, budget in [(40, 128, 32, 4096, 5 << 19), (40, 128, 32, 64, 5 << 19),
                                 (3, 8, 4, 256, 1 << 20), (40, 128, 2, 4489, 1 << 20), (7, 16, 3, 49, 100)]:

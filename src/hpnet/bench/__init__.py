@@ -13,8 +13,8 @@ C = 128, 64x64 images), in this order:
   fresh child process during the step above its resident set before it (the peak is reset
   first through /proc/self/clear_refs; ru_maxrss where that is impossible); on CUDA
   ``torch.cuda.max_memory_allocated`` above the memory held before the step;
-- the other head families (per-channel and context masks, blocked path) against the paper's fused
-  heads, training and inference images/s, alternately;
+- the other head families against the paper's fused heads (context masks: the same fused tiles;
+  per-channel masks: blocks of heads by torch ops), training and inference images/s, alternately;
 - the physically pruned network at 50% of the channels (``prune_physical``) against the full one;
 - drawing a batch from an in-memory uint8 data set (``hpnet.core.stream.batches`` + ``to_input``)
   against a fused training step;

@@ -1,4 +1,5 @@
-"""Fused attention heads: pooled features and mask sums without the (B, K, C, H, W) mask tensor.
+"""Fused mask heads (the paper's and the context heads): pooled features and mask sums without the
+(B, K, C, H, W) mask tensor.
 
 For head k, image b, channel c and position p (HW positions per image):
 
@@ -19,6 +20,10 @@ gradients (gp = dL/dpooled, gs = dL/dmsum):
 so a training step costs four matrix products per tile (one forward, three backward) and holds
 no temporary larger than a tile: memory does not grow with K, and the allocator never sees the
 huge, short-lived blocks that glibc maps and unmaps (page faults at 100% system time).
+
+The masks may read other features than the ones they weight (the ``context`` heads: P = A_k u_b +
+a_k with u (B, U, HW), A_k (C, U)); then dA_k = sum dP u^T and the A_k^T dP term goes to du
+instead of dz.
 
 On CPU, for float32, the elementwise work of a tile (sigmoid, the mask transformation, sums; in
 backward without a transformation also dP and the direct term) is one pass of a small compiled
@@ -41,13 +46,15 @@ USE_KERNELS = True  # the compiled per-tile loops where they apply (tests switch
 @torch.compiler.disable  # opaque to torch.compile: it runs its own worker threads
 def fused_heads(z: torch.Tensor, mask_weight: torch.Tensor, mask_bias: torch.Tensor,
                 transform_n: torch.Tensor, transform_beta: torch.Tensor, transform: bool,
-                tiles: tuple[int, int] | None = None, chunk_mb: float = 0, threads: int = 0
-                ) -> tuple[torch.Tensor, torch.Tensor]:
+                tiles: tuple[int, int] | None = None, chunk_mb: float = 0, threads: int = 0,
+                context: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Pooled features (B, K, C) = mean_p g(M) z and mask sums (B, K) of features z (B, C, H, W).
 
-    ``tiles`` = (heads, columns) per tile overrides the plan made from ``chunk_mb`` (0: auto).
-    ``threads``: CPU worker threads (0: torch.get_num_threads()). Outputs are float32 (float64
-    for float64 features); gradients flow to z, mask_weight and mask_bias.
+    The masks read z (mask_weight (K, C, C)), or ``context`` (B, U, H, W) when given
+    (mask_weight (K, C, U)). ``tiles`` = (heads, columns) per tile overrides the plan made from
+    ``chunk_mb`` (0: auto). ``threads``: CPU worker threads (0: torch.get_num_threads()). Outputs
+    are float32 (float64 for float64 features); gradients flow to z, context, mask_weight and
+    mask_bias.
     """
     B, C = z.shape[:2]
     K = mask_weight.shape[0]
@@ -56,19 +63,20 @@ def fused_heads(z: torch.Tensor, mask_weight: torch.Tensor, mask_bias: torch.Ten
         return z.new_zeros(0, K, C, dtype=dtype), z.new_zeros(0, K, dtype=dtype)
     zf = z.reshape(B, C, -1)
     return _FusedHeads.apply(zf, mask_weight, mask_bias, transform_n, transform_beta, bool(transform),
-                             _setup(zf, K, tiles, chunk_mb, threads))
+                             _setup(zf, K, tiles, chunk_mb, threads), _context(zf, context, mask_weight))
 
 
 @torch.compiler.disable  # opaque to torch.compile: it runs its own worker threads
 def fused_pooled_many(z: torch.Tensor, mask_weight: torch.Tensor, mask_bias: torch.Tensor,
                       transform_n: torch.Tensor, transform_beta: torch.Tensor,
-                      tiles: tuple[int, int] | None = None, chunk_mb: float = 0, threads: int = 0
-                      ) -> torch.Tensor:
+                      tiles: tuple[int, int] | None = None, chunk_mb: float = 0, threads: int = 0,
+                      context: torch.Tensor | None = None) -> torch.Tensor:
     """Pooled features (T, B, K, C) under T mask transformations at once, for inference.
 
     ``transform_n`` and ``transform_beta`` are (T, K): row t is one transformation of every head.
     Each tile's masks are formed once and every transformation pools them, so T transformations
-    cost far less than T calls of :func:`fused_heads` (the robustness sweep). No gradients.
+    cost far less than T calls of :func:`fused_heads` (the robustness sweep). ``context``: as
+    for :func:`fused_heads`. No gradients.
     """
     B, C = z.shape[:2]
     K = mask_weight.shape[0]
@@ -78,10 +86,11 @@ def fused_pooled_many(z: torch.Tensor, mask_weight: torch.Tensor, mask_bias: tor
     if B == 0:
         return z.new_zeros(n.shape[0], 0, K, C, dtype=_output_dtype(z))
     zf = z.reshape(B, C, -1)
+    uf = _context(zf, context, mask_weight)
     cdt = _compute_dtype(z)
     with torch.no_grad(), torch.autocast(z.device.type, enabled=False):
         pb = _problem(zf.detach(), mask_weight, mask_bias, n, beta, True, cdt,
-                      _setup(zf, K, tiles, chunk_mb, threads))
+                      _setup(zf, K, tiles, chunk_mb, threads), uf.detach() if uf is not None else None)
         pooled = _forward_sums(pb).pooled
     return pooled.div_(pb.HW).permute(0, 3, 1, 2)
 
@@ -96,17 +105,30 @@ def _setup(zf: torch.Tensor, K: int, tiles: tuple[int, int] | None, chunk_mb: fl
     return int(tiles[0]), int(tiles[1]), int(threads)
 
 
+def _context(zf: torch.Tensor, context: torch.Tensor | None, A: torch.Tensor) -> torch.Tensor | None:
+    """The context as (B, U, HW), checked against z (B, C, HW) and A (K, C, U); None stays None."""
+    if context is None:
+        return None
+    B, C, HW = zf.shape
+    uf = context.reshape(context.shape[0], context.shape[1], -1)
+    if uf.shape[0] != B or uf.shape[2] != HW or A.shape[1:] != (C, uf.shape[1]):
+        raise ValueError(f"context {tuple(context.shape)} does not fit features {tuple(zf.shape)} "
+                         f"and mask weights {tuple(A.shape)}")
+    return uf
+
+
 def _output_dtype(z: torch.Tensor) -> torch.dtype:
     return torch.float64 if z.dtype == torch.float64 else torch.float32
 
 
 def _problem(z: torch.Tensor, A: torch.Tensor, a: torch.Tensor, n: torch.Tensor, beta: torch.Tensor,
-             transform: bool, cdt: torch.dtype, setup: tuple[int, int, int]) -> _Problem:
+             transform: bool, cdt: torch.dtype, setup: tuple[int, int, int],
+             u: torch.Tensor | None = None) -> _Problem:
     """The tile walk of one call, with the compiled per-tile loops (hpnet.model._kernels) where
     they apply: float32 on CPU, unless USE_KERNELS is off (backward: no transformation)."""
     kernels = (_kernels.library() if z.device.type == "cpu" and cdt == torch.float32
                and z.dtype == torch.float32 and USE_KERNELS else None)
-    return _Problem(z, A, a, n, beta, transform, cdt, setup, kernels)
+    return _Problem(z, A, a, n, beta, transform, cdt, setup, kernels, u)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -130,9 +152,10 @@ def _forward_block(pb: _Problem, work: _Workspace, acc: _ForwardSums, blk: _Bloc
     zt = pb.features(blk)
     if pb.kernels is not None:
         zt = zt.contiguous()  # rows HW apart alias in the caches; the loops read them once per head
+        xt = pb.mask_input(blk, zt)
         for h0, h1 in pb.head_blocks():
             kh = h1 - h0
-            p = pb.logits(work, h0, h1, zt)
+            p = pb.logits(work, h0, h1, xt)
             sums = torch.empty(1 + pb.T, kh * C, nb)                        # M sums, then g_t(M) z sums
             T, tn, tb = (pb.T, pb.n[0, h0:].data_ptr(), pb.beta[0, h0:].data_ptr()) if pb.transform else (0, None, None)
             pb.kernels.heads_forward(p.data_ptr(), kh * C, nb, np_, C, zt.data_ptr(), zt.stride(0),
@@ -142,9 +165,10 @@ def _forward_block(pb: _Problem, work: _Workspace, acc: _ForwardSums, blk: _Bloc
             acc.pooled[:, h0:h1, :, b0:b1] += sums[1:].view(pb.T, kh, C, nb)
         return
     z4 = zt.to(pb.acc).view(1, C, nb, np_)
+    xt = pb.mask_input(blk, zt)
     for h0, h1 in pb.head_blocks():
         kh = h1 - h0
-        m = pb.masks(work, h0, h1, zt).view(kh, C, nb, np_)                 # M
+        m = pb.masks(work, h0, h1, xt).view(kh, C, nb, np_)                 # M
         acc.msum[h0:h1, b0:b1] += m.sum(-1).sum(1)
         for t in range(pb.T):  # the L1 term sums M, the classifier pools g(M)
             g = mask_transform(m, *pb.transform_params(h0, h1, t)) if pb.transform else m
@@ -160,7 +184,7 @@ def _forward_sums(pb: _Problem) -> "_ForwardSums":
 
 class _BackwardSums:
     def __init__(self, pb: _Problem, need_A: bool, need_a: bool):
-        self.dA = torch.zeros(pb.K * pb.C, pb.C, dtype=pb.acc, device=pb.device) if need_A else None
+        self.dA = torch.zeros(pb.K * pb.C, pb.U, dtype=pb.acc, device=pb.device) if need_A else None
         self.da = torch.zeros(pb.K * pb.C, dtype=pb.acc, device=pb.device) if need_a else None
 
     @staticmethod
@@ -172,26 +196,44 @@ class _BackwardSums:
 
 
 def _backward_block(pb: _Problem, work: _Workspace, acc: _BackwardSums, blk: _Block,
-                    coef: torch.Tensor, gs: torch.Tensor, gz: torch.Tensor | None) -> None:
+                    coef: torch.Tensor, gs: torch.Tensor, gz: torch.Tensor | None,
+                    gu: torch.Tensor | None) -> None:
     C, nb, np_, b0, b1 = pb.C, blk.nb, blk.np, blk.b0, blk.b1
     zt = pb.features(blk)
     z4 = zt.to(pb.acc).view(1, C, nb, np_)
-    dz = None
+    dz = du = None
     if gz is not None:  # the block of dL/dz: a view of gz inside one image, else a buffer
         dz = gz[b0, :, blk.p0:blk.p0 + np_] if nb == 1 else work.dz(pb, blk)
+    if gu is not None:  # the same for dL/du
+        du = gu[b0, :, blk.p0:blk.p0 + np_] if nb == 1 else work.du(pb, blk)
     if pb.kernels is not None and not pb.transform:
         # contiguous copies: rows HW apart alias in the caches, and the loops visit them per head
         zt = zt.contiguous()
         dzc = work.dz(pb, blk) if dz is not None else None
-        _backward_block_compiled(pb, work, acc, blk, coef, gs, zt, dzc)
+        _backward_block_compiled(pb, work, acc, blk, coef, gs, zt, pb.mask_input(blk, zt), dzc,
+                                 du if pb.u is not None else dzc)
         if nb == 1 and dz is not None:
             dz.add_(dzc)
         elif dz is not None:
             gz[b0:b1].transpose(0, 1).add_(dzc.view(C, nb, np_))
-        return
+    else:
+        _backward_block_ops(pb, work, acc, blk, coef, gs, zt, z4, dz, du if pb.u is not None else dz)
+        if dz is not None and nb > 1:
+            gz[b0:b1].transpose(0, 1).add_(dz.view(C, nb, np_))
+    if du is not None and nb > 1:
+        gu[b0:b1].transpose(0, 1).add_(du.view(pb.U, nb, np_))
+
+
+def _backward_block_ops(pb: _Problem, work: _Workspace, acc: _BackwardSums, blk: _Block,
+                        coef: torch.Tensor, gs: torch.Tensor, zt: torch.Tensor, z4: torch.Tensor,
+                        dz: torch.Tensor | None, dx: torch.Tensor | None) -> None:
+    """One block's gradients by torch ops: the direct term into dz, A^T dP into dx (the gradient
+    of what the masks read: dz itself, or du)."""
+    C, nb, np_, b0, b1 = pb.C, blk.nb, blk.np, blk.b0, blk.b1
+    xt = pb.mask_input(blk, zt)
     for h0, h1 in pb.head_blocks():
         kh = h1 - h0
-        m2 = pb.masks(work, h0, h1, zt)                                  # (kh*C, cols) = M
+        m2 = pb.masks(work, h0, h1, xt)                                  # (kh*C, cols) = M
         m = m2.view(kh, C, nb, np_)
         if pb.transform:
             nk, bk = pb.transform_params(h0, h1)
@@ -210,24 +252,22 @@ def _backward_block(pb: _Problem, work: _Workspace, acc: _BackwardSums, blk: _Bl
         dp = work.low(m2)
         r0, r1 = h0 * C, h1 * C
         if acc.dA is not None:
-            _addmm_acc(acc.dA[r0:r1], dp, zt.t())
+            _addmm_acc(acc.dA[r0:r1], dp, xt.t())
         if acc.da is not None:
             acc.da[r0:r1] += m2.sum(1)
-        if dz is not None:
-            _addmm_acc(dz, pb.A[h0:h1].reshape(-1, C).t(), dp)
-    if dz is not None and nb > 1:
-        gz[b0:b1].transpose(0, 1).add_(dz.view(C, nb, np_))
+        if dx is not None:
+            _addmm_acc(dx, pb.A[h0:h1].reshape(-1, pb.U).t(), dp)
 
 
 def _backward_block_compiled(pb: _Problem, work: _Workspace, acc: _BackwardSums, blk: _Block,
-                             coef: torch.Tensor, gs: torch.Tensor, zt: torch.Tensor,
-                             dz: torch.Tensor | None) -> None:
-    """The same as the torch-op loop of _backward_block, the elementwise work in one compiled pass."""
+                             coef: torch.Tensor, gs: torch.Tensor, zt: torch.Tensor, xt: torch.Tensor,
+                             dz: torch.Tensor | None, dx: torch.Tensor | None) -> None:
+    """The same as _backward_block_ops, the elementwise work in one compiled pass."""
     C, b0, b1 = pb.C, blk.b0, blk.b1
     da = acc.da if acc.da is not None else work.scratch_rows(pb)
     for h0, h1 in pb.head_blocks():
         kh, r0, r1 = h1 - h0, h0 * C, h1 * C
-        p = pb.logits(work, h0, h1, zt)
+        p = pb.logits(work, h0, h1, xt)
         ct = coef[h0:h1, :, b0:b1].contiguous()                            # (kh, C, nb)
         gt = gs[h0:h1, b0:b1].contiguous()                                 # (kh, nb)
         pb.kernels.heads_backward(p.data_ptr(), kh * C, blk.nb, blk.np, C, zt.data_ptr(), zt.stride(0),
@@ -235,9 +275,9 @@ def _backward_block_compiled(pb: _Problem, work: _Workspace, acc: _BackwardSums,
                                   dz.data_ptr() if dz is not None else None,
                                   dz.stride(0) if dz is not None else 0, da[r0:r1].data_ptr())
         if acc.dA is not None:                                             # p now holds dP
-            acc.dA[r0:r1].addmm_(p, zt.t())
-        if dz is not None:
-            dz.addmm_(pb.A[h0:h1].reshape(-1, C).t(), p)
+            acc.dA[r0:r1].addmm_(p, xt.t())
+        if dx is not None:
+            dx.addmm_(pb.A[h0:h1].reshape(-1, pb.U).t(), p)
 
 
 def _addmm_acc(out: torch.Tensor, m1: torch.Tensor, m2: torch.Tensor) -> None:
@@ -261,30 +301,34 @@ def _compute_dtype(z: torch.Tensor) -> torch.dtype:
 class _FusedHeads(torch.autograd.Function):
 
     @staticmethod
-    def forward(ctx, z, A, a, n, beta, transform, setup):
+    def forward(ctx, z, A, a, n, beta, transform, setup, u):
         B, C, HW = z.shape
         cdt = _compute_dtype(z)
         with torch.autocast(z.device.type, enabled=False):
-            pb = _problem(z, A, a, n, beta, transform, cdt, setup)
+            pb = _problem(z, A, a, n, beta, transform, cdt, setup, u)
             sums = _forward_sums(pb)
             pooled, msum = sums.pooled, sums.msum
-        ctx.save_for_backward(z, A, a, n, beta)
+        ctx.save_for_backward(z, A, a, n, beta, u)
         ctx.setup = (transform, setup, cdt)
         return pooled[0].div_(HW).permute(2, 0, 1), msum.t()    # (B, K, C), (B, K)
 
     @staticmethod
     def backward(ctx, grad_pooled, grad_msum):
-        z, A, a, n, beta = ctx.saved_tensors
+        z, A, a, n, beta, u = ctx.saved_tensors
         transform, setup, cdt = ctx.setup
         need_z, need_A, need_a = ctx.needs_input_grad[:3]
-        pb = _problem(z, A, a, n, beta, transform, cdt, setup)
+        need_u = u is not None and ctx.needs_input_grad[7]
+        pb = _problem(z, A, a, n, beta, transform, cdt, setup, u)
         B, K, C, HW = pb.B, pb.K, pb.C, pb.HW
         coef = (grad_pooled.to(pb.acc) / HW).permute(1, 2, 0).contiguous()    # (K, C, B)
         gs = grad_msum.to(pb.acc).t().contiguous()                               # (K, B)
         gz = torch.zeros(B, C, HW, dtype=pb.acc, device=pb.device) if need_z else None
+        gu = torch.zeros(B, pb.U, HW, dtype=pb.acc, device=pb.device) if need_u else None
         sums = _run_groups(pb, lambda: _BackwardSums(pb, need_A, need_a),
-                           lambda w, acc, blk: _backward_block(pb, w, acc, blk, coef, gs, gz), _BackwardSums.add)
+                           lambda w, acc, blk: _backward_block(pb, w, acc, blk, coef, gs, gz, gu),
+                           _BackwardSums.add)
         gz = gz.to(z.dtype) if need_z else None
-        gA = sums.dA.view(K, C, C).to(A.dtype) if need_A else None
+        gu = gu.to(u.dtype) if need_u else None
+        gA = sums.dA.view(K, C, pb.U).to(A.dtype) if need_A else None
         ga = sums.da.view(K, C).to(a.dtype) if need_a else None
-        return gz, gA, ga, None, None, None, None
+        return gz, gA, ga, None, None, None, None, gu

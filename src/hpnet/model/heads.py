@@ -58,16 +58,18 @@ class HeadConfig(Protocol):
 
 
 def _head_chunk(z: torch.Tensor, mask_w: torch.Tensor, mask_b: torch.Tensor, n: torch.Tensor,
-                beta: torch.Tensor, transform: bool) -> tuple[torch.Tensor, torch.Tensor]:
+                beta: torch.Tensor, transform: bool, u: torch.Tensor | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor]:
     """The naive reference: pooled features and mask sums through the whole (B, k, C, HW) masks.
 
-    z (B, C, HW); mask_w (k, C, C); mask_b (k, C); n, beta (k,). hpnet.model.fused computes the same
-    without the full tensor and is tested against this.
+    z (B, C, HW); the masks read z (mask_w (k, C, C)) or u (B, U, HW) when given (mask_w
+    (k, C, U)); mask_b (k, C); n, beta (k,). hpnet.model.fused computes the same without the full
+    tensor and is tested against this.
     Returns pooled (B, k, C) = mean_hw(g(M) * z) and the sum of M over (C, HW), shape (B, k).
     """
     B, C, HW = z.shape
     k = mask_w.shape[0]
-    m = torch.sigmoid(_mask_logits(z, mask_w, mask_b))              # (B, k, C, HW)
+    m = torch.sigmoid(_mask_logits(z if u is None else u, mask_w, mask_b))   # (B, k, C, HW)
     m_sum = m.sum(dim=(2, 3))                                       # (B, k)
     if transform:
         m = mask_transform(m, n.view(1, k, 1, 1), beta.view(1, k, 1, 1))
@@ -75,11 +77,12 @@ def _head_chunk(z: torch.Tensor, mask_w: torch.Tensor, mask_b: torch.Tensor, n: 
     return pooled, m_sum
 
 
-def _mask_logits(z: torch.Tensor, mask_w: torch.Tensor, mask_b: torch.Tensor) -> torch.Tensor:
-    """A_k z + a_k for a chunk of heads as one matrix product: (B, k, C, HW)."""
-    B, C, HW = z.shape
-    k = mask_w.shape[0]
-    out = torch.matmul(mask_w.reshape(k * C, C), z)                 # (B, k*C, HW)
+def _mask_logits(x: torch.Tensor, mask_w: torch.Tensor, mask_b: torch.Tensor) -> torch.Tensor:
+    """A_k x + a_k for a chunk of heads as one matrix product, x (B, U, HW), mask_w (k, C, U):
+    (B, k, C, HW)."""
+    B, U, HW = x.shape
+    k, C = mask_w.shape[:2]
+    out = torch.matmul(mask_w.reshape(k * C, U).to(x.dtype), x)     # (B, k*C, HW)
     return out.view(B, k, C, HW) + mask_b.view(1, k, C, 1)
 
 
@@ -200,7 +203,53 @@ class MaskHeads(nn.Module):
             raise HPNetError("these heads read context features beside z: get both with model.encode(x)")
 
 
-class AttentionHeads(MaskHeads):
+class DenseMaskHeads(MaskHeads):
+    """Heads whose masks are one matrix product of features: M_k = sigmoid(A_k x + a_k), x = z
+    (the paper's) or the context u. Computed by the hand-fused tiles of :mod:`hpnet.model.fused`
+    (``impl="fused"``) or through the whole mask tensor (``impl="naive"``, the reference)."""
+
+    def _mask_input(self, z: torch.Tensor, context: torch.Tensor | None) -> torch.Tensor | None:
+        """What the masks read beside z: None (z itself) or the context."""
+        return None
+
+    def mask_logits(self, z: torch.Tensor, context: torch.Tensor | None, h0: int, h1: int) -> torch.Tensor:
+        x = self._mask_input(z, context)
+        x = z if x is None else x
+        return _mask_logits(x.reshape(x.shape[0], x.shape[1], -1), self.mask_weight[h0:h1], self.mask_bias[h0:h1])
+
+    def logits_under(self, z: torch.Tensor, n: torch.Tensor, beta: torch.Tensor,
+                     context: torch.Tensor | None = None) -> torch.Tensor:
+        self._check_context(context)
+        B, C, H, W = z.shape
+        zf, uf = z.reshape(B, C, H * W), self._flat_input(z, context)
+        n = n.to(zf.device, torch.float32).reshape(-1, self.weight.shape[0])
+        beta = beta.to(zf.device, torch.float32).reshape(n.shape)
+        if self.impl == "naive":
+            with torch.no_grad():
+                pooled = torch.stack([_head_chunk(zf, self.mask_weight, self.mask_bias, nt, bt, True, uf)[0]
+                                      for nt, bt in zip(n, beta)])
+        else:
+            pooled = fused_pooled_many(zf, self.mask_weight, self.mask_bias, n, beta, chunk_mb=self.chunk_mb,
+                                       context=uf)
+        return (pooled * self.weight).sum(-1) + self.bias
+
+    def _pooled(self, z: torch.Tensor, context: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        self._check_context(context)
+        B, C, H, W = z.shape
+        zf, uf = z.reshape(B, C, H * W), self._flat_input(z, context)
+        transform = self.transform_active
+        if self.impl == "naive":
+            return _head_chunk(zf, self.mask_weight, self.mask_bias, self.transform_n,
+                               self.transform_beta, transform, uf)
+        return fused_heads(zf, self.mask_weight, self.mask_bias, self.transform_n, self.transform_beta,
+                           transform, chunk_mb=self.chunk_mb, context=uf)
+
+    def _flat_input(self, z: torch.Tensor, context: torch.Tensor | None) -> torch.Tensor | None:
+        x = self._mask_input(z, context)
+        return None if x is None else x.reshape(x.shape[0], x.shape[1], -1)
+
+
+class AttentionHeads(DenseMaskHeads):
     """K binary classifiers, each with its own C-channel attention mask (Table 2, Eq. 9).
 
     Parameters: ``mask_weight`` (K, C, C) and ``mask_bias`` (K, C) are the K 1x1 convs A_k, a_k;
@@ -225,37 +274,10 @@ class AttentionHeads(MaskHeads):
         self.impl = impl
         self.chunk_mb = chunk_mb
 
-    def mask_logits(self, z: torch.Tensor, context: torch.Tensor | None, h0: int, h1: int) -> torch.Tensor:
-        return _mask_logits(z.reshape(z.shape[0], z.shape[1], -1), self.mask_weight[h0:h1], self.mask_bias[h0:h1])
-
-    def logits_under(self, z: torch.Tensor, n: torch.Tensor, beta: torch.Tensor,
-                     context: torch.Tensor | None = None) -> torch.Tensor:
-        B, C, H, W = z.shape
-        zf = z.reshape(B, C, H * W)
-        n = n.to(zf.device, torch.float32).reshape(-1, self.weight.shape[0])
-        beta = beta.to(zf.device, torch.float32).reshape(n.shape)
-        if self.impl == "naive":
-            with torch.no_grad():
-                pooled = torch.stack([_head_chunk(zf, self.mask_weight, self.mask_bias, nt, bt, True)[0]
-                                      for nt, bt in zip(n, beta)])
-        else:
-            pooled = fused_pooled_many(zf, self.mask_weight, self.mask_bias, n, beta, chunk_mb=self.chunk_mb)
-        return (pooled * self.weight).sum(-1) + self.bias
-
     def macs(self, positions: int) -> int:
         """Multiply-accumulates of the K masks and their pooling, then the classifiers."""
         K, C = self.weight.shape
         return K * C * C * positions + 2 * K * C * positions + K * C
-
-    def _pooled(self, z: torch.Tensor, context: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
-        B, C, H, W = z.shape
-        zf = z.reshape(B, C, H * W)
-        transform = self.transform_active
-        if self.impl == "naive":
-            return _head_chunk(zf, self.mask_weight, self.mask_bias, self.transform_n,
-                               self.transform_beta, transform)
-        return fused_heads(zf, self.mask_weight, self.mask_bias, self.transform_n, self.transform_beta,
-                           transform, chunk_mb=self.chunk_mb)
 
 
 class ChannelHeads(MaskHeads):
@@ -293,12 +315,13 @@ class ChannelHeads(MaskHeads):
         return K * C * 9 * positions + 2 * K * C * positions + K * C
 
 
-class ContextHeads(MaskHeads):
+class ContextHeads(DenseMaskHeads):
     """Masks from context features u that pruning never removes: M_k = sigmoid(A_k u + a_k).
 
     u (B, C_u, H, W) is the previous block's output, average-pooled to z's size (``HPNet.encode``).
     Parameters: ``mask_weight`` (K, C, C_u), ``mask_bias`` (K, C), ``weight`` (K, C), ``bias`` (K,).
     Pruning channel c of z removes row c of every A_k and channel c's term; no other mask moves.
+    Computed by the same fused tiles as the paper's heads, the masks reading u instead of z.
     """
 
     needs_context = True
@@ -318,12 +341,8 @@ class ContextHeads(MaskHeads):
         self.impl = impl
         self.chunk_mb = chunk_mb
 
-    def mask_logits(self, z: torch.Tensor, context: torch.Tensor | None, h0: int, h1: int) -> torch.Tensor:
-        B, C, H, W = z.shape
-        k, U = h1 - h0, context.shape[1]
-        u = context.reshape(B, U, H * W)
-        out = torch.matmul(self.mask_weight[h0:h1].reshape(k * C, U).to(u.dtype), u)  # (B, k*C, HW)
-        return out.view(B, k, C, H * W) + self.mask_bias[h0:h1].view(1, k, C, 1)
+    def _mask_input(self, z: torch.Tensor, context: torch.Tensor | None) -> torch.Tensor | None:
+        return context
 
     def macs(self, positions: int) -> int:
         K, C, U = self.mask_weight.shape

@@ -1,4 +1,4 @@
-"""How the work of the fused attention heads (:mod:`hpnet.model.fused`) is cut into tiles and run.
+"""How the work of the fused mask heads (:mod:`hpnet.model.fused`) is cut into tiles and run.
 
 A tile is a block of heads times a block of columns of the features seen as (C, B*HW): a part of
 one image, or several whole images, so that each tile's reductions stay per image. Its size is
@@ -87,16 +87,21 @@ class _Problem:
 
     z stays in its (B, C, HW) layout: a block inside one image is a strided (C, cols) view of it,
     a block of whole images is copied into (C, cols) by the worker that takes it. ``kernels``: the
-    compiled per-tile loops (hpnet.model._kernels) where the caller uses them, else None.
+    compiled per-tile loops (hpnet.model._kernels) where the caller uses them, else None. ``u``
+    (B, U, HW): the features the masks read when they are not z (A is then (K, C, U)).
     """
 
     def __init__(self, z: torch.Tensor, A: torch.Tensor, a: torch.Tensor, n: torch.Tensor,
                  beta: torch.Tensor, transform: bool, cdt: torch.dtype, setup: tuple[int, int, int],
-                 kernels=None):
+                 kernels=None, u: torch.Tensor | None = None):
         heads, cols, threads = setup
         if z.stride(-1) != 1:  # blocks are (C, cols) matrices with unit column stride
             z = z.contiguous()
+        if u is not None and u.stride(-1) != 1:
+            u = u.contiguous()
+        self.u = u
         self.B, self.C, self.HW = z.shape
+        self.U = u.shape[1] if u is not None else self.C
         self.K = A.shape[0]
         self.cdt = cdt                                                # matrix products
         self.acc = torch.float64 if cdt == torch.float64 else torch.float32  # everything else
@@ -129,31 +134,39 @@ class _Problem:
 
     def features(self, blk: _Block) -> torch.Tensor:
         """The block's features as (C, cols) in the matrix-product dtype."""
-        if blk.nb == 1:
-            zt = self.z[blk.b0, :, blk.p0:blk.p0 + blk.np]
-        else:
-            zt = self.z[blk.b0:blk.b1].transpose(0, 1).reshape(self.C, blk.cols)
-        return zt.to(self.cdt)
+        return self._columns(self.z, blk)
 
-    def masks(self, work: "_Workspace", h0: int, h1: int, zt: torch.Tensor) -> torch.Tensor:
-        """M = sigmoid(A z + a) of heads h0:h1 on features zt (C, cols): (k*C, cols), acc dtype."""
-        C = self.C
-        rows, width = (h1 - h0) * C, zt.shape[1]
-        w, b = self.A[h0:h1].reshape(rows, C), self.a[h0:h1].reshape(rows, 1)
+    def mask_input(self, blk: _Block, zt: torch.Tensor) -> torch.Tensor:
+        """What the block's masks read, (U, cols): its features zt, or its block of u."""
+        return zt if self.u is None else self._columns(self.u, blk)
+
+    def _columns(self, t: torch.Tensor, blk: _Block) -> torch.Tensor:
+        if blk.nb == 1:
+            out = t[blk.b0, :, blk.p0:blk.p0 + blk.np]
+        else:
+            out = t[blk.b0:blk.b1].transpose(0, 1).reshape(t.shape[1], blk.cols)
+        return out.to(self.cdt)
+
+    def masks(self, work: "_Workspace", h0: int, h1: int, xt: torch.Tensor) -> torch.Tensor:
+        """M = sigmoid(A x + a) of heads h0:h1 on what the masks read, xt (U, cols): (k*C, cols),
+        acc dtype."""
+        rows, width = (h1 - h0) * self.C, xt.shape[1]
+        w, b = self.A[h0:h1].reshape(rows, self.U), self.a[h0:h1].reshape(rows, 1)
         m = work.buf[:rows * width].view(rows, width)
         if work.low_buf is None:
-            torch.addmm(b, w, zt, out=m)
+            torch.addmm(b, w, xt, out=m)
         else:
             p = work.low_buf[:rows * width].view(rows, width)
-            torch.addmm(b, w, zt, out=p)
+            torch.addmm(b, w, xt, out=p)
             m.copy_(p)
         return m.sigmoid_()
 
-    def logits(self, work: "_Workspace", h0: int, h1: int, zt: torch.Tensor) -> torch.Tensor:
-        """A z of heads h0:h1 (no bias: the compiled loops add it), (k*C, cols) float32."""
+    def logits(self, work: "_Workspace", h0: int, h1: int, xt: torch.Tensor) -> torch.Tensor:
+        """A x of heads h0:h1 on what the masks read, xt (U, cols) (no bias: the compiled loops add
+        it), (k*C, cols) float32."""
         rows = (h1 - h0) * self.C
-        p = work.buf[:rows * zt.shape[1]].view(rows, zt.shape[1])
-        return torch.mm(self.A[h0:h1].reshape(rows, self.C), zt, out=p)
+        p = work.buf[:rows * xt.shape[1]].view(rows, xt.shape[1])
+        return torch.mm(self.A[h0:h1].reshape(rows, self.U), xt, out=p)
 
     def transform_params(self, h0: int, h1: int, t: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
         shape = (h1 - h0, 1, 1, 1)
@@ -170,6 +183,7 @@ class _Workspace:
         self.buf2 = torch.empty(size, dtype=pb.acc, device=pb.device)
         self.low_buf = torch.empty(size, dtype=pb.cdt, device=pb.device) if pb.cdt != pb.acc else None
         self.dz_block = None
+        self.du_block = None
         self.rows = None
 
     def scratch_rows(self, pb: _Problem) -> torch.Tensor:
@@ -183,6 +197,12 @@ class _Workspace:
         if self.dz_block is None:
             self.dz_block = torch.empty(pb.C * pb.cols, dtype=pb.acc, device=pb.device)
         return self.dz_block[:pb.C * blk.cols].view(pb.C, blk.cols).zero_()
+
+    def du(self, pb: _Problem, blk: _Block) -> torch.Tensor:
+        """A zeroed (U, cols) buffer for the gradient of u over a block of several images."""
+        if self.du_block is None:
+            self.du_block = torch.empty(pb.U * pb.cols, dtype=pb.acc, device=pb.device)
+        return self.du_block[:pb.U * blk.cols].view(pb.U, blk.cols).zero_()
 
     def second(self, like: torch.Tensor) -> torch.Tensor:
         return self.buf2[:like.numel()].view(like.shape)
