@@ -65,6 +65,22 @@ def test_a_second_comparison_reuses_finished_runs(compared, capsys):
     assert "linear" in capsys.readouterr().out
 
 
+def test_a_run_trained_with_other_settings_is_refused_not_reused(compared, capsys):
+    model = compared / "linear" / "seed0" / "model.safetensors"
+    stamp = model.stat().st_mtime_ns
+    args = [a if a != "1" else "2" for a in ARGS]                       # --epochs 2
+    assert main(["compare", "--out", str(compared), "--heads", "linear", "--seeds", "0", *args, "--lr", "0.05"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "Traceback" not in err
+    assert f"{compared / 'linear' / 'seed0'}: holds a run trained with other settings" in err
+    assert "train.epochs=1 (this comparison: 2), train.lr=0.001 (this comparison: 0.05);" in err
+    assert model.stat().st_mtime_ns == stamp
+    # what does not change what a run learns (threads, mixed precision, the image cache) is not compared
+    assert main(["compare", "--out", str(compared), "--heads", "linear", "--seeds", "0", *ARGS,
+                 "--workers", "0", "--no-amp"]) == 0
+    assert model.stat().st_mtime_ns == stamp
+
+
 def test_configurations_and_bad_settings():
     names = [c.name for c in configurations(CompareSettings(heads=["attention", "linear"], l1_lambdas=[1e-5, 1e-3],
                                                             train_noises=[0.1]), TrainConfig())]

@@ -2,7 +2,8 @@
 
 Each configuration (a head family, optionally another L1 strength or the noise augmentation) is
 trained once per seed into ``OUT/<config>/seed<N>/`` (a run folder every command accepts; a finished
-run is reused, a killed one resumed), then scored by the same measurements for every network:
+run is reused, a killed one resumed, one trained with other settings refused), then scored by the
+same measurements for every network:
 
 - test accuracy (and the majority baseline);
 - pruning and transformation predictability (:func:`hpnet.predictability.score_network`: the
@@ -21,6 +22,7 @@ Every metric is reported as the mean over seeds with a 95% Student-t interval
 from __future__ import annotations
 
 import dataclasses
+import json
 import re
 import time
 from collections.abc import Sequence
@@ -141,11 +143,40 @@ def compare_run(out: str | Path, data: DataSpec, model: dict, train: TrainConfig
     return result
 
 
+# settings that do not change what a run learns: a run that differs only in these is reused
+_NOT_COMPARED = {"train": {"amp", "device", "num_workers"}, "model": {"head_impl", "head_chunk_mb"},
+                 "data": {"root", "cache_dir"}}
+
+
 def _train(folder: Path, data: DataSpec, model: dict, cfg: TrainConfig, progress: bool) -> None:
-    """Train the run unless it is finished (a killed one is resumed)."""
-    if (folder / MODEL_FILE).is_file():
+    """Train the run unless it is finished (a killed one is resumed); a run already there must have
+    been trained with this comparison's settings."""
+    finished, killed = (folder / MODEL_FILE).is_file(), (folder / CHECKPOINT).is_file()
+    if finished or killed:
+        _check_same_settings(Run.open(folder), data, model, cfg)
+    if finished:
         return
-    train_run(folder, data, model, cfg, resume=(folder / CHECKPOINT).is_file(), progress=progress)
+    train_run(folder, data, model, cfg, resume=killed, progress=progress)
+
+
+def _check_same_settings(run: Run, data: DataSpec, model: dict, cfg: TrainConfig) -> None:
+    """Refuse to reuse (or resume) a run trained with other settings than the comparison asks for:
+    its numbers would silently stand for another configuration."""
+    stored_model = run.model_config
+    asked = {"data": data.to_dict(), "train": cfg.to_dict(),
+             "model": type(stored_model)(attribute_names=stored_model.attribute_names, **model).to_dict()}
+    stored = {"data": run.data_spec.to_dict(), "train": run.train_settings, "model": stored_model.to_dict()}
+    differ = [f"{part}.{key}={_plain(stored[part].get(key))} (this comparison: {_plain(value)})"
+              for part in ("data", "model", "train") for key, value in asked[part].items()
+              if key not in _NOT_COMPARED[part] and _plain(stored[part].get(key)) != _plain(value)]
+    if differ:
+        raise HPNetError(f"{run.path}: holds a run trained with other settings: {', '.join(differ)}; "
+                         f"use another --out, or delete that run to train it again")
+
+
+def _plain(value):
+    """A setting as JSON would give it back (tuples as lists), for comparing stored with asked."""
+    return json.loads(json.dumps(value))
 
 
 def measure(run: Run, settings: CompareSettings, device: str = "auto", progress: bool = False) -> dict:
