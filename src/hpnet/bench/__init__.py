@@ -24,8 +24,8 @@ C = 128, 64x64 images), in this order:
 A table goes to stderr; the last line of stdout is one JSON object with every raw number and
 train_speedup, infer_speedup, peak_memory_ratio (fused / naive), flop_limit_fraction (fused
 inference / the FLOP limit) and pruned50_infer_speedup. The matrix-multiply rate is measured at the
-start, after the timings and at the end, and the best of them calibrates the FLOP limit (a rate
-measured while other processes load the machine would put the limit too low).
+start and at the end, each the best of several products, and the best of the two calibrates the
+FLOP limit (a rate measured while other processes load the machine would put the limit too low).
 
 Here: the configuration and the run; in :mod:`.workload` the networks, inputs and steps measured,
 in :mod:`.timing` and :mod:`.memory` the measurements, in :mod:`.__main__` the command line.

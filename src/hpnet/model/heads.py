@@ -86,6 +86,12 @@ def _mask_logits(x: torch.Tensor, mask_w: torch.Tensor, mask_b: torch.Tensor) ->
     return out.view(B, k, C, HW) + mask_b.view(1, k, C, 1)
 
 
+def _pool(m: torch.Tensor, zf: torch.Tensor) -> torch.Tensor:
+    """sum_p m[b, k, c, p] z[b, c, p]: (B, k, C). A product and a sum, not an einsum: that becomes a
+    batch of B*C matrix-vector products, whose backward costs more than the masks (measured)."""
+    return torch.mul(m, zf.unsqueeze(1)).sum(-1)
+
+
 class MaskHeads(nn.Module):
     """What every head family with masks shares: logit_k = w_k . mean_hw(g(M_k) * z) + b_k.
 
@@ -150,8 +156,7 @@ class MaskHeads(nn.Module):
                     m = torch.sigmoid(self.mask_logits(zi, ci, h0, h1))       # (b, k, C, HW)
                     k = h1 - h0
                     parts.append(torch.stack([
-                        torch.einsum("bkcp,bcp->bkc", mask_transform(m, nt[h0:h1].view(1, k, 1, 1),
-                                                                     bt[h0:h1].view(1, k, 1, 1)), zf)
+                        _pool(mask_transform(m, nt[h0:h1].view(1, k, 1, 1), bt[h0:h1].view(1, k, 1, 1)), zf)
                         for nt, bt in zip(n, beta)]))                           # (T, b, k, C)
                 rows.append(torch.cat(parts, 2))
         pooled = torch.cat(rows, 1) / (z.shape[-2] * z.shape[-1])
@@ -178,7 +183,7 @@ class MaskHeads(nn.Module):
         m_sum = m.sum(dim=(2, 3))
         if transform:
             m = mask_transform(m, self.transform_n[h0:h1].view(1, k, 1, 1), self.transform_beta[h0:h1].view(1, k, 1, 1))
-        return torch.einsum("bkcp,bcp->bkc", m, zf) / zf.shape[-1], m_sum
+        return _pool(m, zf) / zf.shape[-1], m_sum
 
     def _tiles(self, z: torch.Tensor, context: torch.Tensor | None):
         """(z of a slice of images, its context, blocks of heads): tiles whose masks fit ``chunk_mb``
