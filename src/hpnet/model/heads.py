@@ -99,7 +99,8 @@ class MaskHeads(nn.Module):
     transformation buffers, and give the mask logits of a block of heads (:meth:`mask_logits`). The
     pooled features are computed a block of heads at a time (``impl="fused"``: blocks of about
     ``chunk_mb`` MB, recomputed in backward, so the whole (B, K, C, H, W) mask tensor is never held)
-    or at once (``impl="naive"``, the reference).
+    or at once (``impl="naive"``, the reference); :class:`DenseMaskHeads` replace the blocks by the
+    fused tiles.
     """
 
     has_masks = True
