@@ -219,9 +219,9 @@ class DenseMaskHeads(MaskHeads):
         return None
 
     def mask_logits(self, z: torch.Tensor, context: torch.Tensor | None, h0: int, h1: int) -> torch.Tensor:
-        x = self._mask_input(z, context)
-        x = z if x is None else x
-        return _mask_logits(x.reshape(x.shape[0], x.shape[1], -1), self.mask_weight[h0:h1], self.mask_bias[h0:h1])
+        x = self._flat_input(z, context)
+        x = z.flatten(2) if x is None else x
+        return _mask_logits(x, self.mask_weight[h0:h1], self.mask_bias[h0:h1])
 
     def logits_under(self, z: torch.Tensor, n: torch.Tensor, beta: torch.Tensor,
                      context: torch.Tensor | None = None) -> torch.Tensor:

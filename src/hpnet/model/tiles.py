@@ -182,8 +182,7 @@ class _Workspace:
         self.buf = torch.empty(size, dtype=pb.acc, device=pb.device)
         self.buf2 = torch.empty(size, dtype=pb.acc, device=pb.device)
         self.low_buf = torch.empty(size, dtype=pb.cdt, device=pb.device) if pb.cdt != pb.acc else None
-        self.dz_block = None
-        self.du_block = None
+        self.grad_blocks: dict[str, torch.Tensor] = {}
         self.rows = None
 
     def scratch_rows(self, pb: _Problem) -> torch.Tensor:
@@ -193,16 +192,17 @@ class _Workspace:
         return self.rows
 
     def dz(self, pb: _Problem, blk: _Block) -> torch.Tensor:
-        """A zeroed (C, cols) buffer for the gradient of a block of several images."""
-        if self.dz_block is None:
-            self.dz_block = torch.empty(pb.C * pb.cols, dtype=pb.acc, device=pb.device)
-        return self.dz_block[:pb.C * blk.cols].view(pb.C, blk.cols).zero_()
+        """A zeroed (C, cols) buffer for the gradient of z over a block of several images."""
+        return self._grad_block("z", pb.C, pb, blk)
 
     def du(self, pb: _Problem, blk: _Block) -> torch.Tensor:
         """A zeroed (U, cols) buffer for the gradient of u over a block of several images."""
-        if self.du_block is None:
-            self.du_block = torch.empty(pb.U * pb.cols, dtype=pb.acc, device=pb.device)
-        return self.du_block[:pb.U * blk.cols].view(pb.U, blk.cols).zero_()
+        return self._grad_block("u", pb.U, pb, blk)
+
+    def _grad_block(self, name: str, rows: int, pb: _Problem, blk: _Block) -> torch.Tensor:
+        if name not in self.grad_blocks:
+            self.grad_blocks[name] = torch.empty(rows * pb.cols, dtype=pb.acc, device=pb.device)
+        return self.grad_blocks[name][:rows * blk.cols].view(rows, blk.cols).zero_()
 
     def second(self, like: torch.Tensor) -> torch.Tensor:
         return self.buf2[:like.numel()].view(like.shape)
