@@ -202,15 +202,17 @@ class RobustnessResult(Result):
 
 @dataclass
 class PredictabilityResult(Result):
-    """``hpnet predictability``: scores with intervals for the network and its plain-CNN baseline."""
+    """``hpnet predictability``: each operation's score with its interval, for the run's network and its
+    plain-CNN baseline. Networks are named as every result and log names them (``Run.network_name``:
+    e.g. "demo (attention)", "demo/plain (linear)")."""
 
     FILE: ClassVar[str] = "predictability.json"
     KIND: ClassVar[str] = "predictability"
 
-    pruning: dict                              # {"attention": {...}, "plain": {...}, "operations", "primary"}
-    accuracy: dict
-    transform: dict | None = None
-    localisation: dict = field(default_factory=dict)
+    operations: dict                           # {operation: {network: {"score", "ci_low", "ci_high", ...}}}
+    networks: dict                             # {network: {"head", "masks", "run", "role"}}, the run's first
+    accuracy: dict                             # {network: {"mean_accuracy", ...}}
+    localisation: dict = field(default_factory=dict)      # {network: {method: {score...}, "chance"} or {"skipped"}}
     regression: dict[str, float | None] = field(default_factory=dict)
     regression_detail: dict = field(default_factory=dict)
     settings: dict = field(default_factory=dict)

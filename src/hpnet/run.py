@@ -14,6 +14,7 @@ type of :mod:`hpnet.results`.
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -30,6 +31,7 @@ from .model import HPNet, ModelConfig
 from .results import EvaluationResult, Result
 
 R = TypeVar("R", bound=Result)
+PLAIN_DIR = "plain"             # RUN/plain: the run's plain-CNN baseline
 # the fields of ModelConfig that define the network (the others choose how the heads are computed)
 ARCHITECTURE = ("attribute_names", "backbone", "widths", "dilations", "head", "l1_norm")
 
@@ -137,6 +139,29 @@ class Run:
             if recorded.get(key) != saved.get(key):
                 raise HPNetError(f"{self.path}: run.json and model.json disagree on {key} "
                                  f"({recorded.get(key)!r} and {saved.get(key)!r}); one of them was edited")
+
+    def network_name(self, root: str | Path | None = None) -> str:
+        """How every result and log names this run's network: its folder relative to ``root`` (default:
+        the folder's parent) and its head, e.g. "demo (attention)", "demo/plain (linear)"."""
+        path = self.path.resolve()
+        base = Path(root).resolve() if root is not None else path.parent
+        return f"{Path(os.path.relpath(path, base)).as_posix()} ({self.model_config.head})"
+
+    def baseline(self, path: str | Path | None = None) -> "Run | None":
+        """The run's plain-CNN baseline: the run at ``path`` (default RUN/plain), checked against this
+        run (same attributes, same number of feature channels); None when RUN/plain holds no model."""
+        folder = Path(path) if path is not None else self.path / PLAIN_DIR
+        if path is None and not (folder / MODEL_FILE).is_file():
+            return None
+        other = Run.open(folder)
+        mine, theirs = self.model_config, other.model_config
+        if theirs.attribute_names != mine.attribute_names:
+            raise HPNetError(f"{folder}: the baseline was trained on {theirs.attribute_names}, "
+                             f"the run on {mine.attribute_names}")
+        if theirs.channels != mine.channels:
+            raise HPNetError(f"{folder}: the baseline has {theirs.channels} feature channels, the run "
+                             f"{mine.channels}; the same channels are perturbed in both")
+        return other
 
     def derive(self, model: HPNet, out: str | Path, **extra: Any) -> "Run":
         """Write ``model`` to ``out`` as a run folder that every command accepts, and open it.

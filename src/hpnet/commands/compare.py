@@ -233,11 +233,10 @@ def _noise(model: HPNet, test, valid, s: CompareSettings, progress: bool) -> dic
     on validation images at that std (networks with masks)."""
     identity = robustness_sweep(model, test, (1.0,), (0.0,), s.noise_stds, progress=progress)["results"]
     out = {f"noise_{r['noise_std']:g}": r["accuracy"] for r in identity}
-    saved = (model.heads.transform_n.clone(), model.heads.transform_beta.clone()) if model.has_masks else None
     for std in s.noise_stds:
         chosen = None
-        if model.has_masks and std > 0:  # select_transform sets its choice on the model: put it back
-            chosen = select_transform(model, valid, test, std, progress=progress)["test"]["accuracy_selected"]
-            model.set_transform(*saved)
+        if model.has_masks and std > 0:
+            with model.perturbed():             # select_transform sets its choice on the model: put it back
+                chosen = select_transform(model, valid, test, std, progress=progress)["test"]["accuracy_selected"]
         out[f"noise_{std:g}_tone_curve"] = chosen
     return out

@@ -1,4 +1,4 @@
-"""``hpnet predictability``: human predictability of an attention run against a plain CNN."""
+"""``hpnet predictability``: human predictability of a run's network against a plain CNN, under every operation."""
 from __future__ import annotations
 
 import time
@@ -8,49 +8,46 @@ from ..checkpoint import CHECKPOINT, MODEL_FILE, RUN_FILE
 from ..core.stream import model_device
 from ..data import load_split
 from ..data.base import MultiLabelDataset
-from ..errors import HPNetError
 from ..evaluation import evaluate
 from ..model import HPNet
 from ..predictability import PredictabilitySettings, score_networks
 from ..report.predictability import write_predictability_figures
 from ..results import EvaluationResult, PredictabilityResult
-from ..run import Run
+from ..run import PLAIN_DIR, Run
 from ..train import TrainConfig
 from .train import train_run
-
-PLAIN_DIR = "plain"
 
 
 def predictability_run(run: str | Path | Run, settings: PredictabilitySettings | None = None,
                        device: str = "auto", progress: bool = True) -> PredictabilityResult:
-    """Score the run's attention network and a plain CNN; writes RUN/predictability.json and figures.
+    """Score the run's network and a plain CNN under every operation; writes RUN/predictability.json
+    and figures.
 
     Without ``settings.plain_run`` the baseline is trained into RUN/plain/ by the train command
     (head "linear"; the run's data, backbone, widths and training settings; ``settings.epochs``
     overrides the run's epochs) and reused on later calls. Operations are measured on the evaluation
     split (test, or valid when test is empty); the human-side views come from the validation images
     (training images when valid is the evaluation split). Accuracies are over the whole split.
+    Networks are named by ``Run.network_name`` relative to the run's parent folder.
     """
     start = time.perf_counter()
     run, s = Run.of(run), settings or PredictabilitySettings()
     model = run.model(device, needs_masks=True)
-    plain_dir = Path(s.plain_run) if s.plain_run else run.file(PLAIN_DIR)
     if s.plain_run is None:
-        _train_plain(run, plain_dir, s.epochs, progress)
-    plain_run = Run.open(plain_dir)
+        _train_plain(run, run.file(PLAIN_DIR), s.epochs, progress)
+    plain_run = run.baseline(s.plain_run or run.file(PLAIN_DIR))
     plain = plain_run.model(model_device(model), needs_masks=False)
-    if plain.attribute_names != model.attribute_names:
-        raise HPNetError(f"{plain_dir}: the baseline was trained on {plain.attribute_names}, "
-                         f"the run on {model.attribute_names}")
     train_s = time.perf_counter() - start
     split, data = run.eval_data(progress=progress)
     views_split, views = _views(run, split, progress)
-    nets = {"attention": model, "plain": plain}
-    result = score_networks(nets, data, views, s, progress)
+    root = run.path.resolve().parent
+    names = {run.network_name(root): (run, model), plain_run.network_name(root): (plain_run, plain)}
+    result = score_networks({name: net for name, (_, net) in names.items()}, data, views, s, progress)
     rates = run.positive_rates(len(model.attribute_names))
-    result.accuracy = {"attention": _accuracy(run, model, data, split, rates),
-                       "plain": _accuracy(plain_run, plain, data, split, rates)}
-    result.settings = {"run": str(run.path), "plain_run": str(plain_dir), "plain_trained_here": s.plain_run is None,
+    for role, (name, (r, net)) in zip(("run", "baseline"), names.items()):
+        result.networks[name].update(run=str(r.path), role=role)
+        result.accuracy[name] = _accuracy(r, net, data, split, rates)
+    result.settings = {"run": str(run.path), "plain_run": str(plain_run.path), "plain_trained_here": s.plain_run is None,
                        "split": split, **result.settings, "usage_split": views_split}
     result.seconds = {"plain_training": train_s, **result.seconds, "total": time.perf_counter() - start}
     run.write(result)

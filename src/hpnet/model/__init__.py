@@ -35,15 +35,17 @@ work with the same code:
   ``model.heads.bias`` (K,), with masks ``model.heads.logits_under(z, n, beta, context)`` (T
   transformations at once) and ``model.heads.transform_active``; ``model.heads.channel_dims`` for
   physical pruning;
-- ``model.channel_keep`` (C,) and ``model.set_channel_keep(keep)``;
+- ``model.channel_keep`` (C,) and ``model.set_channel_keep(keep)``; the state operations change as
+  one value, ``model.operation_state()``, and ``with model.perturbed(keep=..., n=..., beta=...):``,
+  which puts it back on leaving (nothing saves and restores it by hand);
 - ``model.extractor.last_conv`` and ``model.extractor.last_norm``: the conv and BatchNorm that
   produce z (pruning scores their filters and removes their channels).
 """
 from .backbones import BACKBONES, PAPER_DILATIONS, PAPER_WIDTHS, FeatureExtractor, conv_block
 from .config import L1_NORMS, ModelConfig
 from .heads import HEAD_IMPLS, HEADS, AttentionHeads, ChannelHeads, ContextHeads, LinearHeads, MaskHeads
-from .network import HPNet, Output, count_macs, count_parameters
+from .network import HPNet, OperationState, Output, count_macs, count_parameters
 
 __all__ = ["BACKBONES", "HEADS", "HEAD_IMPLS", "L1_NORMS", "PAPER_DILATIONS", "PAPER_WIDTHS", "AttentionHeads",
            "ChannelHeads", "ContextHeads", "FeatureExtractor", "HPNet", "LinearHeads", "MaskHeads", "ModelConfig",
-           "Output", "conv_block", "count_macs", "count_parameters"]
+           "OperationState", "Output", "conv_block", "count_macs", "count_parameters"]

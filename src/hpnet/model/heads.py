@@ -389,27 +389,33 @@ class LinearHeads(nn.Module):
 
 @dataclass(frozen=True)
 class HeadFamily:
-    """``build(K, C, config)`` makes the heads; ``check(config)`` raises on a config they cannot use."""
+    """``build(K, C, config)`` makes the heads (of class ``kind``); ``check(config)`` raises on a
+    config they cannot use."""
 
+    kind: type[nn.Module]
     build: Callable[[int, int, HeadConfig], nn.Module]
     help: str
     check: Callable[[HeadConfig], object] = lambda config: None
-    masks: bool = True                   # the heads have masks (and a mask transformation)
+
+    @property
+    def masks(self) -> bool:
+        """Whether the heads have masks (and a mask transformation): the class says, nothing else."""
+        return bool(self.kind.has_masks)
 
 
 HEADS: Registry[HeadFamily] = Registry("--head")
 HEADS.register("attention")(HeadFamily(
-    lambda K, C, config: AttentionHeads(K, C, config.head_impl, config.head_chunk_mb),
+    AttentionHeads, lambda K, C, config: AttentionHeads(K, C, config.head_impl, config.head_chunk_mb),
     "the paper's heads: one C x C channel attention mask per attribute (Table 2, Eq. 9)"))
 HEADS.register("channel")(HeadFamily(
-    lambda K, C, config: ChannelHeads(K, C, config.head_impl, config.head_chunk_mb),
+    ChannelHeads, lambda K, C, config: ChannelHeads(K, C, config.head_impl, config.head_chunk_mb),
     "per-channel masks (a 3x3 filter on each channel alone): pruning a channel removes exactly its term"))
 HEADS.register("context")(HeadFamily(
-    lambda K, C, config: ContextHeads(K, C, _context_channels(config), config.head_impl, config.head_chunk_mb),
+    ContextHeads, lambda K, C, config: ContextHeads(K, C, _context_channels(config), config.head_impl, config.head_chunk_mb),
     "masks from the previous block's output, which pruning never removes: pruning a channel removes "
     "exactly its term", check=lambda config: _context_channels(config)))
 HEADS.register("linear")(HeadFamily(
-    lambda K, C, config: LinearHeads(K, C), "GAP + linear, no masks (the plain-CNN baseline)", masks=False))
+    LinearHeads, lambda K, C, config: LinearHeads(K, C), "GAP + linear, no masks (the plain-CNN baseline)"))
 
 
 def _context_channels(config: HeadConfig) -> int:

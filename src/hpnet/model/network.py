@@ -1,6 +1,8 @@
 """The network: feature extractor, channel keep-mask and heads, with save/load (safetensors + JSON)."""
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import NamedTuple
 
@@ -19,6 +21,14 @@ class Output(NamedTuple):
     logits: torch.Tensor                 # (B, K)
     mask_l1: torch.Tensor                # scalar, ||M||_1 normalised as config.l1_norm says
     masks: torch.Tensor | None = None    # (B, K, C, H, W) raw masks, only when asked for
+
+
+class OperationState(NamedTuple):
+    """What operations change on a trained network without retraining (copies, not views)."""
+
+    keep: torch.Tensor                   # (C,) channel keep-mask: 1 kept, 0 pruned, other values scale
+    n: torch.Tensor | None               # (K,) tone curve exponent per attribute (None: no masks)
+    beta: torch.Tensor | None            # (K,) tone curve offset per attribute
 
 
 class HPNet(nn.Module):
@@ -91,6 +101,34 @@ class HPNet(nn.Module):
         self.heads.transform_beta.copy_(
             torch.as_tensor(beta, dtype=torch.float32).expand_as(self.heads.transform_beta))
 
+    def operation_state(self) -> OperationState:
+        """The channel keep-mask and the tone curve as they are now (copies)."""
+        heads = self.heads
+        return OperationState(self.channel_keep.detach().clone(),
+                              heads.transform_n.detach().clone() if self.has_masks else None,
+                              heads.transform_beta.detach().clone() if self.has_masks else None)
+
+    def set_operation_state(self, state: OperationState) -> None:
+        self.set_channel_keep(state.keep)
+        if self.has_masks:
+            self.set_transform(state.n, state.beta)
+
+    @contextmanager
+    def perturbed(self, keep: torch.Tensor | None = None, n: float | torch.Tensor | None = None,
+                  beta: float | torch.Tensor | None = None) -> Iterator["HPNet"]:
+        """``with model.perturbed(keep=..., n=..., beta=...):`` the model with that state, put back
+        as it was on leaving (also when the block raises or changes the state itself). Values not
+        given stay as they are; the tone curve needs masks."""
+        saved = self.operation_state()
+        try:
+            if keep is not None:
+                self.set_channel_keep(keep)
+            if n is not None or beta is not None:
+                self.set_transform(saved.n if n is None else n, saved.beta if beta is None else beta)
+            yield self
+        finally:
+            self.set_operation_state(saved)
+
     @torch.no_grad()
     def init_bias_from_prior(self, positive_rate: list[float]) -> None:
         """Start each classifier at its attribute's training log-odds, so training starts at the
@@ -99,7 +137,7 @@ class HPNet(nn.Module):
         self.heads.bias.copy_(torch.log(p / (1 - p)))
 
     def set_channel_keep(self, keep: torch.Tensor) -> None:
-        """Keep-mask over the C feature channels (1 = kept, 0 = pruned)."""
+        """Keep-mask over the C feature channels (1 = kept, 0 = pruned; another value scales the channel)."""
         self.channel_keep.copy_(torch.as_tensor(keep, dtype=torch.float32))
 
     # -- persistence: safetensors weights + JSON config, no pickle ---------------------------

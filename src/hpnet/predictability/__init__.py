@@ -4,16 +4,16 @@ The paper defines the human predictability of a model-operation pair as how easi
 predict the change of the inference when the model is perturbed, but never measures it. Here:
 
 1. A *human-side prediction* is computed only from what a person sees, one number per
-   (attribute, operation) pair (:mod:`.pruning`, :mod:`.transform`).
+   (attribute, operation) pair: each operation's card and formula (:mod:`hpnet.operations`).
 2. The *measured change* of the same pair after applying the operation, on evaluation images
-   (:mod:`.measure`).
+   (:func:`hpnet.operations.measure_operations`).
 3. The *score* is Spearman's rank correlation between predicted and measured change over all pairs,
    with a percentile bootstrap interval (:func:`hpnet.core.stats.predictability_score`).
 
 Further: :mod:`.localisation` (attention masks against the post-hoc explainers of
 :mod:`.explainers`, on synthetic faces, which know where each attribute's evidence lies) and
 :mod:`.calibration` (the paper's regression example scored the same way). :mod:`.score` puts it all
-together for a network and its plain-CNN baseline; the ``predictability`` command
+together, one pipeline for any number of networks over every registered operation; the ``predictability`` command
 (:func:`hpnet.commands.predictability_run`) runs it on a run folder.
 """
 from ..core.stats import average_ranks, mean_ci, predictability_score, spearman, within_attribute_score
@@ -27,16 +27,11 @@ from .explainers import (
                          resolve_backend,
                          saliency_maps,
 )
-from .localisation import attention_maps, energy_fraction, localisation, network_localisation
-from .measure import measure_operations
-from .pruning import channel_usage, predict_pruning, pruning_operations, pruning_predictability, pruning_predictors
-from .score import DEFINITION, NETWORKS, PredictabilitySettings, score_network, score_networks
-from .transform import TRANSFORMS, predict_transform, transform_predictability
+from .localisation import attention_maps, energy_fraction, localisation
+from .score import DEFINITION, PredictabilitySettings, score_network, score_networks, score_operations
 
-__all__ = ["BACKENDS", "DEFINITION", "EXPLAINERS", "NETWORKS", "TRANSFORMS", "PredictabilitySettings",
-           "attention_maps", "average_ranks", "captum_available", "channel_usage", "energy_fraction",
-           "gradcam_maps", "localisation", "mean_ci", "measure_operations", "network_localisation",
-           "permutation_maps", "predict_pruning", "predict_transform", "predictability_score",
-           "pruning_operations", "pruning_predictability", "pruning_predictors", "regression_predictability",
-           "resolve_backend", "saliency_maps", "score_network", "score_networks", "spearman", "transform_predictability",
+__all__ = ["BACKENDS", "DEFINITION", "EXPLAINERS", "PredictabilitySettings", "attention_maps", "average_ranks",
+           "captum_available", "energy_fraction", "gradcam_maps", "localisation", "mean_ci",
+           "permutation_maps", "predictability_score", "regression_predictability", "resolve_backend",
+           "saliency_maps", "score_network", "score_networks", "score_operations", "spearman",
            "within_attribute_score"]

@@ -21,7 +21,7 @@ from ..data.base import MultiLabelDataset
 from ..errors import HPNetError
 from ..model import HPNet
 from .explainers import EXPLAINERS, gradcam_maps, permutation_maps, resolve_backend, saliency_maps, upsample
-from .measure import rounded
+from ..operations import rounded
 
 
 def energy_fraction(maps: torch.Tensor, regions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -128,15 +128,3 @@ def _localisation_entry(frac: torch.Tensor, hit: torch.Tensor, n_boot: int, seed
     entry = mean_ci(per_image, n_boot, seed)
     entry.update(pointing=pointing, per_attribute=rounded(torch.from_numpy(per_attribute)))
     return entry
-
-
-def network_localisation(nets: dict[str, HPNet], data: MultiLabelDataset, mean_masks: torch.Tensor,
-                         images: int, backend: str, n_boot: int, seed: int) -> dict:
-    """Localisation of the attention net (masks + explainers) and of the plain CNN (explainers)."""
-    if not hasattr(data, "region_masks") or images <= 0:
-        return {"skipped": "evidence regions are known only for the synthetic data set"}
-    out = localisation(nets["attention"], data, images, ("attention",) + EXPLAINERS, mean_masks=mean_masks,
-                       backend=backend, n_boot=n_boot, seed=seed)
-    plain = localisation(nets["plain"], data, images, EXPLAINERS, backend=backend, n_boot=n_boot, seed=seed)
-    out["plain"] = {m: plain[m] for m in EXPLAINERS}
-    return out

@@ -1,11 +1,11 @@
-"""Human predictability of an attention network against its plain-CNN baseline, in one result.
+"""Human predictability of networks under every registered operation, by one pipeline.
 
-For every (attribute, operation) pair a human-side prediction of the change is computed only from
-what a person sees, and the change is measured after applying the operation; the score is
-Spearman's rank correlation between the two with a bootstrap interval (:mod:`hpnet.core.stats`).
-:func:`score_networks` measures pruning (:mod:`.pruning`) on both networks, the mask transformation
-(:mod:`.transform`) on the attention network, localisation (:mod:`.localisation`) on synthetic
-faces, and the regression example as a calibration (:mod:`.calibration`).
+For every (attribute, operation) pair the operation's formula predicts the change from what a person
+is shown (:mod:`hpnet.operations`), and the change is measured after applying the operation; the
+score is Spearman's rank correlation between the two with a bootstrap interval
+(:mod:`hpnet.core.stats`). :func:`score_network` scores one network on every operation that applies
+to it (and localisation, on synthetic faces); :func:`score_networks` scores several on the same
+operations and adds the regression example as a calibration (:mod:`.calibration`).
 """
 from __future__ import annotations
 
@@ -13,34 +13,37 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import torch
+
 from .. import checks
+from ..core.stats import predictability_score, within_attribute_score
 from ..core.stream import image_count
 from ..data.base import MultiLabelDataset
 from ..errors import HPNetError
 from ..model import HPNet
+from ..operations import OPERATIONS, TRANSFORMS, Operation, View, measure_operations, per_std, read_view, rounded
 from ..results import PredictabilityResult
 from .calibration import regression_predictability
 from .explainers import BACKENDS, EXPLAINERS
-from .localisation import localisation, network_localisation
-from .pruning import channel_usage, pruning_operations, pruning_predictability
-from .transform import TRANSFORMS, transform_predictability
+from .localisation import localisation
 
 DEFINITION = ("Human predictability of a model-operation pair: Spearman rank correlation, over (attribute, "
               "operation) pairs, between the change a person predicts from what the model shows and the "
               "measured change of the inference after the operation; 95% percentile bootstrap interval "
               "over the pairs. 1 = every effect ranked right, 0 = no information, -1 = backwards.")
-NETWORKS = ("attention", "plain")
+MEASURES = {"size": "logit", "change": "signed logit"}
 
 
 @dataclass
 class PredictabilitySettings:
     """What ``hpnet predictability`` does (defaults are the command line's).
 
-    ``plain_run``: a trained plain-CNN run on the same data (default: train one into RUN/plain with
-    the run's settings, ``epochs`` overriding its epochs). Operations are measured on the first
-    ``max_images`` evaluation images: ``groups`` random groups of C/8 channels and ``singles``
-    single channels pruned, and the ``transforms`` (n, beta); the human-side views come from the
-    first ``usage_images`` images of another split; localisation from the first
+    ``operations``: the registered operations scored (default: all). ``plain_run``: a trained
+    plain-CNN run on the same data (default: train one into RUN/plain with the run's settings,
+    ``epochs`` overriding its epochs). Operations are measured on the first ``max_images``
+    evaluation images: channel sets of ``groups`` random groups of C/8 channels and ``singles``
+    single channels, and the tone curves ``transforms`` (n, beta); the human-side views come from
+    the first ``usage_images`` images of another split; localisation from the first
     ``localisation_images`` evaluation images (synthetic faces only); ``n_boot`` bootstrap
     resamples seeded by ``seed``; Grad-CAM and saliency from the ``backend``.
     """
@@ -57,6 +60,7 @@ class PredictabilitySettings:
     seed: int = 0
     backend: str = "builtin"
     batch_size: int = 128
+    operations: Sequence[str] | None = None
 
     def __post_init__(self) -> None:
         self.plain_run = checks.path(self.plain_run, "--plain", optional=True)
@@ -74,6 +78,13 @@ class PredictabilitySettings:
         checks.count(self.seed, "seed", smallest=0)
         checks.choice(self.backend, "--explainer", BACKENDS)
         checks.count(self.batch_size, "batch_size")
+        if self.operations is not None:
+            self.operations = checks.names(self.operations, "--operations")
+            for name in self.operations:
+                checks.choice(name, "--operations", OPERATIONS.names())
+
+    def families(self) -> list[Operation]:
+        return [OPERATIONS.get(name) for name in (self.operations or OPERATIONS.names())]
 
 
 def _pairs(transforms) -> list:
@@ -83,61 +94,100 @@ def _pairs(transforms) -> list:
     return items
 
 
-def score_networks(nets: dict[str, HPNet], data: MultiLabelDataset, views: MultiLabelDataset,
-                   settings: PredictabilitySettings | None = None, progress: bool = False) -> PredictabilityResult:
-    """Predictability of ``nets["attention"]`` and ``nets["plain"]`` on the same operations.
+def score_operations(model: HPNet, data: MultiLabelDataset, view: View, settings: PredictabilitySettings,
+                     progress: bool = False) -> dict[str, dict]:
+    """Every applicable operation's score on one network, measured in one pass over ``data``.
 
-    ``data``: the evaluation images the operations are measured on; ``views``: other images, from
-    which the human-side views (Fig. 5 grid, head weights, mean activations) are read. The result's
-    ``accuracy`` and the run-level settings (run, splits) are the caller's to fill.
+    Per operation: ``{"score", "ci_low", "ci_high", "n", "predictor", "measure", "accuracy",
+    "within_attribute", "variants", "base_accuracy", "operations", "data": {"predicted", "logit",
+    "accuracy"}}``, the per-operation data as (O, K) lists.
     """
-    s = settings or PredictabilitySettings()
-    model = nets["attention"]
-    usage = {k: channel_usage(net, views, s.usage_images, s.batch_size, progress) for k, net in nets.items()}
-    ops = pruning_operations(model.config.channels, s.groups, None, s.singles, s.seed)
-    start = time.perf_counter()
-    pruning = {k: pruning_predictability(net, data, usage[k], ops, s.max_images, s.batch_size, s.n_boot, s.seed,
-                                         progress) for k, net in nets.items()}
-    pruning.update(operations=ops, primary="logit")
-    transform = {"attention": transform_predictability(model, data, usage["attention"], s.transforms, s.max_images,
-                                                       s.batch_size, s.n_boot, s.seed, progress),
-                 "plain": None, "note": "the plain CNN has no attention masks to transform"}
-    ops_s, start = time.perf_counter() - start, time.perf_counter()
-    loc = network_localisation(nets, data, usage["attention"]["mean_masks"], s.localisation_images, s.backend,
-                               s.n_boot, s.seed)
-    loc_s = time.perf_counter() - start
-    regression = regression_predictability(n_boot=s.n_boot, seed=s.seed)
-    C = model.config.channels
-    recorded = {"images": image_count(data, s.max_images), "usage_images": image_count(views, s.usage_images),
-                "localisation_images": loc.get("images"), "attributes": list(model.attribute_names),
-                "channels": C, "backbone": model.config.backbone, "groups": s.groups, "group_size": max(1, C // 8),
-                "singles": sum(op["kind"] == "single" for op in ops), "n_boot": s.n_boot, "ci_level": 0.95,
-                "seed": s.seed}
-    return PredictabilityResult(
-        pruning=pruning, transform=transform, localisation=loc, accuracy={},
-        regression={b: r["score"] for b, r in regression.items()}, regression_detail=regression,
-        settings=recorded, definition=DEFINITION, seconds={"operations": ops_s, "localisation": loc_s})
+    s = settings
+    families = [op for op in s.families() if op.applies_to(view)]
+    planned = {op.name: op.scored(view, s) for op in families}
+    fns = [op.heads(model, p) for op in families for p in planned[op.name]]
+    measured = measure_operations(model, data, fns, s.max_images, s.batch_size, progress)
+    out, start = {}, 0
+    for op in families:
+        rows = slice(start, start + len(planned[op.name]))
+        start = rows.stop
+        part = {k: v[rows] if v.dim() == 2 else v for k, v in measured.items()}
+        out[op.name] = _score(op, planned[op.name], view, part, s)
+    return out
+
+
+def _score(op: Operation, params: list, view: View, measured: dict, s: PredictabilitySettings) -> dict:
+    """One family's score from its measured changes: the formula's size against the mean |change|,
+    or its signed change against the mean signed change (``op.score_on``)."""
+    signed = op.score_on == "change"
+    logit = per_std(measured["mean_change" if signed else "abs_change"], measured["logit_std"])     # (O, K)
+    accuracy = measured["accuracy"] - measured["base_accuracy"].view(1, -1)
+    accuracy = accuracy.abs() if signed else -accuracy
+
+    def predicted(v: View) -> torch.Tensor:
+        rows = [op.predict(v, p) for p in params]
+        return torch.stack([r.change if signed else r.size for r in rows])
+    views = op.predictors(view)
+    primary = next(iter(views))
+    p = predicted(views[primary])
+    result = predictability_score(p, logit, s.n_boot, s.seed)
+    variants = {name: dict(result) if name == primary else predictability_score(predicted(v), logit, s.n_boot, s.seed)
+                for name, v in views.items()}
+    result.update(predictor=primary, measure=MEASURES[op.score_on],
+                  accuracy=predictability_score(p.abs() if signed else p, accuracy, s.n_boot, s.seed),
+                  within_attribute=within_attribute_score(p, logit, s.n_boot, s.seed), variants=variants,
+                  base_accuracy=float(measured["base_accuracy"].mean()),
+                  operations=[op.to_json(x) for x in params],
+                  data={"predicted": rounded(p), "logit": rounded(logit), "accuracy": rounded(accuracy)})
+    return result
 
 
 def score_network(model: HPNet, data: MultiLabelDataset, views: MultiLabelDataset,
-                  settings: PredictabilitySettings | None = None, progress: bool = False) -> dict:
-    """The predictability of one network of any head family, by the same predictors and operations
-    as :func:`score_networks` (operations chosen from C and the seed alone, so networks of the same
-    width are scored on the same operations).
-
-    Returns ``{"pruning": {score...}, "transform": {score...} or None (no masks), "localisation":
-    {"attention" (masks only), "gradcam", "saliency", "permutation", "chance", ...} or {"skipped"}}``.
-    """
+                  settings: PredictabilitySettings | None = None, name: str = "network",
+                  progress: bool = False) -> dict:
+    """The predictability of one network of any head family: ``{"operations": {name: {score...}},
+    "localisation": {...} or {"skipped"}}``. Operations are chosen from C and the seed alone, so
+    networks of the same width are scored on the same operations."""
     s = settings or PredictabilitySettings()
-    usage = channel_usage(model, views, s.usage_images, s.batch_size, progress)
-    ops = pruning_operations(model.config.channels, s.groups, None, s.singles, s.seed)
-    pruning = pruning_predictability(model, data, usage, ops, s.max_images, s.batch_size, s.n_boot, s.seed, progress)
-    transform = transform_predictability(model, data, usage, s.transforms, s.max_images, s.batch_size, s.n_boot,
-                                         s.seed, progress) if model.has_masks else None
+    view = read_view(model, views, name, s.usage_images, s.batch_size, progress)
+    scores = score_operations(model, data, view, s, progress)
     if hasattr(data, "region_masks") and s.localisation_images > 0:
         methods = (("attention",) if model.has_masks else ()) + EXPLAINERS
-        loc = localisation(model, data, s.localisation_images, methods, mean_masks=usage.get("mean_masks"),
+        loc = localisation(model, data, s.localisation_images, methods,
+                           mean_masks=view.seen if model.has_masks else None,
                            backend=s.backend, n_boot=s.n_boot, seed=s.seed)
     else:
         loc = {"skipped": "evidence regions are known only for the synthetic data set"}
-    return {"pruning": pruning, "transform": transform, "localisation": loc}
+    return {"operations": scores, "localisation": loc}
+
+
+def score_networks(nets: dict[str, HPNet], data: MultiLabelDataset, views: MultiLabelDataset,
+                   settings: PredictabilitySettings | None = None, progress: bool = False) -> PredictabilityResult:
+    """Predictability of each network of ``nets`` (name -> model, the run's own first) on the same
+    operations, in one result. ``data``: the evaluation images the operations are measured on;
+    ``views``: other images, from which what a person sees is read. The result's ``accuracy`` and
+    the run-level settings (run, splits) are the caller's to fill."""
+    s = settings or PredictabilitySettings()
+    first = next(iter(nets.values()))
+    widths = {net.config.channels for net in nets.values()}
+    if len(widths) > 1:
+        raise HPNetError(f"the networks have different numbers of feature channels ({sorted(widths)}); "
+                         f"the same channels are perturbed in each")
+    start = time.perf_counter()
+    scored = {name: score_network(net, data, views, s, name, progress) for name, net in nets.items()}
+    seconds = time.perf_counter() - start
+    operations = {op.name: {name: r["operations"][op.name] for name, r in scored.items() if op.name in r["operations"]}
+                  for op in s.families()}
+    regression = regression_predictability(n_boot=s.n_boot, seed=s.seed)
+    C = first.config.channels
+    recorded = {"images": image_count(data, s.max_images), "usage_images": image_count(views, s.usage_images),
+                "localisation_images": next((r["localisation"].get("images") for r in scored.values()), None),
+                "attributes": list(first.attribute_names), "channels": C, "backbone": first.config.backbone,
+                "groups": s.groups, "group_size": max(1, C // 8), "singles": min(C, s.singles or C),
+                "n_boot": s.n_boot, "ci_level": 0.95, "seed": s.seed}
+    return PredictabilityResult(
+        operations=operations, networks={name: {"head": net.config.head, "masks": net.has_masks}
+                                         for name, net in nets.items()},
+        localisation={name: r["localisation"] for name, r in scored.items()}, accuracy={},
+        regression={b: r["score"] for b, r in regression.items()}, regression_detail=regression,
+        settings=recorded, definition=DEFINITION, seconds={"operations": seconds})
