@@ -29,14 +29,16 @@ def test_the_comparison_writes_the_interface(compared):
     assert [c["name"] for c in saved["configs"]] == ["channel", "channel l1=0.001", "linear"]
     for config in saved["configs"]:
         assert config["seeds"] == [0, 1] and len(config["runs"]) == 2
-        for key in ("accuracy", "pruning_score", "transform_score", "localisation_masks", "localisation_gradcam",
-                    "semantic_minus_random", "pruning_score_contribution", "transform_score_activation"):
+        for key in ("accuracy", "prune_score", "tone_score", "scale_score", "localisation_masks", "localisation_gradcam",
+                    "semantic_minus_random", "prune_score_contribution", "tone_score_mask_x_weight_x_activation"):
             metric = config["metrics"][key]
             assert set(metric) >= {"mean", "ci_low", "ci_high", "values"} and len(metric["values"]) == 2
     channel, _, linear = saved["configs"]
-    assert linear["metrics"]["transform_score"]["mean"] is None            # no masks, nothing to transform
+    assert linear["metrics"]["tone_score"]["mean"] is None            # no masks, no tone curve
     assert linear["metrics"]["localisation_masks"]["mean"] is None
-    assert channel["metrics"]["transform_score"]["mean"] is not None
+    assert channel["metrics"]["tone_score"]["mean"] is not None
+    # networks are named as predictability.json and trials.jsonl name them
+    assert channel["networks"] == ["channel/seed0 (channel)", "channel/seed1 (channel)"]
     accuracy = channel["metrics"]["accuracy"]
     assert accuracy["ci_low"] <= accuracy["mean"] <= accuracy["ci_high"]
     assert accuracy == json.loads(json.dumps(seed_interval(accuracy["values"])))

@@ -12,10 +12,10 @@ from hpnet.core.stats import average_ranks, mean_ci, predictability_score, spear
 from hpnet.data import DataSpec, load_split
 from hpnet.errors import HPNetError
 from hpnet.model import HPNet, ModelConfig
+from hpnet.operations import OPERATIONS, View, channel_sets, channel_usage, read_view
 from hpnet.predictability import (
-    EXPLAINERS, PredictabilitySettings, captum_available, channel_usage, energy_fraction, gradcam_maps,
-    localisation, permutation_maps, predict_pruning, predict_transform, pruning_operations,
-    pruning_predictability, regression_predictability, saliency_maps, transform_predictability)
+    EXPLAINERS, PredictabilitySettings, captum_available, energy_fraction, gradcam_maps, localisation,
+    permutation_maps, regression_predictability, saliency_maps, score_operations)
 from hpnet.report.predictability import report_section
 from hpnet.results import PredictabilityResult
 from hpnet.run import Run
@@ -84,26 +84,37 @@ def test_bootstrap_is_seeded_and_mean_ci_brackets_the_mean():
 # ---------------------------------------------------------------------------- human-side predictions
 
 
+def view_of(weights, seen) -> View:
+    """A view with these weights and mean masks (K, C), identity tone curve."""
+    w, m = torch.as_tensor(weights, dtype=torch.float64), torch.as_tensor(seen, dtype=torch.float64)
+    K, C = w.shape
+    return View("net (attention)", tuple(f"a{k}" for k in range(K)), w, m, torch.ones(C, dtype=torch.float64),
+                w.abs() * m, True, torch.ones(K, dtype=torch.float64), torch.zeros(K, dtype=torch.float64))
+
+
 def test_pruning_prediction_is_the_share_of_evidence_pruned():
-    evidence = torch.tensor([[1.0, 3.0, 0.0, 0.0], [0.0, 1.0, 1.0, 2.0]], dtype=torch.float64)
-    ops = [{"kind": "x", "channels": [0, 1, 2, 3]}, {"kind": "x", "channels": [1]},
-           {"kind": "x", "channels": [2, 3]}]
-    np.testing.assert_allclose(predict_pruning(evidence, ops).numpy(), [[1, 1], [0.75, 0.25], [0, 0.75]])
+    view = view_of([[1.0, -3.0, 0.0, 0.0], [0.0, 1.0, 1.0, 2.0]], torch.ones(2, 4))
+    prune = OPERATIONS.get("prune")
+    sizes = [prune.predict(view, prune.parse({"channels": c}, view)).size.tolist() for c in ([0, 1, 2, 3], [1], [2, 3])]
+    np.testing.assert_allclose(sizes, [[1, 1], [0.75, 0.25], [0, 0.75]])
+    # the signed change: the logit loses what the channels carried (channel 1 spoke against attribute 0)
+    change = prune.predict(view, prune.parse({"channels": [1]}, view)).change
+    np.testing.assert_allclose(change.tolist(), [0.75, -0.25])
 
 
-def test_pruning_operations_are_random_groups_and_every_single_channel():
-    ops = pruning_operations(16, groups=5, seed=0)
-    assert [op["kind"] for op in ops] == ["group"] * 5 + ["single"] * 16
-    assert all(len(op["channels"]) == 2 for op in ops[:5])
-    assert [op["channels"][0] for op in ops[5:]] == list(range(16))
-    assert len(pruning_operations(128, groups=0, singles=64)) == 64
-    assert ops == pruning_operations(16, groups=5, seed=0)
+def test_channel_sets_are_random_groups_and_every_single_channel():
+    sets = channel_sets(16, groups=5, seed=0)
+    assert [len(s) for s in sets] == [2] * 5 + [1] * 16
+    assert [s[0] for s in sets[5:]] == list(range(16))
+    assert len(channel_sets(128, groups=0, singles=64)) == 64
+    assert sets == channel_sets(16, groups=5, seed=0)
 
 
 def test_transform_prediction_is_zero_for_the_identity_and_signed_by_the_weights():
-    w = torch.tensor([[1.0, -1.0], [2.0, 0.5]])
-    m = torch.tensor([[0.2, 0.8], [0.3, 0.3]])
-    p = predict_transform(w, m, [(1.0, 0.0), (2.0, 0.0), (1.0, 0.5)])
+    view = view_of([[1.0, -1.0], [2.0, 0.5]], [[0.2, 0.8], [0.3, 0.3]])
+    tone = OPERATIONS.get("tone")
+    p = torch.stack([tone.predict(view, tone.parse({"n": n, "beta": b}, view)).change
+                     for n, b in [(1.0, 0.0), (2.0, 0.0), (1.0, 0.5)]])
     assert torch.all(p[0] == 0)
     # n = 2 pushes 0.2 down and 0.8 up: both lower attribute 0's logit (w = +1, -1)
     assert p[1, 0] < 0
@@ -195,20 +206,25 @@ def run(tmp_path_factory):
     return out
 
 
-def test_pruning_and_transform_predictability_on_a_trained_model(run):
+def test_every_operation_is_scored_on_a_trained_model(run):
     model = Run.open(run).model()
     spec = DataSpec(dataset="synthetic", image_size=16, max_images=256, attributes=NAMES)
     train, test = load_split(spec, "train", False), load_split(spec, "test", False)
-    usage = channel_usage(model, train, 64)
-    ops = pruning_operations(8, groups=4)
-    r = pruning_predictability(model, test, usage, ops, max_images=64, n_boot=100)
-    assert r["n"] == 12 * 3 and r["predictor"] == "mask_x_weight"
+    view = read_view(model, train, "run (attention)", 64)
+    settings = PredictabilitySettings(max_images=64, groups=4, n_boot=100, transforms=[(2.0, 0.0), (1.0, 0.5)])
+    before = model.operation_state()
+    scores = score_operations(model, test, view, settings)
+    assert set(scores) == set(OPERATIONS.names())
+    r = scores["prune"]
+    assert r["n"] == 12 * 3 and r["predictor"] == "mask_x_weight" and r["measure"] == "logit"
     assert all(math.isfinite(r[k]) for k in ("score", "ci_low", "ci_high"))
     assert np.asarray(r["data"]["logit"]).shape == (12, 3)
     assert set(r["variants"]) == {"mask_x_weight", "mask_x_weight_x_activation", "weight", "contribution"}
-    t = transform_predictability(model, test, usage, [(2.0, 0.0), (1.0, 0.5)], max_images=64, n_boot=100)
-    assert t["n"] == 6 and math.isfinite(t["score"])
-    assert not model.heads.transform_active  # the model is left as it was
+    t = scores["tone"]
+    assert t["n"] == 6 and math.isfinite(t["score"]) and t["measure"] == "signed logit"
+    assert scores["scale"]["n"] == 12 * 3
+    after = model.operation_state()     # the model is left as it was
+    assert torch.equal(after.keep, before.keep) and torch.equal(after.n, before.n) and not model.heads.transform_active
 
 
 def test_localisation_of_a_trained_model(run):
@@ -225,17 +241,34 @@ def test_predictability_run_writes_the_interface(run):
                                                             groups=4, n_boot=100, batch_size=32), progress=False)
     saved = json.loads((run / PredictabilityResult.FILE).read_text())
     assert saved == result.to_json()
-    for net in ("attention", "plain"):
-        assert {"score", "ci_low", "ci_high"} <= set(saved["pruning"][net])
+    own, plain = "run (attention)", "run/plain (linear)"        # named as trials.jsonl and compare.json name them
+    assert list(saved["networks"]) == [own, plain]
+    assert saved["networks"][own]["role"] == "run" and saved["networks"][plain]["head"] == "linear"
+    for op in OPERATIONS.names():
+        nets = [own] + ([plain] if not OPERATIONS.get(op).needs_masks else [])
+        assert list(saved["operations"][op]) == nets
+        for net in nets:
+            assert {"score", "ci_low", "ci_high", "operations", "data"} <= set(saved["operations"][op][net])
+    for net in (own, plain):
         assert saved["accuracy"][net]["mean_accuracy"] > 0
-    assert {"score", "ci_low", "ci_high"} <= set(saved["transform"]["attention"])
-    assert {"attention", "gradcam", "saliency", "chance"} <= set(saved["localisation"])
+    assert {"attention", "gradcam", "saliency", "chance"} <= set(saved["localisation"][own])
     assert set(saved["regression"]) == {"power", "legendre", "fourier"}
     assert all(isinstance(v, float) for v in saved["regression"].values())
     assert (run / "plain" / "model.safetensors").is_file()
-    assert (run / "figures" / "predictability_pruning.png").is_file()
+    for op in OPERATIONS.names():
+        assert (run / "figures" / f"predictability_{op}.png").is_file()
     html = report_section(Run.open(run))
-    assert "plain CNN" in html and "data:image/png;base64," in html
+    assert plain in html and "data:image/png;base64," in html
+    assert all(OPERATIONS.get(op).title in html for op in OPERATIONS.names())
+
+
+def test_an_old_predictability_file_is_named_in_the_report(run, tmp_path):
+    old = tmp_path / "old"
+    old.mkdir()
+    (old / "run.json").write_text((run / "run.json").read_text())
+    (old / PredictabilityResult.FILE).write_text(json.dumps({"pruning": {}, "accuracy": {}}))
+    html = report_section(Run.open(old))
+    assert "missing operations" in html and "hpnet predictability" in html
 
 
 def test_predictability_run_refuses_a_plain_run_or_an_attention_baseline(run, tmp_path):
@@ -257,8 +290,8 @@ def test_the_contribution_predictor_is_defined_for_every_network_alike(run):
             z, context = net.encode(data.images[:32].float() / 255)
             by_hand = (net.heads.pooled(z, context) * net.heads.weight).abs().mean(0).double()
         torch.testing.assert_close(usage["contributions"], by_hand, rtol=1e-5, atol=1e-7)
-    # for the plain CNN it is today's weight x activation predictor
-    evidence = channel_usage(plain, data, 32)
-    from hpnet.predictability import pruning_predictors
-    predictors = pruning_predictors(evidence)
-    torch.testing.assert_close(predictors["contribution"], predictors["weight_x_activation"], rtol=1e-5, atol=1e-8)
+    # for the plain CNN it is the weight x activation predictor
+    view = read_view(plain, data, "plain (linear)", 32)
+    views = OPERATIONS.get("prune").predictors(view)
+    torch.testing.assert_close(views["contribution"].evidence(), views["weight_x_activation"].evidence().abs(),
+                               rtol=1e-5, atol=1e-8)

@@ -41,8 +41,8 @@ def examples():
                       physical={"kept_channels": [1]}, majority_baseline=0.6),
         RobustnessResult(results=[{"n": 1.0, "beta": 0.0, "noise_std": 0.0, "accuracy": 0.7}],
                          selection={"noise_std": 0.1}),
-        PredictabilityResult(pruning={"attention": {"score": 0.5}}, accuracy={"attention": {}},
-                             transform={"attention": None}),
+        PredictabilityResult(operations={"prune": {"demo (attention)": {"score": 0.5}}},
+                             networks={"demo (attention)": {"head": "attention"}}, accuracy={"demo (attention)": {}}),
     ]
 
 
@@ -73,8 +73,9 @@ def test_file_names_and_optional_fields():
 
 
 def test_nan_is_written_as_null():
-    result = PredictabilityResult(pruning={"plain": {"score": math.nan, "ci": [1.0, math.inf]}}, accuracy={})
-    assert result.to_json()["pruning"] == {"plain": {"score": None, "ci": [1.0, None]}}
+    result = PredictabilityResult(operations={"prune": {"plain": {"score": math.nan, "ci": [1.0, math.inf]}}},
+                                  networks={}, accuracy={})
+    assert result.to_json()["operations"] == {"prune": {"plain": {"score": None, "ci": [1.0, None]}}}
 
 
 def test_a_result_file_without_a_required_key_is_one_line_naming_it(tmp_path):

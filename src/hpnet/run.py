@@ -199,6 +199,15 @@ class Run:
         split = self.eval_split(split)
         return split, self.split(split, progress)
 
+    def view_data(self, split: str, progress: bool = True) -> tuple[str, MultiLabelDataset]:
+        """(name, images) of the split that what a person sees is read from, other than the evaluation
+        ``split``: "valid", or "train" when valid is the evaluation split or empty."""
+        name = "valid" if split == "test" else "train"
+        data = load_split(self.data_spec, name, progress)
+        if len(data) == 0:
+            name, data = "train", self.split("train", progress)
+        return name, data
+
     def majority_baseline(self, data: MultiLabelDataset, max_images: int | None = None) -> float | None:
         """Mean accuracy on the first ``max_images`` of ``data`` of always answering each attribute's
         majority class of the run's training labels (None when they do not match)."""

@@ -6,11 +6,12 @@ run is reused, a killed one resumed, one trained with other settings refused), t
 same measurements for every network:
 
 - test accuracy (and the majority baseline);
-- pruning and transformation predictability (:func:`hpnet.predictability.score_network`: the
-  predictors defined for every head alike), each by its primary predictor and by one defined the
-  same for every network (pruning: each channel's mean |contribution| to the logit; transformation:
-  the mean masks weighted by the channels' activations), localisation of the masks, Grad-CAM and
-  saliency (synthetic faces only);
+- the predictability of every registered operation that applies to the network
+  (:func:`hpnet.predictability.score_network`), ``<operation>_score`` by its primary predictor and
+  ``<operation>_score_<predictor>`` by the one it defines alike for every network
+  (``Operation.shared_predictor``: for pruning each channel's mean |contribution| to the logit, for
+  the tone curve the mean masks weighted by the channels' activations); localisation of the masks,
+  Grad-CAM and saliency (synthetic faces only);
 - semantic minus random pruning at half the channels, with the classifiers reconstructed and
   unchanged (:func:`hpnet.ops.pruning.prune_model`);
 - accuracy under Gaussian input noise, with the identity and with the per-attribute tone curve
@@ -32,7 +33,7 @@ from pathlib import Path
 from .. import checks
 from ..checkpoint import CHECKPOINT, MODEL_FILE
 from ..core.stats import seed_interval
-from ..data import DataSpec, load_split
+from ..data import DataSpec
 from ..errors import HPNetError
 from ..io import atomic_write_json, check_output
 from ..model import HEADS, HPNet
@@ -123,15 +124,17 @@ def compare_run(out: str | Path, data: DataSpec, model: dict, train: TrainConfig
     out = check_output(checks.path(out, "--out"), "--out", folder=True)
     start, rows = time.perf_counter(), []
     for config in configurations(s, train):
-        runs = []
+        runs, names = [], []
         for seed in s.seeds:
             folder = out / config.folder / f"seed{seed}"
             cfg = dataclasses.replace(train, seed=seed, l1_lambda=config.l1_lambda, train_noise=config.train_noise)
             _train(folder, data, {**model, "head": config.head}, cfg, progress)
-            runs.append(measure(Run.open(folder), s, device, progress))
+            run = Run.open(folder)
+            names.append(run.network_name(out))
+            runs.append(measure(run, s, device, progress, names[-1]))
         rows.append({"name": config.name, "head": config.head, "l1_lambda": config.l1_lambda,
                      "train_noise": config.train_noise, "seeds": list(s.seeds),
-                     "runs": [str(out / config.folder / f"seed{seed}") for seed in s.seeds],
+                     "runs": [str(out / config.folder / f"seed{seed}") for seed in s.seeds], "networks": names,
                      "metrics": {k: seed_interval([r.get(k) for r in runs]) for k in runs[0]}})
     result = CompareResult(configs=rows, settings={
         "data": data.to_dict(), "model": model, "train": train.to_dict(), "seeds": list(s.seeds),
@@ -179,40 +182,36 @@ def _plain(value):
     return json.loads(json.dumps(value))
 
 
-def measure(run: Run, settings: CompareSettings, device: str = "auto", progress: bool = False) -> dict:
-    """Every metric of one trained run (numbers, None where a network has no such thing)."""
+def measure(run: Run, settings: CompareSettings, device: str = "auto", progress: bool = False,
+            name: str | None = None) -> dict:
+    """Every metric of one trained run (numbers, None where a network has no such thing); ``name``
+    is the network's name in results (default ``run.network_name()``)."""
     s = settings
     model = run.model(device)
     split, test = run.eval_data(progress=progress)
     evaluation = run.read(EvaluationResult, split=split) or evaluate_run(run, progress=progress)
-    views = _views(run, split, progress)
+    views = run.view_data(split, progress)[1]
     train = run.split("train", progress)
-    scores = score_network(model, test, views, s.scoring, progress)
+    scores = score_network(model, test, views, s.scoring, name or run.network_name(), progress)
     loc = scores["localisation"]
-    metrics = {
-        "accuracy": evaluation.mean_accuracy, "majority_baseline": evaluation.mean_majority_baseline,
-        "pruning_score": scores["pruning"]["score"],
-        "pruning_score_contribution": scores["pruning"]["variants"]["contribution"]["score"],
-        "transform_score": (scores["transform"] or {}).get("score"),
-        "transform_score_activation": ((scores["transform"] or {}).get("variants") or {}).get(
-            "mask_x_weight_x_activation", {}).get("score"),
+    metrics = {"accuracy": evaluation.mean_accuracy, "majority_baseline": evaluation.mean_majority_baseline}
+    for op in s.scoring.families():
+        entry = scores["operations"].get(op.name) or {}
+        metrics[f"{op.name}_score"] = entry.get("score")
+        if op.shared_predictor:
+            metrics[f"{op.name}_score_{op.shared_predictor}"] = (entry.get("variants") or {}).get(
+                op.shared_predictor, {}).get("score")
+    metrics.update({
         "localisation_masks": (loc.get("attention") or {}).get("score"),
         "localisation_gradcam": (loc.get("gradcam") or {}).get("score"),
         "localisation_saliency": (loc.get("saliency") or {}).get("score"),
         "localisation_chance": (loc.get("chance") or {}).get("score"),
         "mask_mean": (run.record.get("masks") or {}).get("mean"),
         "mask_sparsity": (run.record.get("masks") or {}).get("sparsity"),
-    }
+    })
     metrics.update(_pruning(model, train, test, s))
     metrics.update(_noise(model, test, views, s, progress))
     return metrics
-
-
-def _views(run: Run, split: str, progress: bool):
-    """Images other than the evaluation split: "valid", or "train" when valid is the evaluation split."""
-    name = "valid" if split == "test" else "train"
-    views = load_split(run.data_spec, name, progress)
-    return views if len(views) else run.split("train", progress)
 
 
 def _pruning(model: HPNet, train, test, s: CompareSettings) -> dict:

@@ -6,7 +6,6 @@ from pathlib import Path
 
 from ..checkpoint import CHECKPOINT, MODEL_FILE, RUN_FILE
 from ..core.stream import model_device
-from ..data import load_split
 from ..data.base import MultiLabelDataset
 from ..evaluation import evaluate
 from ..model import HPNet
@@ -39,7 +38,7 @@ def predictability_run(run: str | Path | Run, settings: PredictabilitySettings |
     plain = plain_run.model(model_device(model), needs_masks=False)
     train_s = time.perf_counter() - start
     split, data = run.eval_data(progress=progress)
-    views_split, views = _views(run, split, progress)
+    views_split, views = run.view_data(split, progress)
     root = run.path.resolve().parent
     names = {run.network_name(root): (run, model), plain_run.network_name(root): (plain_run, plain)}
     result = score_networks({name: net for name, (_, net) in names.items()}, data, views, s, progress)
@@ -64,16 +63,6 @@ def _train_plain(run: Run, plain_dir: Path, epochs: int | None, progress: bool) 
     model = {k: v for k, v in run.model_config.to_dict().items() if k != "attribute_names"}
     model["head"] = "linear"
     train_run(plain_dir, run.data_spec, model, cfg, resume=(plain_dir / CHECKPOINT).is_file(), progress=progress)
-
-
-def _views(run: Run, split: str, progress: bool) -> tuple[str, MultiLabelDataset]:
-    """The images the human-side views come from: "valid" (or "train" when valid is the evaluation
-    split or empty)."""
-    views_split = "valid" if split == "test" else "train"
-    views = load_split(run.data_spec, views_split, progress)
-    if len(views) == 0:
-        views_split, views = "train", run.split("train", progress)
-    return views_split, views
 
 
 def _accuracy(run: Run, model: HPNet, data: MultiLabelDataset, split: str, rates: list[float]) -> dict:

@@ -94,6 +94,7 @@ class Operation(ABC):
     formula_text: ClassVar[str]          # the formula, in words and symbols
     needs_masks: ClassVar[bool] = False
     score_on: ClassVar[str] = "change"   # the score ranks "change" (signed) or "size" (|change|)
+    shared_predictor: ClassVar[str | None] = None   # a variant of :meth:`predictors` defined alike for every network
     fields: ClassVar[tuple[Field, ...]] = ()
 
     # -- defined by each family ---------------------------------------------------------------

@@ -71,6 +71,7 @@ class Prune(Operation):
     formula_text = ("change_k = -sum_{c in S} w_kc mbar_kc / sum_c |w_kc| mbar_kc; size_k = sum_{c in S} "
                     "|w_kc| mbar_kc / sum_c |w_kc| mbar_kc (mbar: the Fig. 5 mean mask, or the mean activation)")
     score_on = "size"
+    shared_predictor = "contribution"
     fields = (Field("channels", "channels", "channels switched off"),)
 
     def parse(self, spec: dict, view: View) -> ChannelsOff:

@@ -53,6 +53,7 @@ class Tone(Operation):
     formula_text = ("change_k = sum_c w_kc (g(mbar_kc; n_k, beta_k) - g_own(mbar_kc)) / sum_c |w_kc| g_own(mbar_kc); "
                     "size_k = the same with |.| inside the sum")
     needs_masks = True
+    shared_predictor = "mask_x_weight_x_activation"
     fields = (Field("attributes", "attributes", "attributes", default="all"),
               Field("n", "number", "n", N_LIMITS[0], N_LIMITS[1], 0.05, 1.0),
               Field("beta", "number", "beta", BETA_LIMITS[0], BETA_LIMITS[1], 0.01, 0.0))

@@ -8,28 +8,40 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from ..io import atomic_write_text
+from ..operations import OPERATIONS
 from ..results import CompareResult
 from .html import CSS
 from .markup import figure, table
 from .text import interval_text
 
 REPORT_FILE = "report.html"
-# the table's columns: metric key, header, shown as a percentage
-COLUMNS = [("accuracy", "test accuracy", True), ("pruning_score", "pruning predictability", False),
-           ("pruning_score_contribution", "pruning predictability (contribution predictor)", False),
-           ("transform_score", "transformation predictability", False),
-           ("transform_score_activation", "transformation predictability (activation-weighted)", False),
-           ("localisation_masks", "localisation: masks", False), ("localisation_gradcam", "Grad-CAM", False),
+# the table's columns after the predictability scores: metric key, header, shown as a percentage
+COLUMNS = [("localisation_masks", "localisation: masks", False), ("localisation_gradcam", "Grad-CAM", False),
            ("localisation_saliency", "saliency", False), ("localisation_chance", "chance", False),
            ("semantic_minus_random", "semantic - random at 50% (reconstructed)", True),
            ("semantic_minus_random_plain", "semantic - random at 50% (plain removal)", True),
            ("mask_mean", "mean mask", False), ("mask_sparsity", "masks < 0.1", True)]
 
 
+def score_columns(result: CompareResult) -> list[tuple[str, str, bool]]:
+    """Accuracy, then every operation's score columns the comparison holds (``<operation>_score`` and
+    ``<operation>_score_<predictor>``), then :data:`COLUMNS`."""
+    keys = dict.fromkeys(k for c in result.configs for k in c["metrics"] if "_score" in k)
+    return ([("accuracy", "test accuracy", True)]
+            + [(k, _score_header(k), False) for k in keys] + COLUMNS)
+
+
+def _score_header(key: str) -> str:
+    op, _, predictor = key.partition("_score")
+    title = OPERATIONS.get(op).title.lower() if op in OPERATIONS else op
+    return f"predictability: {title}" + (f" ({predictor.lstrip('_').replace('_', ' ')})" if predictor else "")
+
+
 def write_compare_report(out: str | Path, result: CompareResult) -> Path:
     """``OUT/report.html``: the comparison as tables and figures, self-contained."""
     out = Path(out)
-    rows = [[c["name"]] + [interval_text(c["metrics"].get(key), pct) for key, _, pct in COLUMNS]
+    columns = score_columns(result)
+    rows = [[c["name"]] + [interval_text(c["metrics"].get(key), pct) for key, _, pct in columns]
             for c in result.configs]
     stds = result.settings.get("noise_stds") or []
     noise_rows = [[c["name"]] + [f"{interval_text(c['metrics'].get(f'noise_{s:g}'), True)} | "
@@ -39,12 +51,11 @@ def write_compare_report(out: str | Path, result: CompareResult) -> Path:
     body = (f'<p>{len(result.configs)} configurations, each trained with seeds {", ".join(map(str, seeds))} on the '
             f'same data and budget; every metric is the mean over seeds with a 95% Student-t interval '
             f'[low, high] (values per seed in <code>compare.json</code>). Predictability is Spearman\'s rho '
-            f'between the change a person predicts and the measured change, by each network\'s primary '
-            f'predictor (networks with masks: mean mask x |w|; plain CNN: |w| x mean activation) and by '
-            f'predictors defined the same for every network (pruning: each channel\'s mean |contribution| to '
-            f'the logit; transformation: the mean masks weighted by the channels\' activations). Localisation '
-            f'is the share of a map\'s energy inside the attribute\'s evidence region.</p>'
-            + table(["configuration"] + [h for _, h, _ in COLUMNS], rows, [False] + [True] * len(COLUMNS))
+            f'between the change a person predicts and the measured change, for every operation, by each '
+            f'network\'s primary predictor (networks with masks: mean mask x |w|; plain CNN: |w| x mean '
+            f'activation) and, in brackets, by the predictor the operation defines alike for every network. '
+            f'Localisation is the share of a map\'s energy inside the attribute\'s evidence region.</p>'
+            + table(["configuration"] + [h for _, h, _ in columns], rows, [False] + [True] * len(columns))
             + figure(fig_scores(result), "predictability and accuracy")
             + "<h2>Accuracy under input noise</h2><p class=\"muted\">Each cell: the network as it is | with the "
               "per-attribute tone curve chosen on validation images at that noise std (heads with masks).</p>"
@@ -70,9 +81,8 @@ def _errorbar(ax, y: float, m: dict | None, color: str, label: str | None) -> No
 
 def fig_scores(result: CompareResult) -> Figure:
     """Accuracy, pruning and transformation predictability per configuration, with their intervals."""
-    panels = [("accuracy", "test accuracy"), ("pruning_score", "pruning predictability"),
-              ("pruning_score_contribution", "pruning (contribution predictor)"),
-              ("transform_score", "transformation predictability")]
+    panels = [(key, header.removeprefix("predictability: ")) for key, header, _ in score_columns(result)
+              if key == "accuracy" or key.endswith("_score")]
     names = [c["name"] for c in result.configs]
     fig = Figure(figsize=(12.5, 1.2 + 0.42 * len(names)), layout="constrained")
     axes = fig.subplots(1, len(panels), sharey=True)

@@ -46,15 +46,18 @@ def format_table(result: EvaluationResult) -> str:
 def format_summary(result: PredictabilityResult) -> str:
     """The headline numbers of a predictability result (what `hpnet predictability` prints)."""
     acc = result.accuracy or {}
-    lines = [f"{'network':<20}{'accuracy':>10}  {'pruning (logit) [95% CI]':<28}{'transformation [95% CI]':<28}"]
-    for net, label in (("attention", "attention network"), ("plain", "plain CNN")):
-        tr = (result.transform or {}).get(net)
-        lines.append(f"{label:<20}{pct((acc.get(net) or {}).get('mean_accuracy')):>10}  "
-                     f"{score_text(result.pruning.get(net)):<28}{score_text(tr) if tr else '-':<28}")
-    loc = result.localisation or {}
-    if "chance" in loc:
-        shares = ", ".join(f"{m} {score_text(loc.get(m))}" for m in ("attention",) + EXPLAINERS + ("chance",))
-        lines.append(f"localisation (energy share inside the evidence region): {shares}")
+    ops = list(result.operations)
+    width = max([len("network")] + [len(n) for n in result.networks]) + 2
+    lines = [f"{'network':<{width}}{'accuracy':>10}  " + "".join(f"{op + ' [95% CI]':<26}" for op in ops)]
+    for name in result.networks:
+        scores = [(result.operations[op] or {}).get(name) for op in ops]
+        lines.append(f"{name:<{width}}{pct((acc.get(name) or {}).get('mean_accuracy')):>10}  "
+                     + "".join(f"{score_text(s) if s else '-':<26}" for s in scores))
+    for name, loc in (result.localisation or {}).items():
+        if isinstance(loc, dict) and "chance" in loc:
+            methods = [m for m in ("attention",) + EXPLAINERS + ("chance",) if loc.get(m)]
+            shares = ", ".join(f"{m} {score_text(loc.get(m))}" for m in methods)
+            lines.append(f"localisation of {name} (energy share inside the evidence region): {shares}")
     lines.append("regression calibration: " + ", ".join(f"{b} {v:.3f}" for b, v in result.regression.items()
                                                        if v is not None))
     return "\n".join(lines)
@@ -71,8 +74,10 @@ def table4_markdown(table: list[dict]) -> str:
 
 def format_compare(result) -> str:
     """The comparison's headline numbers, one configuration a line (what `hpnet compare` prints)."""
-    keys = [("accuracy", "accuracy", True), ("pruning_score", "pruning", False),
-            ("transform_score", "transformation", False), ("localisation_masks", "localisation (masks)", False)]
+    metrics = dict.fromkeys(k for c in result.configs for k in c["metrics"])
+    keys = [("accuracy", "accuracy", True)] + [(k, k.removesuffix("_score"), False) for k in metrics
+                                                 if k.endswith("_score")] \
+        + [("localisation_masks", "localisation (masks)", False)]
     width = max([len("configuration")] + [len(c["name"]) for c in result.configs])
     lines = [f"{'configuration':<{width}}  " + "  ".join(f"{h:<24}" for _, h, _ in keys)]
     for c in result.configs:
