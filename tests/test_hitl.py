@@ -1,7 +1,9 @@
 """``hpnet serve``: the workbench, the trial log and its score, the API and its safety, a killed server."""
 from __future__ import annotations
 
+import hashlib
 import json
+import math
 import os
 import signal
 import subprocess
@@ -26,7 +28,16 @@ from hpnet.errors import HPNetError
 from hpnet.hitl import Workbench
 from hpnet.hitl.app import create_app
 from hpnet.predictability import predict_pruning, predict_transform
-from hpnet.predictability.human import append_trial, direction_agreement, read_trials, score_log, trial_bootstrap
+from hpnet.predictability.human import (
+    append_trial,
+    direction_agreement,
+    read_trials,
+    score_is_current,
+    score_log,
+    score_trial_log,
+    trial_bootstrap,
+)
+from hpnet.results import TrialScoreResult
 from hpnet.run import Run
 from hpnet.train import TrainConfig
 
@@ -376,6 +387,68 @@ def test_append_closes_a_cut_line_and_fsyncs(tmp_path, monkeypatch):
     assert synced and log.read_bytes().split(b"\n")[1] == json.dumps(trial, separators=(",", ":")).encode()
 
 
+TRIALS = [{"attributes": NAMES, "person": [1, -2, 0], "formula": [0.2, -0.1, 0.0], "measured": [0.5, -0.4, 0.01],
+           "network": "attention"},
+          {"attributes": NAMES[:2], "person": [3, 1], "formula": [0.3, 0.05], "measured": [1.2, -0.2],
+           "network": "plain"},
+          {"attributes": NAMES, "person": [-1, 0, 2], "formula": [-0.1, 0.0, 0.1], "measured": [-0.3, 0.2, 0.8],
+           "network": "attention"}]
+
+
+def test_the_score_result_round_trips_through_the_run_folder(tmp_path):
+    log = tmp_path / "hitl" / "trials.jsonl"
+    for trial in TRIALS:
+        append_trial(log, trial)
+    with open(log, "ab") as f:
+        f.write(b"not a trial\n")
+    result = score_trial_log(log, n_boot=50, seed=3)
+    assert isinstance(result, TrialScoreResult) and result.file_name == "hitl/score.json"
+    assert (result.trials, result.pairs, result.n_boot, result.seed, result.level) == (3, 8, 50, 3, 0.95)
+    assert set(result.by_network) == {"attention", "plain"} and result.by_network["plain"]["trials"] == 1
+    assert len(result.warnings) == 1 and "line 4 skipped" in result.warnings[0]
+    raw = log.read_bytes()
+    assert result.log["file"] == "trials.jsonl" and result.log["bytes"] == len(raw)
+    assert result.log["sha256"] == hashlib.sha256(raw).hexdigest() and result.log["modified"].endswith("+00:00")
+    expected = score_log(log, n_boot=50, seed=3)           # the page's dict: the same numbers
+    assert {k: getattr(result, k) for k in ("person", "formula", "no_change", "by_network")} == \
+        {k: expected[k] for k in ("person", "formula", "no_change", "by_network")}
+    path = Run(tmp_path, {}).write(result)
+    assert path == tmp_path / "hitl" / "score.json" and not list(path.parent.glob(".*.tmp"))
+    stored = json.loads(path.read_text())
+    assert stored == result.to_json() and set(stored) == {"trials", "pairs", "person", "formula", "no_change",
+                                                          "log", "by_network", "warnings", "n_boot", "seed", "level"}
+    assert set(stored["person"]) == {"score", "ci_low", "ci_high", "n", "direction_agreement"}
+    read = Run(tmp_path, {}).read(TrialScoreResult)
+    assert read == TrialScoreResult.from_json(stored) and read.to_json() == result.to_json()
+    assert math.isnan(result.by_network["plain"]["person"]["score"])     # 2 pairs: no score, null in the file
+    assert read.by_network["plain"]["person"]["score"] is None and read.person == result.person
+    few = score_trial_log(tmp_path / "none.jsonl", n_boot=10)   # no trials: NaN scores are written as null
+    assert few.trials == 0 and math.isnan(few.person["score"]) and few.to_json()["person"]["score"] is None
+    assert few.log["bytes"] == 0 and few.log["modified"] is None
+    with pytest.raises(HPNetError, match=r"score\.json: not a trial score result: log is"):
+        TrialScoreResult.from_json({**stored, "log": str(log)}, str(path))      # the old layout: "log" a path
+
+
+def test_a_score_is_stale_once_the_log_changes(tmp_path):
+    log = tmp_path / "trials.jsonl"
+    for trial in TRIALS[:2]:
+        append_trial(log, trial)
+    result = score_trial_log(log, n_boot=20)
+    assert score_is_current(result, log)
+    original = log.read_bytes()
+    os.utime(log, (1, 1))                                      # a copied log: its time alone changes nothing
+    assert score_is_current(result, log)
+    append_trial(log, TRIALS[2])
+    assert not score_is_current(result, log)
+    log.write_bytes(original.replace(b"0.5", b"0.6"))          # the same size, other content
+    assert log.stat().st_size == result.log["bytes"] and not score_is_current(result, log)
+    log.write_bytes(original)
+    assert score_is_current(result, log)
+    log.unlink()
+    assert not score_is_current(result, log)
+    assert score_is_current(score_trial_log(log, n_boot=10), log)   # a missing log scored stays current
+
+
 def test_hitl_score_command(run, client, capsys):
     log = run / "hitl" / "trials.jsonl"
     log.parent.mkdir(parents=True, exist_ok=True)
@@ -390,8 +463,12 @@ def test_hitl_score_command(run, client, capsys):
     printed = json.loads(capsys.readouterr().out)
     assert printed["trials"] == 2 and printed["person"]["score"] == 1.0
     assert {"person", "formula", "no_change"} <= set(printed) and {"score", "ci_low", "ci_high"} <= set(printed["formula"])
-    assert json.loads((run / "hitl" / "score.json").read_text())["trials"] == 2
-    assert hitl_score_run(run, n_boot=50)["no_change"]["score"] == 0.0
+    assert printed["log"]["bytes"] == log.stat().st_size and printed["n_boot"] == 1000
+    written = Run.open(run).read(TrialScoreResult)
+    assert written.trials == 2 and written.to_json() == printed and score_is_current(written, log)
+    result = hitl_score_run(run, n_boot=50)
+    assert isinstance(result, TrialScoreResult) and result.no_change["score"] == 0.0
+    assert Run.open(run).read(TrialScoreResult).to_json() == result.to_json() and result.n_boot == 50
     page = report_run(run).read_text()
     section = page[page.index('<section id="hitl"'):]
     assert "2 trials, 6 predictions" in section and "<td>person</td><td>1.000" in section

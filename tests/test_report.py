@@ -6,12 +6,16 @@ import numpy as np
 import pytest
 import torch
 
+from hpnet.commands.serve import hitl_score_run
 from hpnet.errors import HPNetError
 from hpnet.io import atomic_write_json
 from hpnet.model import HPNet, ModelConfig
+from hpnet.predictability import human
 from hpnet.report import figures as F
 from hpnet.report.html import SECTIONS, write_report
-from hpnet.results import PruningResult, RobustnessResult
+from hpnet.report.text import score_text
+from hpnet.results import PruningResult, RobustnessResult, TrialScoreResult
+from hpnet.run import Run
 
 NAMES = ["Smiling", "Black_Hair", "Male"]
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -124,3 +128,69 @@ def test_figures_render_and_save_atomically(tmp_path):
     fig = F.fig8_robustness(RobustnessResult.from_json({"results": [{"n": 1, "beta": 0, "noise_std": 0.0,
                                                                      "accuracy": 0.7}]}))
     assert base64.b64decode(F.png_base64(fig))[:8] == PNG
+
+
+# ---------------------------------------------------------------------------- people's predictions
+
+TRIAL = {"attributes": NAMES, "person": [1, -2, 0], "formula": [0.2, -0.1, 0.0], "measured": [0.5, -0.4, 0.01],
+         "network": "attention"}
+
+
+def log_trials(run_dir, n: int):
+    for i in range(n):
+        human.append_trial(run_dir / "hitl" / "trials.jsonl", {**TRIAL, "measured": [0.5 + i, -0.4, 0.01 * i]})
+
+
+def hitl_html(run_dir) -> str:
+    page = write_report(run_dir).read_text()
+    return page[page.index('<section id="hitl"'):page.index("</section>", page.index('<section id="hitl"'))]
+
+
+def forbid_scoring(monkeypatch):
+    """Every scoring function of the library raises (whichever name a caller imported, the bootstrap
+    and the direction agreement are reached through the module): the report must only render."""
+    def scoring(*args, **kwargs):
+        raise AssertionError("the report scored the trials")
+
+    for name in ("score_trials", "score_log", "score_trial_log", "trial_bootstrap", "direction_agreement", "spearman"):
+        monkeypatch.setattr(human, name, scoring)
+
+
+@pytest.fixture
+def no_scoring(monkeypatch):
+    forbid_scoring(monkeypatch)
+
+
+def test_the_report_renders_the_written_score_without_scoring(run_dir, monkeypatch):
+    log_trials(run_dir, 3)
+    result = hitl_score_run(run_dir, n_boot=50)
+    result.person = {**result.person, "score": 0.123}           # a number only the file holds
+    Run.open(run_dir).write(result)
+    forbid_scoring(monkeypatch)
+    html = hitl_html(run_dir)
+    assert "3 trials, 9 predictions" in html and "(50 resamples)" in html
+    assert f"<td>person</td><td>0.123 [{result.person['ci_low']:.2f}" in html
+    assert f"<td>formula</td><td>{score_text(result.formula)}</td>" in html
+    assert "<td>no change, attention (3 trials)</td>" in html
+    assert html.count("data:image/png;base64,") == 1 and 'class="note"' not in html
+    from hpnet.report import hitl as section
+    assert not {"score_trials", "score_log", "score_trial_log", "trial_bootstrap"} & set(vars(section))
+
+
+def test_a_missing_or_stale_score_is_one_line_naming_the_command(run_dir, no_scoring):
+    assert "No trial logged yet" in hitl_html(run_dir)
+    log_trials(run_dir, 2)
+    command = f"<code>hpnet hitl-score {run_dir}</code>"
+    html = hitl_html(run_dir)
+    assert html.count('class="note"') == 1 and "<table>" not in html and html.count("data:image/png") == 1
+    assert f"<code>hitl/score.json</code> is not in the run folder yet: run {command}" in html
+    Run.open(run_dir).write(TrialScoreResult(trials=1, pairs=3, person={}, formula={}, no_change={},
+                                             log={"file": "trials.jsonl", "bytes": 10, "sha256": "0" * 64}))
+    html = hitl_html(run_dir)
+    assert html.count('class="note"') == 1 and "<table>" not in html and html.count("data:image/png") == 1
+    assert "<code>hitl/score.json</code> is stale: the trial log has changed since it was scored (1 trials then, " \
+           f"2 now); run {command} to score it again." in html
+    atomic_write_json({"trials": 2, "log": "old/trials.jsonl"}, run_dir / "hitl" / "score.json")   # unreadable
+    html = hitl_html(run_dir)
+    assert html.count('class="note"') == 1 and "<table>" not in html and html.count("data:image/png") == 1
+    assert "not a trial score result: missing pairs" in html and f"run {command} to score the trials again" in html

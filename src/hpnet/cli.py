@@ -23,7 +23,6 @@ from .model import BACKBONES, HEADS, L1_NORMS, ModelConfig
 from .ops.pruning import RULES, SCORERS, PruneSettings
 from .ops.robust import RobustSettings
 from .predictability import BACKENDS, PredictabilitySettings
-from .results import json_ready
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {}
 
@@ -269,9 +268,9 @@ def cmd_hitl_score(args: argparse.Namespace) -> int:
     from .commands.serve import hitl_score_run
     from .report.text import format_hitl
     result = hitl_score_run(args.run, n_boot=args.boot)
-    for warning in result["warnings"]:
+    for warning in result.warnings:
         print(f"warning: {warning}", file=sys.stderr)
-    print(json.dumps(json_ready(result), indent=2) if args.json else format_hitl(result))
+    print(json.dumps(result.to_json(), indent=2) if args.json else format_hitl(result))
     return 0
 
 

@@ -233,5 +233,31 @@ class CompareResult(Result):
     seconds: dict[str, float] = field(default_factory=dict)
 
 
+@dataclass
+class TrialScoreResult(Result):
+    """``hpnet hitl-score``: the score of the people's predictions logged by ``hpnet serve``
+    (RUN/hitl/trials.jsonl), the formula's and the no-change baseline's on the same trials, overall
+    and per network, and the log it was computed from: ``log`` is ``{"file", "bytes", "sha256",
+    "modified"}`` of the log as it was read, so that a reader can tell that the log has changed since
+    (:func:`hpnet.predictability.human.score_is_current`)."""
+
+    FILE: ClassVar[str] = "hitl/score.json"
+    KIND: ClassVar[str] = "trial score"
+
+    trials: int
+    pairs: int
+    person: dict                     # {"score", "ci_low", "ci_high", "n", "direction_agreement"}
+    formula: dict
+    no_change: dict
+    log: dict                        # {"file", "bytes", "sha256", "modified" (ISO time, UTC)}
+    by_network: dict[str, dict] = field(default_factory=dict)   # network -> {"trials", "pairs", "person", ...}
+    warnings: list[str] = field(default_factory=list)           # the log's skipped lines
+    n_boot: int = 1000
+    seed: int = 0
+    level: float = 0.95
+
+
+# the results of the pipeline's commands on a run; not TrialScoreResult (it needs people's trials)
+# nor CompareResult (written outside a run folder)
 RESULTS: tuple[type[Result], ...] = (EvaluationResult, AnalysisResult, PruningResult, RobustnessResult,
                                      PredictabilityResult)

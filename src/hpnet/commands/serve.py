@@ -7,12 +7,9 @@ from pathlib import Path
 from ..errors import HPNetError
 from ..hitl import Workbench
 from ..hitl.app import allowed_hosts, create_app
-from ..io import atomic_write_json
-from ..predictability.human import HITL_DIR, LOG_FILE, score_log
-from ..results import json_ready
+from ..predictability.human import HITL_DIR, LOG_FILE, score_trial_log
+from ..results import TrialScoreResult
 from ..run import Run
-
-SCORE_FILE = "score.json"
 
 
 def serve_run(run: str | Path | Run, host: str = "127.0.0.1", port: int = 8000, images: int = 256,
@@ -44,12 +41,12 @@ def serve_run(run: str | Path | Run, host: str = "127.0.0.1", port: int = 8000, 
         server.server_close()
 
 
-def hitl_score_run(run: str | Path | Run, n_boot: int = 1000, seed: int = 0) -> dict:
-    """The score of the trials in RUN/hitl/trials.jsonl, written to RUN/hitl/score.json."""
+def hitl_score_run(run: str | Path | Run, n_boot: int = 1000, seed: int = 0) -> TrialScoreResult:
+    """The score of the trials in RUN/hitl/trials.jsonl, written to RUN/hitl/score.json (atomically)."""
     run = Run.of(run)
     log = run.path / HITL_DIR / LOG_FILE
     if not log.is_file():
         raise HPNetError(f"{log}: no trials yet (start `hpnet serve {run.path}` and predict)")
-    result = score_log(log, n_boot, seed)
-    atomic_write_json(json_ready(result), run.path / HITL_DIR / SCORE_FILE)
+    result = score_trial_log(log, n_boot, seed)
+    run.write(result)
     return result

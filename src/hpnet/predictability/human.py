@@ -20,22 +20,29 @@ prediction carries no rank information, so the baseline's rank score is 0 by the
 ("0 = no information"). The direction agreement (share of pairs whose direction is right, a
 measured change under ``DIRECTION_TOLERANCE`` standard deviations counting as "no change") is a
 second number on which the baseline is a real competitor.
+
+``hpnet hitl-score`` writes the score as a :class:`~hpnet.results.TrialScoreResult`
+(``RUN/hitl/score.json``, from :func:`score_trial_log`) with the size, time and SHA-256 digest of the
+log it scored, so that a reader can tell (:func:`score_is_current`) whether the log has changed since.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
 from collections.abc import Sequence
+from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 
 from ..core.stats import spearman
 from ..errors import HPNetError
+from ..results import TrialScoreResult
 
 LOG_VERSION = 1
-HITL_DIR = "hitl"             # in the run folder: trials.jsonl, score.json, exports/
+HITL_DIR = "hitl"             # in the run folder: trials.jsonl, score.json (TrialScoreResult), exports/
 LOG_FILE = "trials.jsonl"
 SIZE_LEVELS = ("none", "small", "medium", "large")
 DIRECTION_TOLERANCE = 0.1     # |measured change| below this many logit std is "no change"
@@ -70,9 +77,13 @@ def read_trials(path: str | Path) -> tuple[list[dict], list[str]]:
     path = Path(path)
     if not path.is_file():
         return [], []
-    trials, warnings = [], []
     with open(path, "rb") as f:
-        lines = f.read().split(b"\n")
+        return _parse_trials(f.read(), path)
+
+
+def _parse_trials(raw: bytes, path: Path) -> tuple[list[dict], list[str]]:
+    trials, warnings = [], []
+    lines = raw.split(b"\n")
     for number, raw in enumerate(lines, 1):
         if not raw.strip():
             continue
@@ -176,6 +187,39 @@ def direction_agreement(predicted: Sequence[np.ndarray], measured: Sequence[np.n
 
 
 def score_log(path: str | Path, n_boot: int = 1000, seed: int = 0) -> dict:
-    """:func:`score_trials` of the log at ``path``, with the skipped lines as ``warnings``."""
+    """:func:`score_trials` of the log at ``path``, with the skipped lines as ``warnings``, as a plain
+    dict (what the page's ``/api/score`` serves; ``hpnet hitl-score`` writes :func:`score_trial_log`)."""
     trials, warnings = read_trials(path)
     return {**score_trials(trials, n_boot, seed), "warnings": warnings, "log": str(path)}
+
+
+def score_trial_log(path: str | Path, n_boot: int = 1000, seed: int = 0, level: float = 0.95) -> TrialScoreResult:
+    """The score of the log at ``path`` (missing: no trials) as a result, stamped with the log it read.
+
+    The log is read once: the trials scored and the stamp (size, digest) are of the same bytes, so
+    a trial appended while scoring makes the result stale instead of silently left out.
+    """
+    path = Path(path)
+    modified = path.stat().st_mtime if path.is_file() else None
+    raw = path.read_bytes() if path.is_file() else b""
+    trials, warnings = _parse_trials(raw, path)
+    scores = score_trials(trials, n_boot, seed, level)
+    stamp = {"file": path.name, "bytes": len(raw), "sha256": hashlib.sha256(raw).hexdigest(),
+             "modified": None if modified is None else
+             datetime.fromtimestamp(modified, timezone.utc).isoformat(timespec="seconds")}
+    return TrialScoreResult(trials=scores["trials"], pairs=scores["pairs"], person=scores["person"],
+                            formula=scores["formula"], no_change=scores["no_change"], log=stamp,
+                            by_network=scores["by_network"], warnings=warnings, n_boot=n_boot, seed=seed,
+                            level=level)
+
+
+def score_is_current(result: TrialScoreResult, path: str | Path) -> bool:
+    """Whether ``result`` scored the log at ``path`` as it is now (same size and SHA-256 digest; a
+    missing log counts as an empty one). The modification time is not compared: a copied or restored
+    log keeps its content and its score."""
+    path = Path(path)
+    size = path.stat().st_size if path.is_file() else 0
+    if size != result.log.get("bytes"):
+        return False
+    raw = path.read_bytes() if path.is_file() else b""
+    return hashlib.sha256(raw).hexdigest() == result.log.get("sha256")

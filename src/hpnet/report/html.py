@@ -1,10 +1,12 @@
 """One self-contained HTML page for a run: every figure and table the commands have written.
 
 The page reads the run folder through :class:`~hpnet.run.Run` and its result types (run.json, the
-evaluations, analysis, pruning, robustness and predictability results, and the PNG figures the
-commands wrote) and never imports the trainer. Figures are embedded as base64 PNG and the CSS is
-inline, so the file can be mailed or archived alone. A section whose result is missing says which
-command makes it. The regression example (paper Eq. 3-7) is computed on the fly.
+evaluations, analysis, pruning, robustness and predictability results, the people's score, and the
+PNG figures the commands wrote) and never imports the trainer. Figures are embedded as base64 PNG
+and the CSS is inline, so the file can be mailed or archived alone. A section whose result is
+missing says which command makes it. The regression example (paper Eq. 3-7) is computed on the
+fly; the people's score is not (``hpnet hitl-score`` writes it; one older than the trial log is
+named stale).
 """
 from __future__ import annotations
 
@@ -16,7 +18,14 @@ from .. import checks
 from ..checkpoint import RUN_FILE
 from ..errors import HPNetError
 from ..io import atomic_write_text, check_output
-from ..results import AnalysisResult, EvaluationResult, PredictabilityResult, PruningResult, RobustnessResult
+from ..results import (
+    AnalysisResult,
+    EvaluationResult,
+    PredictabilityResult,
+    PruningResult,
+    RobustnessResult,
+    TrialScoreResult,
+)
 from ..run import Run
 from .hitl import hitl_section
 from .predictability import report_section
@@ -85,7 +94,7 @@ def write_report(run_dir: str | Path, out: str | Path | None = None,
               "fig8": _render(robustness_section, run, baseline, source=run.file(RobustnessResult.FILE)),
               "regression": regression_section(),
               "predictability": _render(report_section, run, source=run.file(PredictabilityResult.FILE)),
-              "hitl": hitl_section(run)}
+              "hitl": _render(hitl_section, run, source=run.file(TrialScoreResult.FILE))}
     sections = [(key, SECTIONS[key], bodies[key]) for key in SECTIONS]
     sections += [(f"extra{i}", title, body) for i, (title, body) in enumerate(extra_sections)]
     atomic_write_text(_page(run.path, run.record, sections), out)

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from ..predictability.explainers import EXPLAINERS
-from ..results import EvaluationResult, PredictabilityResult, json_ready
+from ..results import EvaluationResult, PredictabilityResult, TrialScoreResult
 
 
 def pct(v) -> str:
@@ -89,12 +89,12 @@ def format_compare(result) -> str:
 HITL_ROWS = (("person", "person"), ("formula", "formula"), ("no_change", "no change"))
 
 
-def format_hitl(result: dict) -> str:
+def format_hitl(result: TrialScoreResult) -> str:
     """The people's score (``hpnet hitl-score``): rank score and direction agreement of the person,
     the formula and the no-change baseline on the same trials, overall and per network."""
-    result = json_ready(result)
+    result = result.to_json()
     lines = [f"{result['trials']} trials, {result['pairs']} predictions (Spearman rho of predicted vs measured "
-             f"logit change, 95% bootstrap over trials; direction: share of right directions)",
+             f"logit change, {100 * result['level']:g}% bootstrap over trials; direction: share of right directions)",
              f"{'':<10} {'rank score':<24} direction"]
     for key, label in HITL_ROWS:
         s = result[key]
