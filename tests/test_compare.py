@@ -7,6 +7,7 @@ from hpnet.cli import main
 from hpnet.commands.compare import CompareSettings, configurations, measure
 from hpnet.core.stats import seed_interval
 from hpnet.errors import HPNetError
+from hpnet.operations import OPERATIONS
 from hpnet.results import CompareResult
 from hpnet.run import Run
 from hpnet.train import TrainConfig
@@ -29,8 +30,9 @@ def test_the_comparison_writes_the_interface(compared):
     assert [c["name"] for c in saved["configs"]] == ["channel", "channel l1=0.001", "linear"]
     for config in saved["configs"]:
         assert config["seeds"] == [0, 1] and len(config["runs"]) == 2
-        for key in ("accuracy", "prune_score", "tone_score", "scale_score", "localisation_masks", "localisation_gradcam",
-                    "semantic_minus_random", "prune_score_contribution", "tone_score_mask_x_weight_x_activation"):
+        keys = [f"{op}_score" for op in OPERATIONS.names()] + [
+            f"{name}_score_{op.shared_predictor}" for name, op in OPERATIONS.items() if op.shared_predictor]
+        for key in ["accuracy", "localisation_masks", "localisation_gradcam", "semantic_minus_random", *keys]:
             metric = config["metrics"][key]
             assert set(metric) >= {"mean", "ci_low", "ci_high", "values"} and len(metric["values"]) == 2
     channel, _, linear = saved["configs"]

@@ -222,7 +222,6 @@ def test_every_operation_is_scored_on_a_trained_model(run):
     assert set(r["variants"]) == {"mask_x_weight", "mask_x_weight_x_activation", "weight", "contribution"}
     t = scores["tone"]
     assert t["n"] == 6 and math.isfinite(t["score"]) and t["measure"] == "signed logit"
-    assert scores["scale"]["n"] == 12 * 3
     after = model.operation_state()     # the model is left as it was
     assert torch.equal(after.keep, before.keep) and torch.equal(after.n, before.n) and not model.heads.transform_active
 
