@@ -7,7 +7,6 @@ a new head family or operation is tested here with no edit to this file.
 """
 import json
 import math
-import re
 
 import numpy as np
 import pytest
