@@ -1,4 +1,9 @@
-"""Shared fixtures. Each fixture is self-contained: it builds its own data in its own temp folder."""
+"""Shared fixtures. Each fixture is self-contained: it builds its own data in its own temp folder.
+
+Helper modules beside this file (plain functions, imported by the test modules): ``fakes`` writes fake
+data sets in the real formats; ``clihelp`` runs the ``hpnet`` command (``run_cli(capsys, *args)``,
+``hpnet_process(*args)`` for a real process) and checks its refusals (``one_line(code, err, pattern,
+naming=...)``: exit 2, no traceback, one line) and that nothing was written (``tree(path)``)."""
 from pathlib import Path
 
 import pytest

@@ -3,6 +3,8 @@ import json
 import subprocess
 import sys
 
+from hpnet.model import HEADS
+
 KEYS = {"train_speedup", "infer_speedup", "peak_memory_ratio", "flop_limit_fraction",
         "pruned50_infer_speedup", "data_fraction", "device", "train_batch", "infer_batch",
         "memory_batch", "matmul_gflops", "flops_per_image", "flop_limit_images_per_s"}
@@ -18,7 +20,9 @@ def test_quick_bench_prints_json_last():
         assert result[impl]["train_images_per_s"] > 0 and result[impl]["infer_images_per_s"] > 0
         assert result[impl]["train_step_peak_memory_mb"] > 0
     assert result["pruned50"]["channels"] == result["config"]["channels"] // 2
-    for head in ("channel", "context"):                                # the other head families, side by side
+    others = [h for h in HEADS.names() if HEADS.get(h).masks and h != "attention"]
+    assert sorted(result["heads"]) == sorted(others)                    # the other head families, side by side
+    for head in others:
         assert result["heads"][head]["train_images_per_s"] > 0 and result["heads"][head]["infer_vs_attention"] > 0
     assert result["matmul_gflops"] == max(result["matmul_gflops_samples"])
     serve = result["serve_apply"]                                       # the page's latency

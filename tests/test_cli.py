@@ -1,29 +1,13 @@
 """The `hpnet` command end to end on fake CelebA folders and CSVs, and every bad input: one line, exit 2."""
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from clihelp import hpnet_process, one_line, run_cli
 from fakes import make_fake_celeba, make_fake_csv_dataset
-from hpnet.cli import main
 
 TINY = ["--image-size", "16", "--widths", "4,8,8,8", "--epochs", "1", "--batch-size", "8", "--quiet"]
-
-
-def run_cli(capsys, *args: str) -> tuple[int, str, str]:
-    code = main([str(a) for a in args])
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def assert_one_line_error(code: int, err: str, pattern: str) -> None:
-    import re
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert code == 2, err
-    assert len(lines) == 1 and "Traceback" not in err, err
-    assert re.search(pattern, lines[0]), lines[0]
 
 
 @pytest.mark.parametrize("layout", ["txt", "csv"])
@@ -84,20 +68,20 @@ def test_empty_valid_and_test_splits_train_on_a_holdout_and_refuse_to_evaluate_t
     assert record["train_images"] == 18 and record["valid_images"] == 6
     assert "valid split, 6 images" in out  # eval falls back to the held-out part
     code, _, err = run_cli(capsys, "eval", run, "--split", "test")
-    assert_one_line_error(code, err, r"split 'test' of the celeba data at .* is empty")
+    one_line(code, err, r"split 'test' of the celeba data at .* is empty")
 
 
 def test_missing_root_folder(tmp_path, capsys):
     code, _, err = run_cli(capsys, "train", "--dataset", "celeba", "--root", tmp_path / "nope",
                            "--out", tmp_path / "run", *TINY)
-    assert_one_line_error(code, err, r"CelebA root folder not found: .*nope")
+    one_line(code, err, r"CelebA root folder not found: .*nope")
 
 
 def test_missing_label_file(tmp_path, capsys):
     root = make_fake_celeba(tmp_path / "data")
     (root / "list_eval_partition.txt").unlink()
     code, _, err = run_cli(capsys, "train", "--dataset", "celeba", "--root", root, "--out", tmp_path / "r", *TINY)
-    assert_one_line_error(code, err, r"missing partition file .*list_eval_partition\.txt")
+    one_line(code, err, r"missing partition file .*list_eval_partition\.txt")
 
 
 def test_image_that_does_not_decode(tmp_path, capsys):
@@ -105,7 +89,7 @@ def test_image_that_does_not_decode(tmp_path, capsys):
     (root / "img_align_celeba" / "000003.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
     code, _, err = run_cli(capsys, "train", "--dataset", "celeba", "--root", root, "--out", tmp_path / "r",
                            "--cache-dir", tmp_path / "cache", *TINY)
-    assert_one_line_error(code, err, r"cannot decode image .*000003\.jpg")
+    one_line(code, err, r"cannot decode image .*000003\.jpg")
 
 
 def _edit_attr_row(root: Path, row: int, edit) -> None:
@@ -119,14 +103,14 @@ def test_attribute_row_with_the_wrong_number_of_values(tmp_path, capsys):
     root = make_fake_celeba(tmp_path / "data")
     _edit_attr_row(root, 5, lambda line: line.rsplit(" ", 1)[0])
     code, _, err = run_cli(capsys, "train", "--dataset", "celeba", "--root", root, "--out", tmp_path / "r", *TINY)
-    assert_one_line_error(code, err, r"list_attr_celeba\.txt: line 7: expected an image name and 40 values, got 39")
+    one_line(code, err, r"list_attr_celeba\.txt: line 7: expected an image name and 40 values, got 39")
 
 
 def test_attribute_value_other_than_minus_one_zero_one(tmp_path, capsys):
     root = make_fake_celeba(tmp_path / "data")
     _edit_attr_row(root, 2, lambda line: line[:-2] + " 2")
     code, _, err = run_cli(capsys, "train", "--dataset", "celeba", "--root", root, "--out", tmp_path / "r", *TINY)
-    assert_one_line_error(code, err, r"list_attr_celeba\.txt: line 4: column Young: label '2' is not -1, 0 or 1")
+    one_line(code, err, r"list_attr_celeba\.txt: line 4: column Young: label '2' is not -1, 0 or 1")
 
 
 def test_csv_path_leaving_the_data_root(tmp_path, capsys):
@@ -137,16 +121,16 @@ def test_csv_path_leaving_the_data_root(tmp_path, capsys):
     lines[1] = ",".join(first)
     csv.write_text("\n".join(lines) + "\n")
     code, _, err = run_cli(capsys, "train", "--dataset", "csv", "--root", csv, "--out", tmp_path / "r", *TINY)
-    assert_one_line_error(code, err, r"labels\.csv: line 2: image path '\.\./\.\./etc/passwd' resolves outside the data root")
+    one_line(code, err, r"labels\.csv: line 2: image path '\.\./\.\./etc/passwd' resolves outside the data root")
 
 
 def test_unknown_attribute_name(tmp_path, capsys):
     root = make_fake_celeba(tmp_path / "data")
     code, _, err = run_cli(capsys, "train", "--dataset", "celeba", "--root", root, "--out", tmp_path / "r",
                            "--attributes", "Smiling,Smiley", *TINY)
-    assert_one_line_error(code, err, r"unknown attribute\(s\) Smiley")
+    one_line(code, err, r"unknown attribute\(s\) Smiley")
     code, _, err = run_cli(capsys, "train", "--out", tmp_path / "s", "--attributes", "Smiling,Winking", *TINY)
-    assert_one_line_error(code, err, r"Winking")
+    one_line(code, err, r"Winking")
 
 
 def test_checkpoint_from_another_config(tmp_path, capsys):
@@ -158,17 +142,16 @@ def test_checkpoint_from_another_config(tmp_path, capsys):
     config["widths"] = [4, 8, 8, 16]
     (run / "model.json").write_text(json.dumps(config))
     code, _, err = run_cli(capsys, "eval", run)
-    assert_one_line_error(code, err, r"model\.safetensors: checkpoint does not match the model config")
+    one_line(code, err, r"model\.safetensors: checkpoint does not match the model config")
 
 
 def test_missing_run_folder(tmp_path, capsys):
     code, _, err = run_cli(capsys, "eval", tmp_path / "nope")
-    assert_one_line_error(code, err, r"nope: run folder not found")
+    one_line(code, err, r"nope: run folder not found")
 
 
 def test_bad_input_exits_non_zero_without_traceback_in_a_real_process(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "hpnet", "train", "--dataset", "celeba", "--root",
-                           str(tmp_path / "missing"), "--out", str(tmp_path / "r")],
-                          capture_output=True, text=True, timeout=120)
+    proc = hpnet_process("train", "--dataset", "celeba", "--root", tmp_path / "missing", "--out", tmp_path / "r")
+    _, err = proc.communicate(timeout=120)
     assert proc.returncode == 2
-    assert proc.stderr.strip().splitlines() == [f"hpnet train: error: CelebA root folder not found: {tmp_path / 'missing'}"]
+    assert err.strip().splitlines() == [f"hpnet train: error: CelebA root folder not found: {tmp_path / 'missing'}"]

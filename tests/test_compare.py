@@ -3,6 +3,7 @@ import json
 
 import pytest
 
+from clihelp import one_line, run_cli
 from hpnet.cli import main
 from hpnet.commands.compare import CompareSettings, configurations, measure
 from hpnet.core.stats import seed_interval
@@ -73,11 +74,10 @@ def test_a_run_trained_with_other_settings_is_refused_not_reused(compared, capsy
     model = compared / "linear" / "seed0" / "model.safetensors"
     stamp = model.stat().st_mtime_ns
     args = [a if a != "1" else "2" for a in ARGS]                       # --epochs 2
-    assert main(["compare", "--out", str(compared), "--heads", "linear", "--seeds", "0", *args, "--lr", "0.05"]) == 2
-    err = capsys.readouterr().err.strip()
-    assert err.count("\n") == 0 and "Traceback" not in err
-    assert f"{compared / 'linear' / 'seed0'}: holds a run trained with other settings" in err
-    assert "train.epochs=1 (this comparison: 2), train.lr=0.001 (this comparison: 0.05);" in err
+    code, _, err = run_cli(capsys, "compare", "--out", compared, "--heads", "linear", "--seeds", "0", *args,
+                           "--lr", "0.05")
+    line = one_line(code, err, naming=f"{compared / 'linear' / 'seed0'}: holds a run trained with other settings")
+    assert "train.epochs=1 (this comparison: 2), train.lr=0.001 (this comparison: 0.05);" in line
     assert model.stat().st_mtime_ns == stamp
     # what does not change what a run learns (threads, mixed precision, the image cache) is not compared
     assert main(["compare", "--out", str(compared), "--heads", "linear", "--seeds", "0", *ARGS,

@@ -5,7 +5,6 @@ culprit, print no traceback, and leave every file as it was. The example budget 
 draws are derandomised, so CI runs the same examples every time; HPNET_FUZZ_EXAMPLES raises the
 budget for a longer local hunt.
 """
-import hashlib
 import json
 import os
 import shutil
@@ -16,6 +15,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from clihelp import one_line, run_cli, tree
 from hpnet.cli import main
 
 EXAMPLES = int(os.environ.get("HPNET_FUZZ_EXAMPLES", "40"))
@@ -24,23 +24,6 @@ FUZZ = settings(max_examples=EXAMPLES, deadline=None, derandomize=True, database
 ATTRS = "Smiling,Male,Eyeglasses"
 TINY = ["--dataset", "synthetic", "--image-size", "16", "--max-images", "48", "--attributes", ATTRS,
         "--backbone", "strided", "--widths", "4,8", "--batch-size", "16", "--quiet", "--no-eval"]
-
-
-def tree(path) -> dict:
-    return {str(p.relative_to(path)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(path.rglob("*")) if p.is_file()}
-
-
-def outcome(capsys, args) -> tuple[int, list[str], str]:
-    code = main([str(a) for a in args])
-    out, err = capsys.readouterr()
-    return code, [line for line in err.splitlines() if line.strip()], err
-
-
-def assert_refused(code: int, lines: list[str], err: str, culprit: str) -> None:
-    assert "Traceback" not in err, err
-    assert code == 2 and len(lines) == 1, err
-    assert culprit in lines[0], (culprit, lines[0])
 
 
 @pytest.fixture(scope="module")
@@ -139,8 +122,8 @@ def check_bad_argument(trained, tmp_path, capsys, command, flag, value):
     if command == "eval":
         base = ["eval", trained]
     before, here = tree(trained), tree(tmp_path)
-    code, lines, err = outcome(capsys, [*base, f"{flag}={value}"])
-    assert_refused(code, lines, err, flag)
+    code, _, err = run_cli(capsys, *base, f"{flag}={value}")
+    one_line(code, err, naming=flag)
     assert tree(trained) == before and tree(tmp_path) == here
 
 
@@ -191,10 +174,10 @@ def check_damaged_run(trained, tmp_path, capsys, case, command):
     before = tree(run)
     args = {"eval": ["eval", run], "report": ["report", run],
             "robust": ["robust", run, "--n", "1", "--beta", "0", "--noise", "0", "--quiet"]}[command]
-    code, lines, err = outcome(capsys, args)
+    code, _, err = run_cli(capsys, *args)
     assert "Traceback" not in err, err
     if code != 0:                                                 # refused: one line, nothing changed
-        assert_refused(code, lines, err, str(run))
+        one_line(code, err, naming=str(run))
         assert tree(run) == before
 
 
@@ -295,9 +278,9 @@ def test_damaged_celeba_folders_are_one_line_naming_the_file(celeba_folder, caps
         shutil.copytree(celeba_folder, base)
         culprit = damage_celeba(base, *case)
         before = tree(Path(tmp))
-        code, lines, err = outcome(capsys, ["train", "--dataset", "celeba", "--root", base, "--out",
-                                            Path(tmp) / "run", "--attributes", "Smiling,Male", *TRAIN_ON])
-        assert_refused(code, lines, err, culprit)
+        code, _, err = run_cli(capsys, "train", "--dataset", "celeba", "--root", base, "--out", Path(tmp) / "run",
+                               "--attributes", "Smiling,Male", *TRAIN_ON)
+        one_line(code, err, naming=culprit)
         assert tree(Path(tmp)) == before                                  # no run folder, nothing changed
 
 
@@ -356,7 +339,7 @@ def test_damaged_csv_files_are_one_line_naming_the_file(csv_folder, capsys, case
 
         edit_lines(csv, edit, "\n")
         before = tree(Path(tmp))
-        code, lines, err = outcome(capsys, ["train", "--dataset", "csv", "--root", csv, "--out", Path(tmp) / "run",
-                                            *TRAIN_ON])
-        assert_refused(code, lines, err, "none.jpg" if how == "missing image" else "labels.csv")
+        code, _, err = run_cli(capsys, "train", "--dataset", "csv", "--root", csv, "--out", Path(tmp) / "run",
+                               *TRAIN_ON)
+        one_line(code, err, naming="none.jpg" if how == "missing image" else "labels.csv")
         assert tree(Path(tmp)) == before

@@ -2,39 +2,19 @@
 all stop with one line and exit 2, before any file is written or changed."""
 import hashlib
 import json
-import re
 import shutil
 
 import pytest
 import torch
 
 import hpnet.train as train_module
+from clihelp import one_line, run_cli, tree
 from hpnet.cli import main
 from hpnet.io import load_tensors
 
 ATTRS = "Smiling,Male,Eyeglasses"
 TINY = ["--dataset", "synthetic", "--image-size", "16", "--max-images", "64", "--attributes", ATTRS,
         "--backbone", "strided", "--widths", "4,8", "--batch-size", "16", "--quiet", "--no-eval"]
-
-
-def run_cli(capsys, *args) -> tuple[int, str, str]:
-    code = main([str(a) for a in args])
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def one_line(code: int, err: str, pattern: str) -> str:
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert code == 2, err
-    assert len(lines) == 1 and "Traceback" not in err, err
-    assert re.search(pattern, lines[0]), lines[0]
-    return lines[0]
-
-
-def tree(path) -> dict:
-    """Every file under ``path`` with the hash of its bytes."""
-    return {str(p.relative_to(path)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(path.rglob("*")) if p.is_file()}
 
 
 def digest(path) -> str:

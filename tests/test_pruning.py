@@ -10,11 +10,11 @@ from hpnet.analysis.masks import mean_mask_grid
 from hpnet.data import DataSpec, load_split
 from hpnet.data.base import ArrayDataset
 from hpnet.errors import HPNetError
-from hpnet.model import HPNet, ModelConfig, count_macs, count_parameters
+from hpnet.model import HEADS, HPNet, ModelConfig, count_macs, count_parameters
 from hpnet.commands import evaluate_run, prune_run
 from hpnet.commands.evaluate import EvalSettings
 from hpnet.evaluation import accuracy_table, predict
-from hpnet.ops.pruning import (HeadFit, PruneSettings, ScanInputs, attention_order, default_grid, filter_l1,
+from hpnet.ops.pruning import (SCORERS, HeadFit, PruneSettings, ScanInputs, attention_order, default_grid, filter_l1,
                                l1_order, masked_model, mean_accuracy, method_orders, prune_physical, pruning_curves,
                                random_order, reconstruct_heads, semantic_order)
 from hpnet.run import Run
@@ -31,9 +31,14 @@ CONFIGS = {
 }
 
 
+# one model per head family: the paper's heads on the paper's backbone, any other family on the strided one
+HEAD_KINDS = ["paper" if head == "attention" else head for head in HEADS.names()]
+
+
 def tiny(kind: str = "paper", seed: int = 0) -> HPNet:
+    """A tiny model of a CONFIGS entry, or of the head family ``kind`` on the strided backbone."""
     torch.manual_seed(seed)
-    model = HPNet(ModelConfig(NAMES, **CONFIGS[kind]))
+    model = HPNet(ModelConfig(NAMES, **CONFIGS.get(kind, dict(backbone="strided", widths=(4, 6, 6, 8), head=kind))))
     for m in model.modules():  # non-trivial BatchNorm statistics, so that eval mode is tested
         if isinstance(m, torch.nn.BatchNorm2d):
             m.running_mean.uniform_(-0.2, 0.2)
@@ -78,7 +83,7 @@ def test_correlation_of_a_pruned_channel_is_zero_off_the_diagonal():
     assert torch.allclose(corr, corr.T) and (corr.diagonal() == 1).all()
 
 
-@pytest.mark.parametrize("kind", ["paper", "linear", "channel", "context"])
+@pytest.mark.parametrize("kind", HEAD_KINDS)
 def test_contributions_add_up_to_the_logits_and_correlate_like_numpy(kind):
     model, data = tiny(kind), random_data(13)
     corr = contribution_correlation(model, data, batch_size=4, max_images=11)
@@ -174,6 +179,23 @@ def test_method_orders_scan_the_chosen_correlation_and_report_the_other():
     assert set(orders) == {"random", "l1"} and len(orders["random"]) == 2
 
 
+@pytest.mark.parametrize("kind", HEAD_KINDS)
+@pytest.mark.parametrize("method", SCORERS.names())
+def test_every_scorer_orders_every_channel_once_or_says_why_it_does_not_apply(method, kind):
+    model = tiny(kind)
+    orders, skipped = method_orders(ScanInputs(model, PruneSettings(seeds=2, corr_images=12, batch_size=8),
+                                               train=random_data(12)), [method])
+    assert bool(orders) != bool(skipped) and set(skipped) <= {method}
+    if skipped:
+        assert skipped[method] and "\n" not in skipped[method]
+    for name, order in orders.items():
+        assert name == method or name.startswith(f"{method}_"), name
+        for one in (order if order and isinstance(order[0], list) else [order]):
+            assert sorted(one) == list(range(8)), (name, one)
+        assert method_orders(ScanInputs(model, PruneSettings(seeds=2, corr_images=12, batch_size=8),
+                                        train=random_data(12)), [method])[0][name] == order        # deterministic
+
+
 def test_attention_scorer_is_skipped_for_linear_heads_with_a_reason():
     orders, skipped = method_orders(ScanInputs(tiny("linear"), PruneSettings()), ["l1", "attention"])
     assert set(orders) == {"l1"} and skipped == {"attention": "the model has linear heads (no attention masks)"}
@@ -191,7 +213,7 @@ def test_mean_mask_grid_equals_the_mean_of_the_full_masks():
 # ---------------------------------------------------------------------------- curves
 
 
-@pytest.mark.parametrize("kind", ["paper", "linear", "channel", "context"])
+@pytest.mark.parametrize("kind", HEAD_KINDS)
 def test_pruning_curves_equal_masking_directly(kind):
     model, data = tiny(kind), random_data(20)
     order = [5, 2, 7, 0, 1, 6, 3, 4]
@@ -252,7 +274,7 @@ def test_reconstruction_brings_the_pruned_logits_closer_to_the_original():
     assert torch.equal(rebuilt.features(x), plain.features(x))
 
 
-@pytest.mark.parametrize("kind", ["paper", "linear", "channel", "context"])
+@pytest.mark.parametrize("kind", HEAD_KINDS)
 def test_reconstructed_physical_model_equals_the_masked_model_with_its_classifiers(kind):
     model, data = tiny(kind), random_data(30)
     kept = [1, 3, 4, 7]
@@ -301,7 +323,7 @@ def test_pruning_curves_reject_bad_orders_and_grids():
 # ---------------------------------------------------------------------------- physical pruning
 
 
-@pytest.mark.parametrize("kind", list(CONFIGS))
+@pytest.mark.parametrize("kind", list(CONFIGS) + [k for k in HEAD_KINDS if k not in CONFIGS])
 def test_physical_pruning_equals_the_masked_model(kind):
     model, x = tiny(kind), torch.rand(3, 3, 16, 16)
     keep = [6, 1, 3, 4]
@@ -360,7 +382,7 @@ def test_prune_run_writes_the_curves_and_a_working_smaller_run(run_dir, tmp_path
                        progress=False)
     stored = json.loads((run_dir / "pruning.json").read_text())
     assert stored["methods"] == json.loads(json.dumps(result.methods)) and stored == result.to_json()
-    methods = {"semantic", "semantic_higher", "semantic_features", "random", "l1", "attention"}
+    methods = set(SCORERS.names()) | {"semantic_higher", "semantic_features"}      # the semantic scorer's variants
     assert set(stored["methods"]) == set(stored["methods_heads_unchanged"]) == methods
     assert stored["rule"] == "lower" and stored["grid"] == [0, 4, 8] and stored["channels"] == 8
     assert stored["correlation"] == "contributions" and stored["reconstructed"] and stored["fit_images"] == 64

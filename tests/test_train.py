@@ -1,14 +1,12 @@
 """Training: the loss, determinism, checkpoints, exact resume after a real SIGKILL, evaluation."""
 import json
-import os
 import signal
-import subprocess
-import sys
 import time
 
 import pytest
 import torch
 
+from clihelp import hpnet_process
 from hpnet.data import DataSpec
 from hpnet.commands import evaluate_run, train_run
 from hpnet.errors import HPNetError
@@ -81,21 +79,15 @@ def test_an_existing_run_is_not_overwritten(tmp_path):
         train_run(tmp_path / "r", spec(32), TINY, TrainConfig(epochs=1), progress=False)
 
 
-def _hpnet(*args: str, **kw) -> subprocess.Popen:
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    return subprocess.Popen([sys.executable, "-m", "hpnet", *args], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
-
-
 def test_resume_after_sigkill_gives_the_uninterrupted_weights(tmp_path):
     args = ["train", "--dataset", "synthetic", "--image-size", "16", "--max-images", "384",
             "--attributes", ",".join(ATTRS), "--widths", "4,8,8,8", "--epochs", "4",
             "--batch-size", "16", "--quiet", "--no-eval"]
-    full = _hpnet(*args, "--out", str(tmp_path / "full"))
+    full = hpnet_process(*args, "--out", str(tmp_path / "full"))
     assert full.wait(timeout=300) == 0, full.stderr.read()
 
     killed = tmp_path / "killed"
-    proc = _hpnet(*args, "--out", str(killed))
+    proc = hpnet_process(*args, "--out", str(killed))
     deadline = time.time() + 240
     while time.time() < deadline and proc.poll() is None:
         run = killed / "run.json"
@@ -108,7 +100,7 @@ def test_resume_after_sigkill_gives_the_uninterrupted_weights(tmp_path):
     done_at_kill = json.loads((killed / "run.json").read_text())["epochs_done"]
     assert 1 <= done_at_kill < 4 and not (killed / "model.safetensors").exists()
 
-    resumed = _hpnet("train", "--resume", "--out", str(killed), "--quiet", "--no-eval")
+    resumed = hpnet_process("train", "--resume", "--out", str(killed), "--quiet", "--no-eval")
     assert resumed.wait(timeout=300) == 0, resumed.stderr.read()
     a = load_tensors(tmp_path / "full" / "model.safetensors")
     b = load_tensors(killed / "model.safetensors")
