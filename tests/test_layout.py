@@ -43,7 +43,8 @@ def test_a_new_pruning_scorer_is_one_entry(monkeypatch):
     monkeypatch.setitem(SCORERS._entries, "reversed_l1", reversed_l1)
     torch.manual_seed(0)
     model = HPNet(ModelConfig(NAMES, backbone="strided", widths=(4, 8)))
-    orders, _ = method_orders(ScanInputs(model, PruneSettings(methods=["reversed_l1"])), ["reversed_l1"])
+    settings = PruneSettings(methods=["reversed_l1"])
+    orders, _ = method_orders(ScanInputs(model, settings.scan), settings.methods)
     assert sorted(orders["reversed_l1"]) == list(range(8))
     assert "reversed_l1" in help_text("prune")
 

@@ -14,9 +14,10 @@ from hpnet.model import HEADS, HPNet, ModelConfig, count_macs, count_parameters
 from hpnet.commands import evaluate_run, prune_run
 from hpnet.commands.evaluate import EvalSettings
 from hpnet.evaluation import accuracy_table, predict
-from hpnet.ops.pruning import (SCORERS, HeadFit, PruneSettings, ScanInputs, attention_order, default_grid, filter_l1,
-                               l1_order, masked_model, mean_accuracy, method_orders, prune_physical, pruning_curves,
-                               random_order, reconstruct_heads, semantic_order)
+from hpnet.ops.pruning import (SCORERS, CurveSettings, HeadFit, PruneSettings, ScanInputs, ScanSettings,
+                               attention_order, default_grid, filter_l1, l1_order, masked_model, mean_accuracy,
+                               method_orders, prune_physical, pruning_curves, random_order, reconstruct_heads,
+                               semantic_order)
 from hpnet.run import Run
 from hpnet.train import TrainConfig, fit
 
@@ -162,20 +163,20 @@ def test_method_orders_scan_the_chosen_correlation_and_report_the_other():
     g = torch.Generator().manual_seed(1)
     a, b = (torch.corrcoef(torch.randn(8, 30, generator=g)) for _ in range(2))
     given = {"contributions": a, "features": b}
-    orders, skipped = method_orders(ScanInputs(model, PruneSettings(seeds=1), correlations=given), ["semantic"])
+    orders, skipped = method_orders(ScanInputs(model, ScanSettings(seeds=1), correlations=given), ["semantic"])
     l1 = filter_l1(model)
     assert orders == {"semantic": semantic_order(a, l1), "semantic_higher": semantic_order(a, l1, "higher"),
                       "semantic_features": semantic_order(b, l1)} and skipped == {}
-    swapped, _ = method_orders(ScanInputs(model, PruneSettings(both_rules=False, correlation="features"),
+    swapped, _ = method_orders(ScanInputs(model, ScanSettings(both_rules=False, correlation="features"),
                                           correlations=given), ["semantic"])
     assert swapped == {"semantic": semantic_order(b, l1), "semantic_contributions": semantic_order(a, l1)}
     with pytest.raises(HPNetError, match="--correlation"):
-        method_orders(ScanInputs(model, PruneSettings(), correlations={"features": b}), ["semantic"])
+        method_orders(ScanInputs(model, ScanSettings(), correlations={"features": b}), ["semantic"])
     with pytest.raises(HPNetError, match="--correlation"):
-        PruneSettings(correlation="weights")
+        ScanSettings(correlation="weights")
     with pytest.raises(HPNetError, match="--method"):
         PruneSettings(methods=["semantic", "magic"])
-    orders, _ = method_orders(ScanInputs(model, PruneSettings(seeds=2), correlations={}), ["random", "l1"])
+    orders, _ = method_orders(ScanInputs(model, ScanSettings(seeds=2), correlations={}), ["random", "l1"])
     assert set(orders) == {"random", "l1"} and len(orders["random"]) == 2
 
 
@@ -183,7 +184,7 @@ def test_method_orders_scan_the_chosen_correlation_and_report_the_other():
 @pytest.mark.parametrize("method", SCORERS.names())
 def test_every_scorer_orders_every_channel_once_or_says_why_it_does_not_apply(method, kind):
     model = tiny(kind)
-    orders, skipped = method_orders(ScanInputs(model, PruneSettings(seeds=2, corr_images=12, batch_size=8),
+    orders, skipped = method_orders(ScanInputs(model, ScanSettings(seeds=2, corr_images=12, batch_size=8),
                                                train=random_data(12)), [method])
     assert bool(orders) != bool(skipped) and set(skipped) <= {method}
     if skipped:
@@ -192,12 +193,12 @@ def test_every_scorer_orders_every_channel_once_or_says_why_it_does_not_apply(me
         assert name == method or name.startswith(f"{method}_"), name
         for one in (order if order and isinstance(order[0], list) else [order]):
             assert sorted(one) == list(range(8)), (name, one)
-        assert method_orders(ScanInputs(model, PruneSettings(seeds=2, corr_images=12, batch_size=8),
+        assert method_orders(ScanInputs(model, ScanSettings(seeds=2, corr_images=12, batch_size=8),
                                         train=random_data(12)), [method])[0][name] == order        # deterministic
 
 
 def test_attention_scorer_is_skipped_for_linear_heads_with_a_reason():
-    orders, skipped = method_orders(ScanInputs(tiny("linear"), PruneSettings()), ["l1", "attention"])
+    orders, skipped = method_orders(ScanInputs(tiny("linear"), ScanSettings()), ["l1", "attention"])
     assert set(orders) == {"l1"} and skipped == {"attention": "the model has linear heads (no attention masks)"}
 
 
@@ -378,7 +379,8 @@ def run_dir(tmp_path_factory):
 
 
 def test_prune_run_writes_the_curves_and_a_working_smaller_run(run_dir, tmp_path):
-    result = prune_run(run_dir, PruneSettings(grid=[0, 4, 8], seeds=2, keep=3, save=tmp_path / "small"),
+    result = prune_run(run_dir, PruneSettings(scan=ScanSettings(seeds=2), curves=CurveSettings(grid=[0, 4, 8]),
+                                              keep=3, save=tmp_path / "small"),
                        progress=False)
     stored = json.loads((run_dir / "pruning.json").read_text())
     assert stored["methods"] == json.loads(json.dumps(result.methods)) and stored == result.to_json()
@@ -414,12 +416,13 @@ def test_prune_run_rejects_bad_physical_arguments_before_any_work(run_dir):
     with pytest.raises(HPNetError, match="--save needs --keep"):
         prune_run(run_dir, PruneSettings(save=run_dir.parent / "x"), progress=False)
     with pytest.raises(HPNetError, match="--correlation"):
-        prune_run(run_dir, PruneSettings(correlation="weights"), progress=False)
+        prune_run(run_dir, PruneSettings(scan=ScanSettings(correlation="weights")), progress=False)
 
 
 def test_prune_run_without_reconstruction_keeps_the_heads(run_dir, tmp_path):
-    result = prune_run(run_dir, PruneSettings(methods=["semantic"], grid=[0, 4], keep=4, save=tmp_path / "small",
-                                              reconstruct=False, correlation="features"), progress=False)
+    result = prune_run(run_dir, PruneSettings(methods=["semantic"], scan=ScanSettings(correlation="features"),
+                                              curves=CurveSettings(grid=[0, 4], reconstruct=False),
+                                              keep=4, save=tmp_path / "small"), progress=False)
     assert not result.reconstructed and "methods_heads_unchanged" not in result.to_json()
     assert set(result.methods) == {"semantic", "semantic_higher", "semantic_contributions"}
     model, small = Run.open(run_dir).model(), Run.open(tmp_path / "small").model()

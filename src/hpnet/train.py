@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
@@ -34,19 +34,29 @@ from .progress import bar, write
 
 @dataclass
 class TrainConfig:
-    epochs: int = 10
-    batch_size: int = 64
-    lr: float = 1e-3
-    weight_decay: float = 0.0
+    epochs: int = field(default=10, metadata={
+        "flag": "--epochs", "help": "epochs (default {default}; with --resume: raise the run's number)"})
+    batch_size: int = field(default=64, metadata={"flag": "--batch-size"})
+    lr: float = field(default=1e-3, metadata={"flag": "--lr"})
+    weight_decay: float = field(default=0.0, metadata={"flag": "--weight-decay"})
     min_lr_fraction: float = 0.01
-    l1_lambda: float = 1e-5
-    seed: int = 0
-    amp: bool = True          # mixed precision on CUDA (bfloat16 where supported, else float16)
-    device: str = "auto"      # "auto": CUDA when present, else CPU
-    num_workers: int = 2      # for sources that are not held in memory
-    max_loss_ratio: float = 100.0  # stop when a batch loss exceeds this times the run's first one (0: never)
-    train_noise: float = 0.0  # augmentation: Gaussian noise of this std on [0, 1] training images ...
-    train_noise_p: float = 0.5  # ... added to each image with this probability (off while train_noise is 0)
+    l1_lambda: float = field(default=1e-5, metadata={
+        "flag": "--l1-lambda", "help": "weight of the mask L1 term (Eq. 10)"})
+    seed: int = field(default=0, metadata={"flag": "--seed"})
+    amp: bool = field(default=True, metadata={  # bfloat16 where supported, else float16
+        "flag": "--no-amp", "help": "no mixed precision on CUDA"})
+    device: str = field(default="auto", metadata={"flag": "--device", "help": "auto, cpu, cuda, cuda:1, ..."})
+    num_workers: int = field(default=2, metadata={
+        "flag": "--workers", "help": "data loader workers for uncached sources"})
+    max_loss_ratio: float = field(default=100.0, metadata={
+        "flag": "--max-loss-ratio",
+        "help": "stop (run marked failed) when a batch loss exceeds this times the run's first; 0: never. "
+                "A loss or gradient that is not finite always stops training"})
+    train_noise: float = field(default=0.0, metadata={
+        "flag": "--train-noise",
+        "help": "augmentation: Gaussian noise of this std on [0, 1] training images (default off)"})
+    train_noise_p: float = field(default=0.5, metadata={
+        "flag": "--train-noise-p", "help": "the share of training images that get it (default {default})"})
 
     def __post_init__(self) -> None:
         checks.count(self.epochs, "--epochs")

@@ -15,7 +15,7 @@ figures drawn by :mod:`hpnet.report`.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import NamedTuple
 
 import numpy as np
@@ -146,9 +146,11 @@ class AnalysisSettings:
     paper's four), ``samples`` images in Fig. 4, ``k`` top channels each, at most ``max_images``
     images for the grid and the correlation."""
 
-    attributes: Sequence[str | int] | None = None
-    samples: int = 4
-    max_images: int = 2000
+    attributes: Sequence[str | int] | None = field(default=None, metadata={
+        "flag": "--attributes", "help": "attributes shown in Fig. 4"})
+    samples: int = field(default=4, metadata={"flag": "--samples", "help": "sample images in Fig. 4"})
+    max_images: int = field(default=2000, metadata={
+        "flag": "--max-images", "help": "evaluate on at most N images (default {default})"})
     k: int = 3
     batch_size: int = 64
 

@@ -4,8 +4,8 @@ Each command opens a run folder (:class:`hpnet.run.Run`), calls pure operations 
 ``(model, data, settings) -> result``, writes the result into the run folder and returns it:
 
     from hpnet.commands import prune_run
-    from hpnet.ops.pruning import PruneSettings
-    result = prune_run("runs/demo", PruneSettings(grid=[0, 32, 64], keep=32, save="runs/small"))
+    from hpnet.ops.pruning import CurveSettings, PruneSettings
+    result = prune_run("runs/demo", PruneSettings(curves=CurveSettings(grid=[0, 32, 64]), keep=32, save="runs/small"))
     result.methods["semantic"]                    # also in runs/demo/pruning.json
 
 The command line (:mod:`hpnet.cli`) only parses arguments into these settings and prints results.

@@ -37,7 +37,7 @@ from ..data import DataSpec
 from ..errors import HPNetError
 from ..io import atomic_write_json, check_output
 from ..model import HEADS, HPNet
-from ..ops.pruning import PruneSettings, prune_model
+from ..ops.pruning import CurveSettings, PruneSettings, ScanSettings, prune_model
 from ..ops.robust import robustness_sweep, select_transform
 from ..predictability import PredictabilitySettings, score_network
 from ..report.compare import write_compare_report
@@ -60,12 +60,20 @@ class CompareSettings:
     ``scoring``: how predictability and localisation are measured.
     """
 
-    heads: Sequence[str] = ("attention", "channel", "context", "linear")
-    seeds: Sequence[int] = (0, 1, 2)
-    l1_lambdas: Sequence[float] = ()
-    train_noises: Sequence[float] = ()
-    variant_heads: Sequence[str] | None = None
-    noise_stds: Sequence[float] = (0.0, 0.1, 0.2, 0.3)
+    heads: Sequence[str] = field(default=("attention", "channel", "context", "linear"), metadata={
+        "flag": "--heads", "choices": HEADS, "help": "head families (default {default})"})
+    seeds: Sequence[int] = field(default=(0, 1, 2), metadata={
+        "flag": "--seeds", "help": "training seeds (default {default})"})
+    l1_lambdas: Sequence[float] = field(default=(), metadata={
+        "flag": "--l1-lambdas", "help": "further L1 strengths, each a configuration of every head with masks"})
+    train_noises: Sequence[float] = field(default=(), metadata={
+        "flag": "--train-noises",
+        "help": "further configurations trained with Gaussian noise of these stds (--train-noise-p)"})
+    variant_heads: Sequence[str] | None = field(default=None, metadata={
+        "flag": "--variant-heads",
+        "help": "the heads that get the --l1-lambdas and --train-noises variants (default all)"})
+    noise_stds: Sequence[float] = field(default=(0.0, 0.1, 0.2, 0.3), metadata={
+        "flag": "--noise", "help": "input noise stds measured (default {default})"})
     prune_fraction: float = 0.5
     scoring: PredictabilitySettings = field(default_factory=PredictabilitySettings)
 
@@ -217,8 +225,9 @@ def measure(run: Run, settings: CompareSettings, device: str = "auto", progress:
 def _pruning(model: HPNet, train, test, s: CompareSettings) -> dict:
     """Semantic minus random (mean of 5 orders) at ``prune_fraction`` of the channels pruned."""
     P = int(round(model.config.channels * s.prune_fraction))
-    result = prune_model(model, train, test, PruneSettings(methods=["semantic", "random"], grid=[0, P],
-                                                           corr_images=1000, fit_images=500)).result
+    settings = PruneSettings(methods=["semantic", "random"], scan=ScanSettings(corr_images=1000),
+                             curves=CurveSettings(grid=[0, P], fit_images=500))
+    result = prune_model(model, train, test, settings).result
 
     def gap(methods: dict) -> float:
         at = {name: next(row[1] for row in curve if row[0] == P) for name, curve in methods.items()}

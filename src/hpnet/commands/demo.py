@@ -11,7 +11,7 @@ from ..checkpoint import RUN_FILE
 from ..data import DataSpec
 from ..errors import HPNetError
 from ..io import check_output
-from ..ops.pruning import PruneSettings
+from ..ops.pruning import CurveSettings, PruneSettings, ScanSettings
 from ..report.text import format_table
 from ..train import TrainConfig
 from .analyse import analyse_run
@@ -32,7 +32,8 @@ DEMO_TRAIN = {"lr": 1e-2, "batch_size": 32}
 # The demo's pruning curves: 9 points (every 8 of the 64 channels) instead of 17, correlations
 # from 1,000 training images, reconstruction fitted on 500: 29 s instead of 62 s with the
 # defaults. At 32 channels pruned, semantic 84.93% vs random 84.70% (defaults: 84.88% vs 84.70%).
-DEMO_PRUNE = {"grid": list(range(0, 65, 8)), "corr_images": 1000, "fit_images": 500}
+DEMO_SCAN = {"corr_images": 1000}
+DEMO_CURVES = {"grid": list(range(0, 65, 8)), "fit_images": 500}
 
 
 def demo(out: str | Path = "runs/demo", images: int = 8000, image_size: int = 64, epochs: int = 5,
@@ -58,7 +59,8 @@ def demo(out: str | Path = "runs/demo", images: int = 8000, image_size: int = 64
                                     progress=progress)),
         ("eval", lambda: print(format_table(evaluate_run(out, progress=progress)))),
         ("analyse", lambda: analyse_run(out, progress=progress)),
-        ("prune", lambda: prune_run(out, PruneSettings(**DEMO_PRUNE), progress=progress)),
+        ("prune", lambda: prune_run(out, PruneSettings(scan=ScanSettings(**DEMO_SCAN),
+                                                       curves=CurveSettings(**DEMO_CURVES)), progress=progress)),
         ("robust", lambda: robust_run(out, progress=progress)),
         ("predictability", lambda: predictability_run(out, progress=progress)),
     ]

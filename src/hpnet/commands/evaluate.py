@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from .. import checks
@@ -19,7 +19,9 @@ class EvalSettings:
     default "test", or "valid" when test is empty; ``write``: also write RUN/eval_<split>.json."""
 
     data: DataSpec | None = None
-    split: str | None = None
+    split: str | None = field(default=None, metadata={
+        "flag": "--split",
+        "help": "train, valid, test or several (valid,test); default test, or valid when test is empty"})
     batch_size: int = 256
     write: bool = True
 

@@ -22,12 +22,13 @@ def prune_run(run: str | Path | Run, settings: PruneSettings | None = None, devi
     _check_save(s, run)
     model = run.model(device)
     train = run.split("train", progress)
-    split, data = run.eval_data(s.split, progress)
+    split, data = run.eval_data(s.curves.split, progress)
     result, small = prune_model(model, train, data, s, progress)
     result.split, result.run = split, str(run.path)
-    result.majority_baseline = run.majority_baseline(data, s.max_images)
+    result.majority_baseline = run.majority_baseline(data, s.curves.max_images)
     if small is not None and s.save is not None:
-        how = {"method": "semantic", "rule": s.rule, "correlation": s.correlation, "reconstructed": s.reconstruct}
+        how = {"method": "semantic", "rule": s.scan.rule, "correlation": s.scan.correlation,
+               "reconstructed": s.curves.reconstruct}
         save_pruned(small, result.physical["kept_channels"], run, s.save, how)
         result.physical["saved_to"] = str(s.save)
     run.write(result)

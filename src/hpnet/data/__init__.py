@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import functools
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -50,14 +50,23 @@ SOURCES: Registry[Source] = Registry("--dataset")
 class DataSpec:
     """Where the images come from and how they are prepared; saved in every run folder."""
 
-    dataset: str = "synthetic"
-    root: str | None = None
-    image_size: int = 64
-    max_images: int | None = None
-    attributes: list[str] | None = None
-    seed: int = 0
-    valid_fraction: float = 0.1
-    cache_dir: str | None = None     # None: $HPNET_CACHE or ~/.cache/hpnet; "none": no cache
+    dataset: str = field(default="synthetic", metadata={"flag": "--dataset", "choices": SOURCES, "help": "{choices}"})
+    root: str | None = field(default=None, metadata={
+        "flag": "--root",
+        "help": "CelebA folder (holding celeba/ or the celeba folder itself), or the CSV file / its folder"})
+    image_size: int = field(default=64, metadata={
+        "flag": "--image-size", "help": "images are resized to S x S (default {default})"})
+    max_images: int | None = field(default=None, metadata={
+        "flag": "--max-images", "help": "use at most N images per split"})
+    attributes: list[str] | None = field(default=None, metadata={
+        "flag": "--attributes", "help": "comma-separated attribute subset"})
+    seed: int = 0                    # the command line gives the training seed
+    valid_fraction: float = field(default=0.1, metadata={
+        "flag": "--valid-fraction",
+        "help": "share of training images held out for validation when the data has no valid split"})
+    cache_dir: str | None = field(default=None, metadata={
+        "flag": "--cache-dir",
+        "help": "where decoded images are cached (default $HPNET_CACHE or ~/.cache/hpnet; 'none' disables)"})
 
     def __post_init__(self) -> None:
         source = SOURCES.get(self.dataset)

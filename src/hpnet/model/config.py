@@ -32,11 +32,15 @@ class ModelConfig:
     """
 
     attribute_names: list[str]
-    backbone: str = "paper"
-    widths: tuple[int, ...] = PAPER_WIDTHS
-    dilations: tuple[int, ...] = PAPER_DILATIONS
-    head: str = "attention"
-    l1_norm: str = "position_mean"
+    backbone: str = field(default="paper", metadata={"flag": "--backbone", "choices": BACKBONES, "help": "{choices}"})
+    # "smallest": refused as the command line reads them; the config itself is built once the data are loaded
+    widths: tuple[int, ...] = field(default=PAPER_WIDTHS, metadata={
+        "flag": "--widths", "help": "channel widths, e.g. 32,64,64,128", "smallest": 1})
+    dilations: tuple[int, ...] = field(default=PAPER_DILATIONS, metadata={
+        "flag": "--dilations", "help": "paper backbone dilations, e.g. 1,2,3,2", "smallest": 1})
+    head: str = field(default="attention", metadata={"flag": "--head", "choices": HEADS, "help": "{choices}"})
+    l1_norm: str = field(default="position_mean", metadata={
+        "flag": "--l1-norm", "choices": L1_NORMS, "help": "normalisation of ||M||_1 (see README)"})
     head_impl: str = "fused"
     head_chunk_mb: float = 0
     extra: dict = field(default_factory=dict)

@@ -12,7 +12,7 @@ runs once, and the heads form each mask once and pool it under every (n, beta)
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
@@ -163,14 +163,20 @@ class RobustSettings:
     ``select``: also choose (n, beta) per attribute on validation data at ``select_noise_std``
     (default: the middle noise level)."""
 
-    ns: Sequence[float] = NS
-    betas: Sequence[float] = BETAS
-    noise_stds: Sequence[float] = NOISE_STDS
-    clip: bool = False
-    select: bool = False
+    ns: Sequence[float] = field(default=NS, metadata={
+        "flag": "--n", "help": "tone curve exponents n (default {default})"})
+    betas: Sequence[float] = field(default=BETAS, metadata={
+        "flag": "--beta", "help": "suppression values beta (default {default})"})
+    noise_stds: Sequence[float] = field(default=NOISE_STDS, metadata={
+        "flag": "--noise", "help": "Gaussian noise std on [0, 1] images (default {default})"})
+    clip: bool = field(default=False, metadata={"flag": "--clip", "help": "clip noisy images to [0, 1]"})
+    select: bool = field(default=False, metadata={
+        "flag": "--select", "help": "also pick (n, beta) per attribute on validation data and report test accuracy"})
     select_noise_std: float | None = None
-    split: str | None = None
-    max_images: int | None = None
+    split: str | None = field(default=None, metadata={
+        "flag": "--split", "help": "evaluation split (default test, or valid when empty)"})
+    max_images: int | None = field(default=None, metadata={
+        "flag": "--max-images", "help": "evaluate on at most N images"})
     batch_size: int = 64
     seed: int = 0
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
@@ -48,19 +48,28 @@ class PredictabilitySettings:
     resamples seeded by ``seed``; Grad-CAM and saliency from the ``backend``.
     """
 
-    plain_run: str | None = None
-    epochs: int | None = None
-    max_images: int = 256
-    localisation_images: int = 32
+    plain_run: str | None = field(default=None, metadata={
+        "flag": "--plain",
+        "help": "a trained plain-CNN run on the same data (default: train one into RUN/plain with the run's settings)"})
+    epochs: int | None = field(default=None, metadata={
+        "flag": "--epochs", "help": "epochs of the plain CNN (default: the run's)"})
+    max_images: int = field(default=256, metadata={
+        "flag": "--max-images", "help": "evaluate on at most N images (default {default})"})
+    localisation_images: int = field(default=32, metadata={
+        "flag": "--localisation-images", "help": "synthetic images for localisation"})
     usage_images: int = 256
     groups: int = 16
     singles: int | None = 32
     transforms: Sequence[tuple[float, float]] = TRANSFORMS
-    n_boot: int = 1000
+    n_boot: int = field(default=1000, metadata={"flag": "--boot", "help": "bootstrap resamples for the 95% intervals"})
     seed: int = 0
-    backend: str = "builtin"
+    backend: str = field(default="builtin", metadata={
+        "flag": "--explainer", "choices": BACKENDS,
+        "help": "Grad-CAM and saliency: written here, through Captum, or Captum when installed"})
     batch_size: int = 128
-    operations: Sequence[str] | None = None
+    operations: Sequence[str] | None = field(default=None, metadata={
+        "flag": "--operations", "choices": OPERATIONS,
+        "help": "the operations scored, comma separated (default all: {choices})"})
 
     def __post_init__(self) -> None:
         self.plain_run = checks.path(self.plain_run, "--plain", optional=True)

@@ -11,11 +11,12 @@ The operation acts on the C channels of z = f_f(x), the input of every attention
    pruned model as it is and with its classifiers reconstructed (:mod:`.refit`: least squares to
    the original logits on training images);
 3. :mod:`.apply`: a smaller model without the pruned channels, equal in output to the masked model;
-4. :mod:`.prune`: all of it for a trained model (:func:`prune_model`, settings :class:`PruneSettings`);
+4. :mod:`.prune`: all of it for a trained model (:func:`prune_model`, settings :class:`PruneSettings`
+   in parts: :class:`ScanSettings` for the orders, :class:`CurveSettings` for the curves);
    the ``prune`` command (:func:`hpnet.commands.prune_run`) runs it on a run folder.
 """
 from .apply import masked_model, mean_accuracy, physical_report, prune_physical
-from .curves import default_grid, pruning_curves
+from .curves import CurveSettings, default_grid, pruning_curves
 from .prune import Pruned, PruneSettings, prune_model
 from .refit import HeadFit, reconstruct_heads
 from .scorers import (
@@ -33,7 +34,7 @@ from .scorers import (
                       semantic_order,
 )
 
-__all__ = ["RULES", "SCORERS", "HeadFit", "PruneSettings", "Pruned", "ScanInputs", "ScanSettings", "ScorerSkipped",
-           "attention_order", "default_grid", "filter_l1", "l1_order", "masked_model", "mean_accuracy",
+__all__ = ["RULES", "SCORERS", "CurveSettings", "HeadFit", "PruneSettings", "Pruned", "ScanInputs", "ScanSettings",
+           "ScorerSkipped", "attention_order", "default_grid", "filter_l1", "l1_order", "masked_model", "mean_accuracy",
            "method_orders", "physical_report", "prune_model", "prune_physical", "pruning_curves",
            "random_order", "reconstruct_heads", "scorer", "semantic_order"]

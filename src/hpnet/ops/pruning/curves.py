@@ -7,16 +7,52 @@ reconstructed (:mod:`.refit`).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
+from ... import checks
 from ...core.stream import image_count, inference, model_device, stream
+from ...data import parse_splits
 from ...data.base import MultiLabelDataset
 from ...errors import HPNetError
 from ...model import HPNet
 from .refit import PrunedHeads, reconstruct_all
 from .scorers import Order
+
+
+@dataclass
+class CurveSettings:
+    """How the curves are measured (a part of :class:`~hpnet.ops.pruning.prune.PruneSettings`): accuracy
+    at each number of pruned channels in ``grid`` (default about 17 points from 0 to C) on the first
+    ``max_images`` images of ``split`` (default: the run's evaluation split), in batches of
+    ``batch_size``; ``reconstruct``: each pruned model also with its classifiers refitted on the first
+    ``fit_images`` training images."""
+
+    grid: Sequence[int] | None = field(default=None, metadata={
+        "flag": "--grid", "help": "numbers of pruned channels to evaluate (default about 17 points from 0 to C)"})
+    reconstruct: bool = field(default=True, metadata={
+        "flag": "--no-reconstruct", "help": "evaluate pruned models with their classifiers unchanged only (default: "
+                                            "also refit w_k, b_k by least squares to the original logits, and "
+                                            "report those)"})
+    fit_images: int | None = field(default=1000, metadata={
+        "flag": "--fit-images", "help": "training images the reconstruction is fitted on (default {default})"})
+    split: str | None = field(default=None, metadata={
+        "flag": "--split", "help": "evaluation split (default test, or valid when empty)"})
+    max_images: int | None = field(default=None, metadata={
+        "flag": "--max-images", "help": "evaluate on at most N images"})
+    batch_size: int = 64
+
+    def __post_init__(self) -> None:
+        if self.grid is not None:
+            self.grid = checks.counts(self.grid, "--grid", smallest=0)
+        checks.flag(self.reconstruct, "reconstruct")
+        checks.count(self.fit_images, "--fit-images", optional=True)
+        if self.split is not None:
+            parse_splits(self.split)
+        checks.count(self.max_images, "--max-images", optional=True)
+        checks.count(self.batch_size, "batch_size")
 
 
 def default_grid(channels: int, points: int = 17) -> list[int]:

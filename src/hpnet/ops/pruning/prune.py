@@ -8,54 +8,46 @@ from typing import NamedTuple
 
 from ... import checks
 from ...core.stream import image_count
-from ...data import parse_splits
 from ...data.base import MultiLabelDataset
 from ...errors import HPNetError
 from ...model import HPNet
 from ...results import PruningResult
 from .apply import physical_report, prune_physical
-from .curves import check_grid, default_grid, pruning_curves
+from .curves import CurveSettings, check_grid, default_grid, pruning_curves
 from .refit import reconstruct_heads
 from .scorers import SCORERS, ScanInputs, ScanSettings, method_orders
 
 
 @dataclass
-class PruneSettings(ScanSettings):
-    """What ``hpnet prune`` does (defaults are the command line's).
+class PruneSettings:
+    """What ``hpnet prune`` does (defaults are the command line's), in parts.
 
-    ``methods``: names of :data:`~hpnet.ops.pruning.scorers.SCORERS`, scanning as the
-    :class:`~hpnet.ops.pruning.scorers.ScanSettings` fields say ("semantic" scans the
-    ``correlation`` kind with ``rule``; the other kinds are reported as ``semantic_<kind>``). ``grid``:
-    the numbers of pruned channels (default about 17 points from 0 to C). Curves on the first
-    ``max_images`` images of ``split`` (default: the run's evaluation split). ``reconstruct``: also
-    refit every pruned model's classifiers on the first ``fit_images`` training images. ``keep``: also
-    prune physically to the last ``keep`` channels of the semantic order, and with ``save`` write that
-    model as a run folder.
+    ``methods``: names of :data:`~hpnet.ops.pruning.scorers.SCORERS`, their orders found as ``scan``
+    says (:class:`~hpnet.ops.pruning.scorers.ScanSettings`: the semantic scan's rule and correlation
+    kind, the random orders, the training images read) and their curves measured as ``curves`` says
+    (:class:`~hpnet.ops.pruning.curves.CurveSettings`: grid, evaluation images, reconstruction).
+    ``keep``: also prune physically to the last ``keep`` channels of the semantic order, and with
+    ``save`` write that model as a run folder.
     """
 
-    methods: Sequence[str] = field(default_factory=SCORERS.names)
-    grid: Sequence[int] | None = None
-    split: str | None = None
-    max_images: int | None = None
-    reconstruct: bool = True
-    fit_images: int | None = 1000
-    keep: int | None = None
-    save: str | None = None
+    methods: Sequence[str] = field(default_factory=SCORERS.names, metadata={
+        "flag": "--method", "choices": SCORERS, "help": "methods, comma separated (default all: {default})"})
+    scan: ScanSettings = field(default_factory=ScanSettings, metadata={"part": True})
+    curves: CurveSettings = field(default_factory=CurveSettings, metadata={"part": True})
+    keep: int | None = field(default=None, metadata={"flag": "--keep", "help": "also prune physically to N channels"})
+    save: str | None = field(default=None, metadata={
+        "flag": "--save", "help": "with --keep: write the smaller model as a run folder"})
 
     def __post_init__(self) -> None:
-        super().__post_init__()
         if not self.methods:
             raise HPNetError(f"--method: give at least one of {', '.join(SCORERS)}")
         self.methods = checks.names(self.methods, "--method")
         for m in self.methods:
             SCORERS.get(m)
-        if self.grid is not None:
-            self.grid = checks.counts(self.grid, "--grid", smallest=0)
-        if self.split is not None:
-            parse_splits(self.split)
-        checks.count(self.max_images, "--max-images", optional=True)
-        checks.flag(self.reconstruct, "reconstruct")
-        checks.count(self.fit_images, "--fit-images", optional=True)
+        if not isinstance(self.scan, ScanSettings):
+            raise HPNetError(f"scan must be a ScanSettings, got {self.scan!r}")
+        if not isinstance(self.curves, CurveSettings):
+            raise HPNetError(f"curves must be a CurveSettings, got {self.curves!r}")
         checks.count(self.keep, "--keep", optional=True)
         self.save = checks.path(self.save, "--save", optional=True)
         if self.save is not None and self.keep is None:
@@ -74,21 +66,22 @@ def prune_model(model: HPNet, train: MultiLabelDataset, data: MultiLabelDataset,
 
     ``run``, ``split`` and ``majority_baseline`` of the result are the caller's to fill."""
     s = settings or PruneSettings()
+    scan, measure = s.scan, s.curves
     C = model.config.channels
     if s.keep is not None and not 1 <= int(s.keep) <= C:
         raise HPNetError(f"--keep must be in 1..{C}, got {s.keep}")
-    grid = check_grid(s.grid, C) if s.grid is not None else default_grid(C)
-    fit = train if s.reconstruct else None
+    grid = check_grid(measure.grid, C) if measure.grid is not None else default_grid(C)
+    fit = train if measure.reconstruct else None
     start = time.perf_counter()
-    inputs = ScanInputs(model, s, train, progress=progress)
+    inputs = ScanInputs(model, scan, train, progress=progress)
     orders, skipped = method_orders(inputs, s.methods)
     scan_s = time.perf_counter() - start
-    curves = pruning_curves(model, data, orders, grid, s.batch_size, s.max_images,
-                            progress=progress, fit=fit, fit_images=s.fit_images)
+    curves = pruning_curves(model, data, orders, grid, measure.batch_size, measure.max_images,
+                            progress=progress, fit=fit, fit_images=measure.fit_images)
     result = PruningResult(
-        **curves, rule=s.rule, use_abs=s.use_abs, correlation=s.correlation, backbone=model.config.backbone,
-        correlation_split="train", correlation_images=image_count(train, s.corr_images),
-        random_seeds=max(1, s.seeds), filter_l1=inputs.filter_l1.tolist(),
+        **curves, rule=scan.rule, use_abs=scan.use_abs, correlation=scan.correlation, backbone=model.config.backbone,
+        correlation_split="train", correlation_images=image_count(train, scan.corr_images),
+        random_seeds=max(1, scan.seeds), filter_l1=inputs.filter_l1.tolist(),
         seconds={"correlation_and_orders": scan_s, "curves": time.perf_counter() - start - scan_s},
         skipped=skipped or None)
     small = None
@@ -97,7 +90,7 @@ def prune_model(model: HPNet, train: MultiLabelDataset, data: MultiLabelDataset,
         kept = order[-int(s.keep):]
         small = prune_physical(model, kept)
         if fit is not None:
-            reconstruct_heads(small, model, kept, fit, s.batch_size, s.fit_images)
-        result.physical = physical_report(model, kept, data, s.batch_size, s.max_images, small=small)
+            reconstruct_heads(small, model, kept, fit, measure.batch_size, measure.fit_images)
+        result.physical = physical_report(model, kept, data, measure.batch_size, measure.max_images, small=small)
         result.physical["reconstructed"] = fit is not None
     return Pruned(result, small)

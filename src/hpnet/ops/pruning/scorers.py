@@ -17,7 +17,7 @@ To add a scorer: one function here, decorated with ``@scorer("name")``, plus its
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -43,11 +43,16 @@ class ScanSettings:
     |R|), ``seeds`` random orders from ``seed``, correlations and mean masks from the first
     ``corr_images`` training images in batches of ``batch_size``."""
 
-    rule: str = "lower"
-    correlation: str = "contributions"
+    rule: str = field(default="lower", metadata={
+        "flag": "--rule", "choices": RULES,
+        "help": "of a correlated pair, prune the channel with the lower (default) or higher filter L1"})
+    correlation: str = field(default="contributions", metadata={
+        "flag": "--correlation", "choices": CORRELATIONS,
+        "help": "what the semantic scan correlates: the channels' contributions to the logits (default) or the "
+                "features over every position (the paper's Fig. 6); the other is reported as semantic_<kind>"})
     both_rules: bool = True
     use_abs: bool = False
-    seeds: int = 5
+    seeds: int = field(default=5, metadata={"flag": "--seeds", "help": "random orders averaged"})
     seed: int = 0
     corr_images: int | None = 2000
     batch_size: int = 64
