@@ -71,7 +71,8 @@ def create_app(bench: Workbench, host: str = "127.0.0.1", port: int = 8000, log:
     log = Path(log) if log is not None else run.path / HITL_DIR / LOG_FILE
     desk = TrialDesk(bench, log, n_boot=n_boot)
     app = Flask(__name__, static_folder=str(STATIC), static_url_path="/static")
-    app.config.update(MAX_CONTENT_LENGTH=MAX_BODY, HPNET_HOSTS=allowed_hosts(host, port), JSON_SORT_KEYS=False)
+    app.config.update(MAX_CONTENT_LENGTH=MAX_BODY, HPNET_HOSTS=allowed_hosts(host, port))
+    app.json.sort_keys = False          # a card's facts and a perturbation's keys in their own order
     app.extensions["hpnet"] = {"bench": bench, "desk": desk}
 
     @app.before_request
