@@ -352,3 +352,33 @@ def test_the_plain_network_takes_no_tone_curve_and_a_blind_trial_hides_the_netwo
     expect(page.locator("#trial-result")).to_contain_text(f"Network: {answer['network']}.")
     record = json.loads((run / "hitl" / "trials.jsonl").read_text().splitlines()[-1])
     assert record["trial"] == trial["trial"] and record["blind"] and record["person"] == [0] * len(trial["attributes"])
+
+
+def test_a_newly_registered_operation_appears_on_the_page(browser, served):
+    """An operation registered in hpnet.operations reaches the Operation panel and the trials with no
+    edit to the page (tests/extra_operation.py's "flip", registered for this test only)."""
+    from extra_operation import flip_registered
+
+    url, app, run = served
+    with flip_registered():
+        context = browser.new_context(viewport={"width": 1280, "height": 1000})
+        page = context.new_page()
+        page.set_default_timeout(TIMEOUT_MS)
+        errors = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.goto(url + "/")
+        expect(page.locator("#status")).to_have_text("Ready.")
+        model = api(app, url, "/api/model")
+        network = model["networks"][0]
+        choose(page, "flip", model, network)
+        page.get_by_test_id("channels-2").check()
+        answer = api(app, url, "/api/predict", {"network": network, "operation": "flip", "channels": [2]})
+        assert_prediction(page, answer["predicted"])
+        assert_card(page, answer["cards"][0])
+        page.locator("#trial-mode").select_option("own")
+        page.locator("#trial-network").select_option(network)
+        with page.expect_response("**/api/trial"):
+            page.locator("#new-trial").click()
+        expect(page.locator("#trial-description")).to_have_text("flip channel 2")
+        context.close()
+        assert not errors, f"script errors on the page: {errors}"

@@ -18,6 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
+from extra_operation import flip_registered
 from hpnet.cli import main
 from hpnet.commands import report_run, train_run
 from hpnet.commands.serve import hitl_score_run
@@ -216,7 +217,8 @@ def test_the_normalised_form_round_trips(bench):
     p = bench.perturbation({"off": [5, 1], "tone": {"all": {"n": 4, "beta": 0.5}, "Male": {"n": 0.5}}})
     assert bench.perturbation(p.to_json()) == p and p.operation == "prune+tone"
     q = bench.perturbation({"network": PLAIN, "off": [2]})
-    assert bench.perturbation(q.to_json()) == q and q.to_json() == {"network": PLAIN, "operation": "prune", "channels": [2]}
+    assert bench.perturbation(q.to_json()) == q
+    assert q.to_json() == {"network": PLAIN, "operation": "prune", "channels": [2]}
     old = {"network": PLAIN, "off": [2], "n": [1.0] * 3, "beta": [0.0] * 3}       # a version-1 normalised form
     assert bench.perturbation(old) == q
     with pytest.raises(HPNetError, match="n must list one number per attribute"):
@@ -275,7 +277,8 @@ def test_every_read_endpoint(client, bench):
     assert list(listed) == OPERATIONS.names()
     for name, op in OPERATIONS.items():
         o = listed[name]
-        assert (o["title"], o["summary"], o["shown"], o["formula_text"]) == (op.title, op.summary, op.shown, op.formula_text)
+        words = ("title", "summary", "shown", "formula_text")
+        assert [o[w] for w in words] == [getattr(op, w) for w in words]
         assert [f["name"] for f in o["fields"]] == [f.name for f in op.fields] and o["fields"][0]["kind"] in KINDS
         assert o["networks"] == [n for n, net in bench.networks.items() if op.applies_to(net.view)]
     attr = client.get("/api/attribute/Male", **BASE).json
@@ -316,20 +319,20 @@ BAD = [
     ("post", "/api/apply", [1, 2], 400, "must be a JSON object"),
     ("post", "/api/apply", {"operation": "rotate"}, 400, "operation must be one of prune"),
     ("post", "/api/apply", {"operation": ["scale"]}, 400, "operation must be one of"),
-    ("post", "/api/apply", {"operation": "scale", "channels": [1], "alpha": 3}, 400, "alpha must be a number in [0, 2]"),
+    ("post", "/api/apply", {"operation": "scale", "channels": [1], "alpha": 3}, 400, "alpha must be a number in [0, 2"),
     ("post", "/api/apply", {"operation": "scale", "channels": [], "alpha": 1}, 400, "non-empty list"),
     ("post", "/api/apply", {"operation": "scale", "channels": [1], "alpha": 1, "beta": 0}, 400, "unknown key 'beta'"),
     ("post", "/api/apply", {"operation": "prune", "channels": {"semantic_last": 2}}, 400, "channels must be a list"),
     ("post", "/api/apply", {"network": PLAIN, "operation": "tone", "n": 2}, 400, "has no masks"),
     ("post", "/api/apply", {"operations": {"operation": "prune"}}, 400, "operations must be a list"),
-    ("post", "/api/apply", {"operations": [{"operation": "prune", "channels": [1]}, 7]}, 400, "operations[1]: an operation"),
+    ("post", "/api/apply", {"operations": [{"operation": "prune", "channels": [1]}, 7]}, 400, "operations[1]: an"),
     ("post", "/api/apply", {"operations": [], "off": [1]}, 400, "\"operations\" comes alone"),
     ("post", "/api/apply", {"operations": [{"operation": "prune", "channels": [0]}] * 17}, 400, "at most 16"),
     ("post", "/api/predict", {"tone": {"all": {"n": True}}}, 400, "n must be a number"),
     ("post", "/api/trial", {"mode": "guess"}, 400, "mode must be one of random, own"),
     ("post", "/api/trial", {"network": "resnet"}, 400, f"network must be one of {ATT}, {PLAIN}, blind"),
     ("post", "/api/trial", {"mode": "own"}, 400, "needs a \"perturbation\""),
-    ("post", "/api/trial", {"mode": "own", "perturbation": {"operation": "scale", "channels": [1]}}, 400, "alpha must be"),
+    ("post", "/api/trial", {"mode": "own", "perturbation": {"operation": "scale", "channels": [1]}}, 400, "alpha must"),
     ("post", "/api/trial", {"mode": "random", "seed": 1}, 400, "unknown key 'seed'"),
     ("post", "/api/trial/abc/commit", {"predictions": {}}, 404, "no trial \"abc\""),
     ("post", "/api/export", {"perturbation": {}, "name": "../up"}, 400, "name must be"),
@@ -653,7 +656,8 @@ KEYS = ["network", "off", "tone", "n", "beta", "all", "Smiling", "Male", "semant
         "operations", "channels", "alpha", "attributes", "curves"]
 JSON = st.recursive(st.none() | st.booleans() | st.integers(-3, 12) | st.floats(-1e3, 1e3) |
                     st.sampled_from([float("nan"), float("inf"), 1e308, 0.1, 10.0]) |
-                    st.sampled_from([ATT, PLAIN, "blind", "random", "own", "Smiling", "", "..", "x" * 70, *OPERATIONS.names()]),
+                    st.sampled_from([ATT, PLAIN, "blind", "random", "own", "Smiling", "", "..", "x" * 70,
+                                     *OPERATIONS.names()]),
                     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.sampled_from(KEYS), inner, max_size=4),
                     max_leaves=12)
 
@@ -695,3 +699,30 @@ def test_the_bench_of_the_page_runs():
     from hpnet.bench.hitl import apply_latency
     got = apply_latency(images=16, requests=6, quick=True)
     assert got["requests"] == 6 and got["median_ms"] > 0 and got["channels"] == 8
+
+
+def test_a_newly_registered_operation_is_served_with_no_edit(run, bench, client, tmp_path):
+    """An operation registered after the server started: listed, predicted, measured, exported, drawn in trials."""
+    with flip_registered() as op:
+        listed = {o["name"]: o for o in client.get("/api/model", **BASE).json["operations"]}
+        assert listed["flip"]["networks"] == [ATT, PLAIN] and listed["flip"]["fields"][0]["kind"] == "channels"
+        for net in bench.networks.values():
+            params = op.parse({"channels": [1, 6]}, net.view)
+            got = client.post("/api/apply", json={"network": net.name, "operation": "flip", "channels": [1, 6]},
+                              **BASE).json
+            assert [r["change"] for r in got["predicted"]] == op.predict(net.view, params).change.tolist()
+            model = net.run.model()
+            _, data = Run.open(run).eval_data(progress=False)
+            m = measure_operations(model, data, [op.heads(model, params)], max_images=IMAGES)
+            assert [r["logit_change"] for r in got["measured"]] == \
+                pytest.approx(per_std(m["mean_change"][0], m["logit_std"]).tolist(), abs=1e-5)
+        exported = client.post("/api/export", json={"perturbation": {"operation": "flip", "channels": [2]},
+                                                    "name": "flipped"}, **BASE).json
+        assert exported["channels"] == 8
+        assert Run.open(run / "hitl" / "exports" / "flipped").model().operation_state().keep[2] == -1
+        drawn_ops = {client.post("/api/trial", json={"network": "blind"}, **BASE).json["operation"] for _ in range(80)}
+        assert "flip" in drawn_ops
+        trial, _ = commit_all(client, ATT, mode="own", body={"perturbation": {"operation": "flip", "channels": [3]}})
+        assert trial["description"] == "flip channel 3" and trial["cards"][0]["operation"] == "flip"
+        assert read_trials(tmp_path / "trials.jsonl")[0][-1]["operation"] == "flip"
+    assert "flip" not in [o["name"] for o in client.get("/api/model", **BASE).json["operations"]]

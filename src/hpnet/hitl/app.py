@@ -74,6 +74,14 @@ def create_app(bench: Workbench, host: str = "127.0.0.1", port: int = 8000, log:
     app.config.update(MAX_CONTENT_LENGTH=MAX_BODY, HPNET_HOSTS=allowed_hosts(host, port))
     app.json.sort_keys = False          # a card's facts and a perturbation's keys in their own order
     app.extensions["hpnet"] = {"bench": bench, "desk": desk}
+    _guard(app)
+    _read_routes(app, bench)
+    _write_routes(app, bench, desk, run)
+    return app
+
+
+def _guard(app: Flask) -> None:
+    """The checks before every request, and every error as one JSON line."""
 
     @app.before_request
     def guard() -> None:
@@ -109,6 +117,8 @@ def create_app(bench: Workbench, host: str = "127.0.0.1", port: int = 8000, log:
         traceback.print_exc(file=sys.stderr)
         return _error(f"internal error ({type(e).__name__}); see the server's log", 500)
 
+
+def _read_routes(app: Flask, bench: Workbench) -> None:
     @app.get("/")
     def page():
         response = send_from_directory(STATIC, "index.html")
@@ -137,6 +147,8 @@ def create_app(bench: Workbench, host: str = "127.0.0.1", port: int = 8000, log:
             raise NotFound(f"no image {i} (the page holds {bench.images.shape[0]})")
         return Response(bench.image_png(i), mimetype="image/png")
 
+
+def _write_routes(app: Flask, bench: Workbench, desk: TrialDesk, run) -> None:
     @app.post("/api/predict")
     def predict():
         p = bench.perturbation(_body())
@@ -153,10 +165,6 @@ def create_app(bench: Workbench, host: str = "127.0.0.1", port: int = 8000, log:
     @app.post("/api/trial/<trial_id>/commit")
     def commit(trial_id: str):
         return _json(desk.commit(trial_id, _body()))
-
-    @app.get("/api/score")
-    def score():
-        return _json(desk.score())
 
     @app.post("/api/export")
     def export():
@@ -175,7 +183,9 @@ def create_app(bench: Workbench, host: str = "127.0.0.1", port: int = 8000, log:
         _, channels = bench.export(p, out)
         return _json({"path": f"{HITL_DIR}/{EXPORTS}/{name}", "channels": channels, "perturbation": p.to_json()})
 
-    return app
+    @app.get("/api/score")
+    def score():
+        return _json(desk.score())
 
 
 def _body():

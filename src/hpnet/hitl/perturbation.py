@@ -26,9 +26,10 @@ How a composition acts and how it is predicted:
   that view's total evidence, is converted to units of the network's own total evidence before
   the changes (and sizes) are summed. The summed change is the net change of the evidence; the
   summed size is the evidence moved on the way (equal to the net size when no channel's evidence
-  moves back, larger otherwise, e.g. scale by 2 then switch off). One operation is predicted exactly as ``op.predict``; "prune
-  then tone" gives the signed evidence change sum_c (keep_c w_kc g_new(m_kc) - w_kc g_own(m_kc)) /
-  sum_c |w_kc| g_own(m_kc), the formula of the page before the registry.
+  moves back, larger otherwise, e.g. scale by 2 then switch off). One operation is predicted
+  exactly as ``op.predict``; "prune then tone" gives the signed evidence change
+  sum_c (keep_c w_kc g_new(m_kc) - w_kc g_own(m_kc)) / sum_c |w_kc| g_own(m_kc),
+  the formula of the page before the registry.
 """
 from __future__ import annotations
 
