@@ -1,7 +1,8 @@
 """The page of ``hpnet serve`` in a real browser: look, perturb, apply, predict, then see.
 
 Chromium is the system's (/usr/bin/chromium, never downloaded), driven by Playwright; the module is
-skipped when either is missing. A screenshot is left in $HPNET_ARTIFACTS (default test-artifacts/).
+skipped when either is missing. The Operation panel is driven for every registered operation's
+controls (built from /api/model) and for prune, scale and tone in particular. A screenshot is left in $HPNET_ARTIFACTS (default test-artifacts/).
 """
 import json
 import math
@@ -102,11 +103,60 @@ def assert_cell(cell, value, scale=1.0, decimals=3):
     assert shown_number(cell.inner_text()) == pytest.approx(scale * value, abs=0.5 * 10 ** -decimals + 1e-9)
 
 
+def assert_prediction(page, predicted):
+    """The formula panel shows ``predicted`` (it refreshes by itself, a moment after a change)."""
+    for p in predicted:
+        cell = f'[data-testid="predict-{p["attribute"]}"] [data-field=change]'
+        page.wait_for_function("([cell, v]) => Math.abs(document.querySelector(cell)?.dataset.value - v) < 1e-12",
+                               arg=[cell, p["change"]])
+        assert_cell(page.locator(cell), p["change"])
+        assert_cell(page.locator(f'[data-testid="predict-{p["attribute"]}"] [data-field=size]'), p["size"])
+
+
+def assert_card(page, card, prefix="card"):
+    """A card's number facts, per attribute row (the page shows each row's number facts)."""
+    for row in card["attributes"]:
+        for fact, value in row.items():
+            if isinstance(value, (int, float)) and fact != "attribute":
+                assert_cell(page.get_by_test_id(f"{prefix}-{row['attribute']}").locator(f"[data-field={fact}]"), value)
+
+
+def choose(page, operation, model, network):
+    """Pick ``operation`` in the Operation panel; its fields come from /api/model."""
+    page.locator("#operation").select_option(operation)
+    fields = next(o for o in model["operations"] if o["name"] == operation)["fields"]
+    expect(page.locator("#fields .field")).to_have_count(len(fields))
+    return fields
+
+
+def test_the_operation_panel_is_built_from_the_registry(page, served):
+    url, app, _ = served
+    from hpnet.operations import OPERATIONS
+    model = api(app, url, "/api/model")
+    network = model["networks"][0]
+    listed = page.locator("#operation option")
+    assert listed.evaluate_all("os => os.map(o => o.value)") == \
+        [o["name"] for o in model["operations"] if network in o["networks"]] == OPERATIONS.names()
+    for o in model["operations"]:
+        choose(page, o["name"], model, network)
+        expect(page.locator("#formula-text")).to_have_text(f"Formula: {o['formula_text']}")
+        for f in o["fields"]:
+            kind = f["kind"]
+            control = page.locator(f"#fields .field[data-name={f['name']}]")
+            assert control.get_attribute("data-kind") == kind
+            if kind == "channels":
+                assert page.locator(f"#field-{f['name']} input[type=checkbox]").count() == model["channels"]
+            else:
+                assert page.locator(f"#field-{f['name']}").evaluate("e => e.tagName") == \
+                    ("INPUT" if kind == "number" else "SELECT")
+
+
 def test_look_perturb_apply_then_a_trial_predicted_and_scored(page, served):
     url, app, run = served
     model = api(app, url, "/api/model")
     network, K, C = model["networks"][0], len(model["attributes"]), model["channels"]
-    assert model["attributes"] == NAMES and model["networks"] == [network, "plain"]
+    assert model["attributes"] == NAMES and model["networks"] == [network, "run/plain (linear)"]
+    assert network == "run (attention)"
 
     # Look: the grid, a cell clicked selects its attribute and channel.
     assert page.locator("#grid td.cell").count() == K * C
@@ -121,25 +171,27 @@ def test_look_perturb_apply_then_a_trial_predicted_and_scored(page, served):
         assert_cell(page.get_by_test_id(f"partner-{p['channel']}").locator("td").nth(1), p["r"])
     expect(page.locator("#accuracy-table tbody tr")).to_have_count(K + 1)
 
-    # Perturb: two channels off, a tone curve on one attribute.
-    page.get_by_test_id("switch-3").uncheck()
-    page.get_by_test_id("switch-5").uncheck()
-    page.locator("#tone-target").select_option(NAMES[0])
-    page.locator("#tone-n").fill("2")
-    page.locator("#tone-beta").fill("0.2")
-    expect(page.locator("#tone-n-value")).to_have_text("2.00")
-    spec = {"network": network, "off": [3, 5], "tone": {NAMES[0]: {"n": 2.0, "beta": 0.2}}}
-    predicted = api(app, url, "/api/predict", spec)["predicted"]
-    for p in predicted:        # the prediction refreshes by itself, a moment after the change
-        cell = f'[data-testid="predict-{p["attribute"]}"] [data-field=change]'
-        page.wait_for_function("([cell, v]) => Math.abs(document.querySelector(cell)?.dataset.value - v) < 1e-12",
-                               arg=[cell, p["change"]])
-        assert_cell(page.locator(cell), p["change"])
+    # Perturb: two channels off; then the same channels scaled; then a tone curve on one attribute.
+    choose(page, "prune", model, network)
+    page.get_by_test_id("channels-3").check()
+    page.get_by_test_id("channels-5").check()
+    expect(page.locator("#count-channels")).to_have_text(f"(2 of {C})")
+    spec = {"network": network, "operation": "prune", "channels": [3, 5]}
+    answer = api(app, url, "/api/predict", spec)
+    assert_prediction(page, answer["predicted"])
+    assert_card(page, answer["cards"][0])
 
+    choose(page, "scale", model, network)                    # the channel set stays
+    page.locator("#field-alpha").fill("0.5")
+    expect(page.locator("#field-alpha-value")).to_have_text("0.50")
+    spec = {"network": network, "operation": "scale", "channels": [3, 5], "alpha": 0.5}
+    answer = api(app, url, "/api/predict", spec)
+    assert_prediction(page, answer["predicted"])
+    assert_card(page, answer["cards"][0])
     page.locator("#apply").click()
     expect(page.locator("#status")).to_contain_text("Applied in")
     applied = api(app, url, "/api/apply", spec)
-    assert applied["perturbation"]["off"] == [3, 5] and applied["perturbation"]["n"][0] == 2.0
+    assert applied["perturbation"] == spec
     for m in applied["measured"]:
         row = page.get_by_test_id(f"apply-{m['attribute']}")
         for field in ("logit_change", "abs_logit_change"):
@@ -149,7 +201,17 @@ def test_look_perturb_apply_then_a_trial_predicted_and_scored(page, served):
         assert row.locator("[data-field=flipped]").inner_text() == str(m["flipped"])
     assert page.locator("#flipped figure").count() == len(applied["flipped_images"])
 
-    # Predict, then see: nothing measured is on the page until the prediction is committed.
+    choose(page, "tone", model, network)
+    page.locator("#field-attributes").select_option(NAMES[0])
+    page.locator("#field-n").fill("2")
+    page.locator("#field-beta").fill("0.2")
+    expect(page.locator("#field-n-value")).to_have_text("2.00")
+    answer = api(app, url, "/api/predict", {"network": network, "operation": "tone", "attributes": [NAMES[0]],
+                                            "n": 2.0, "beta": 0.2})
+    assert_prediction(page, answer["predicted"])
+    assert_card(page, answer["cards"][0])
+
+    # Predict, then see: nothing predicted or measured is on the page until the prediction is committed.
     log = run / "hitl" / "trials.jsonl"
     logged = len(log.read_text().splitlines()) if log.exists() else 0
     page.locator("#trial-mode").select_option("random")
@@ -161,8 +223,11 @@ def test_look_perturb_apply_then_a_trial_predicted_and_scored(page, served):
     expect(page.locator("#trial-description")).to_have_text(trial["description"])
     expect(page.locator("#apply-result")).to_be_hidden()
     expect(page.locator("#prediction")).to_be_hidden()
+    expect(page.locator("#formula-panel")).to_be_hidden()
     expect(page.locator("#apply")).to_be_disabled()
     assert page.locator("#trial-result").inner_text() == ""
+    assert_card(page, trial["cards"][0], "trial-card")
+    expect(page.locator("#trial-cards tbody tr")).to_have_count(len(trial["attributes"]))
 
     choices = [("up", "large", 1, 3), ("none", "none", 0, 0), ("down", "small", -1, 1)]
     clicked = {}
@@ -175,10 +240,12 @@ def test_look_perturb_apply_then_a_trial_predicted_and_scored(page, served):
         page.locator("#commit").click()
     answer = committed.value.json()
     expect(page.locator("#status")).to_have_text("Committed: the trial is logged.")
+    expect(page.locator("#formula-panel")).to_be_visible()
 
     lines = log.read_text().splitlines()
     record = json.loads(lines[-1])
     assert len(lines) == logged + 1 and record["trial"] == trial["trial"] and record["network"] == network
+    assert record["operation"] == trial["operation"] and record["params"]["operation"] == trial["operation"]
     assert record["attributes"] == trial["attributes"]
     assert [(d, s) for d, s in zip(record["direction"], record["size"])] == [clicked[a] for a in trial["attributes"]]
     assert record["person"] == [d * s for d, s in (clicked[a] for a in trial["attributes"])]
@@ -203,34 +270,69 @@ def test_look_perturb_apply_then_a_trial_predicted_and_scored(page, served):
     page.screenshot(path=str(artifacts() / "hitl-page.png"), full_page=True)
 
 
+def test_an_own_scale_trial_shows_its_card_and_logs_its_params(page, served):
+    url, app, run = served
+    model = api(app, url, "/api/model")
+    network = model["networks"][0]
+    choose(page, "scale", model, network)
+    page.get_by_test_id("channels-6").check()
+    page.locator("#field-alpha").fill("1.5")
+    page.locator("#trial-mode").select_option("own")
+    page.locator("#trial-network").select_option(network)
+    with page.expect_response("**/api/trial") as started:
+        page.locator("#new-trial").click()
+    trial = started.value.json()
+    assert trial["operation"] == "scale" and trial["perturbation"]["alpha"] == 1.5
+    expect(page.locator("#trial-description")).to_have_text("scale channel 6 by 1.5")
+    expect(page.locator("#formula-panel")).to_be_hidden()
+    assert_card(page, trial["cards"][0], "trial-card")
+    for name in trial["attributes"]:
+        page.get_by_test_id(f"direction-{name}-up").check()
+    with page.expect_response("**/commit"):
+        page.locator("#commit").click()
+    expect(page.locator("#status")).to_have_text("Committed: the trial is logged.")
+    record = json.loads((run / "hitl" / "trials.jsonl").read_text().splitlines()[-1])
+    assert record["params"] == {"operation": "scale", "channels": [6], "alpha": 1.5} and record["network"] == network
+
+
 def test_export_and_an_api_error_on_the_status_line(page, served):
     url, app, run = served
-    page.get_by_test_id("switch-0").uncheck()
+    model = api(app, url, "/api/model")
+    choose(page, "prune", model, model["networks"][0])
+    page.get_by_test_id("channels-0").check()
     page.locator("#export-name").fill("no good/name")
     page.locator("#export").click()
     expect(page.locator("#status")).to_have_class("status error")
     expect(page.locator("#status")).to_contain_text("/api/export: name must be")
 
-    page.locator("#semantic-count").fill("2")
-    page.locator("#semantic-first").click()
-    off = sorted(api(app, url, "/api/model")["semantic_order"][:2])
+    page.locator("#semantic-count-channels").fill("2")
+    page.locator("#semantic-first-channels").click()
+    off = sorted(model["semantic_order"][:2])
     for c in range(8):
-        assert page.get_by_test_id(f"switch-{c}").is_checked() == (c not in off)
+        assert page.get_by_test_id(f"channels-{c}").is_checked() == (c in off)
     page.locator("#export-name").fill("pruned")
     page.locator("#export").click()
     expect(page.locator("#export-path")).to_have_text("hitl/exports/pruned (6 channels kept)")
     assert (run / "hitl" / "exports" / "pruned" / "model.safetensors").is_file()
     expect(page.locator("#status")).to_have_text("Exported to hitl/exports/pruned.")
+    page.locator("#clear-channels").click()
+    page.locator("#apply").click()
+    expect(page.locator("#status")).to_contain_text("choose at least one channel")
 
 
 def test_the_plain_network_takes_no_tone_curve_and_a_blind_trial_hides_the_network(page, served):
     url, app, run = served
-    page.locator("#network").select_option("plain")
-    expect(page.locator("#tone-n")).to_be_disabled()
-    page.get_by_test_id("switch-1").uncheck()
+    model = api(app, url, "/api/model")
+    plain = model["networks"][1]
+    page.locator("#network").select_option(plain)
+    usable = [o["name"] for o in model["operations"] if plain in o["networks"]]
+    assert "tone" not in usable
+    assert page.locator("#operation option").evaluate_all("os => os.map(o => o.value)") == usable
+    choose(page, "prune", model, plain)
+    page.get_by_test_id("channels-1").check()
     page.locator("#apply").click()
     expect(page.locator("#status")).to_contain_text("Applied in")
-    applied = api(app, url, "/api/apply", {"network": "plain", "off": [1]})
+    applied = api(app, url, "/api/apply", {"network": plain, "operation": "prune", "channels": [1]})
     for m in applied["measured"]:
         row = page.get_by_test_id(f"apply-{m['attribute']}")
         assert_cell(row.locator("[data-field=logit_change]"), m["logit_change"])
@@ -240,6 +342,7 @@ def test_the_plain_network_takes_no_tone_curve_and_a_blind_trial_hides_the_netwo
         page.locator("#new-trial").click()
     trial = started.value.json()
     expect(page.locator("#trial-network-shown")).to_have_text("hidden")
+    assert trial["operation"] in usable
     for name in trial["attributes"]:
         page.get_by_test_id(f"direction-{name}-none").check()
     expect(page.get_by_test_id(f"size-{trial['attributes'][0]}-none")).to_be_checked()
@@ -249,3 +352,33 @@ def test_the_plain_network_takes_no_tone_curve_and_a_blind_trial_hides_the_netwo
     expect(page.locator("#trial-result")).to_contain_text(f"Network: {answer['network']}.")
     record = json.loads((run / "hitl" / "trials.jsonl").read_text().splitlines()[-1])
     assert record["trial"] == trial["trial"] and record["blind"] and record["person"] == [0] * len(trial["attributes"])
+
+
+def test_a_newly_registered_operation_appears_on_the_page(browser, served):
+    """An operation registered in hpnet.operations reaches the Operation panel and the trials with no
+    edit to the page (tests/extra_operation.py's "flip", registered for this test only)."""
+    from extra_operation import flip_registered
+
+    url, app, run = served
+    with flip_registered():
+        context = browser.new_context(viewport={"width": 1280, "height": 1000})
+        page = context.new_page()
+        page.set_default_timeout(TIMEOUT_MS)
+        errors = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.goto(url + "/")
+        expect(page.locator("#status")).to_have_text("Ready.")
+        model = api(app, url, "/api/model")
+        network = model["networks"][0]
+        choose(page, "flip", model, network)
+        page.get_by_test_id("channels-2").check()
+        answer = api(app, url, "/api/predict", {"network": network, "operation": "flip", "channels": [2]})
+        assert_prediction(page, answer["predicted"])
+        assert_card(page, answer["cards"][0])
+        page.locator("#trial-mode").select_option("own")
+        page.locator("#trial-network").select_option(network)
+        with page.expect_response("**/api/trial"):
+            page.locator("#new-trial").click()
+        expect(page.locator("#trial-description")).to_have_text("flip channel 2")
+        context.close()
+        assert not errors, f"script errors on the page: {errors}"

@@ -20,6 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
+from extra_operation import flip_registered
 from hpnet.cli import main
 from hpnet.commands import report_run, train_run
 from hpnet.commands.serve import hitl_score_run
@@ -27,7 +28,8 @@ from hpnet.data import DataSpec
 from hpnet.errors import HPNetError
 from hpnet.hitl import Workbench
 from hpnet.hitl.app import create_app
-from hpnet.predictability import predict_pruning, predict_transform
+from hpnet.core.tone import mask_transform
+from hpnet.operations import OPERATIONS, measure_operations, per_std
 from hpnet.predictability.human import (
     append_trial,
     direction_agreement,
@@ -37,7 +39,7 @@ from hpnet.predictability.human import (
     score_trial_log,
     trial_bootstrap,
 )
-from hpnet.results import TrialScoreResult
+from hpnet.results import TrialScoreResult, json_ready
 from hpnet.run import Run
 from hpnet.train import TrainConfig
 
@@ -77,6 +79,115 @@ def first_images(run: Path, n: int = IMAGES):
 
 # ---------------------------------------------------------------------------- the workbench
 
+ATT, PLAIN = "run (attention)", "run/plain (linear)"
+CASES = [(name, which) for name in OPERATIONS.names() for which in (0, 1)]
+CASE_IDS = [f"{name}-{'own' if which == 0 else 'baseline'}" for name, which in CASES]
+
+
+def drawn(bench, name: str, which: int, seed: int = 0):
+    """(network, op, params) of a case: the op drawn as the trials draw it, on the case's network."""
+    net = list(bench.networks.values())[which]
+    op = OPERATIONS.get(name)
+    return net, op, (op.draw(np.random.default_rng(seed + 10 * which), net.view) if op.applies_to(net.view) else None)
+
+
+def plain_json(obj):
+    return json.loads(json.dumps(json_ready(obj)))
+
+
+def test_networks_are_named_as_results_name_them(run, bench):
+    assert list(bench.networks) == [ATT, PLAIN]
+    assert Run.open(run).network_name(run.parent) == ATT and Run.open(run / "plain").network_name(run.parent) == PLAIN
+
+
+@pytest.mark.parametrize("name,which", CASES, ids=CASE_IDS)
+def test_every_operation_on_every_network(run, bench, client, name, which):
+    """/api/apply answers with op.predict, op.card and the change measure_operations measures with
+    op.heads; the perturbation's JSON reads back as itself; the export is op.persist."""
+    net, op, params = drawn(bench, name, which)
+    if params is None:                       # e.g. a tone curve on the plain CNN
+        refused = client.post("/api/apply", json={"network": net.name, "operation": name}, **BASE)
+        assert refused.status_code == 400 and "no masks" in refused.json["error"]
+        return
+    spec = {"network": net.name, **op.to_json(params)}
+    got = client.post("/api/apply", json=spec, **BASE).json
+    assert got["perturbation"] == plain_json(spec)
+    p = bench.perturbation(got["perturbation"])
+    assert p == bench.perturbation(spec) and p.steps[0].params == params and p.operation == name
+    assert bench.perturbation(json.loads(json.dumps(p.to_json()))) == p
+    prediction = op.predict(net.view, params)
+    assert [r["change"] for r in got["predicted"]] == prediction.change.tolist()
+    assert [r["size"] for r in got["predicted"]] == prediction.size.tolist()
+    assert got["cards"] == [plain_json(op.card(net.view, params).to_json(NAMES))]
+    assert client.post("/api/predict", json=spec, **BASE).json["predicted"] == got["predicted"]
+
+    model = net.run.model()
+    _, data = Run.open(run).eval_data(progress=False)
+    m = measure_operations(model, data, [op.heads(model, params)], max_images=IMAGES)
+    assert [r["logit_change"] for r in got["measured"]] == \
+        pytest.approx(per_std(m["mean_change"][0], m["logit_std"]).tolist(), abs=1e-5)
+    assert [r["abs_logit_change"] for r in got["measured"]] == \
+        pytest.approx(per_std(m["abs_change"][0], m["logit_std"]).tolist(), abs=1e-5)
+    assert [r["accuracy_after"] for r in got["measured"]] == pytest.approx(m["accuracy"][0].tolist(), abs=1e-9)
+
+    folder = f"{name}-{which}"
+    exported = client.post("/api/export", json={"perturbation": spec, "name": folder}, **BASE).json
+    reloaded = Run.open(run / "hitl" / "exports" / folder)
+    persisted = op.persist(model, params)
+    kept = torch.nonzero(persisted.operation_state().keep != 0).flatten().tolist()
+    assert exported["channels"] == len(kept) == reloaded.model().config.channels
+    assert reloaded.record["kept_channels"] == kept and reloaded.record["perturbation"] == got["perturbation"]
+    x, _ = first_images(run)
+    with torch.no_grad():
+        assert torch.allclose(reloaded.model()(x).logits, persisted(x).logits, atol=1e-5)
+
+
+def hand_formula(net, state):
+    """The evidence change of a keep-mask and tone curve as the page computed it before the registry:
+    sum_c (keep_c w g_new(m) - w g_own(m)) / sum_c |w| g_own(m), and its size."""
+    v = net.view
+    w, m = v.weights, v.seen
+    g = (lambda n, b: mask_transform(m, n.double().view(-1, 1), b.double().view(-1, 1))) if v.has_masks else \
+        (lambda n, b: m)
+    before = w * g(v.n, v.beta)
+    after = state.keep.double().view(1, -1) * w * (g(state.n, state.beta) if v.has_masks else m)
+    total = before.abs().sum(1)
+    return (after - before).sum(1) / total, (after - before).abs().sum(1) / total
+
+
+COMPOSITIONS = [      # (perturbation, whether every channel's evidence moves one way: then size = the net size)
+    ({"off": [1, 3], "tone": {"all": {"n": 2.0, "beta": 0.3}, "Male": {"n": 0.5, "beta": 0.0}}}, True),
+    ({"operations": [{"operation": "scale", "channels": [2, 6], "alpha": 0.5},
+                     {"operation": "prune", "channels": [2, 5]}]}, True),
+    ({"operations": [{"operation": "tone", "n": 4, "beta": 0.5}, {"operation": "scale", "channels": [0], "alpha": 2}]},
+     False),
+    ({"network": PLAIN, "operations": [{"operation": "scale", "channels": [1, 4], "alpha": 1.5},
+                                       {"operation": "prune", "channels": [4]}]}, False),
+]
+
+
+@pytest.mark.parametrize("spec,one_way", COMPOSITIONS, ids=range(len(COMPOSITIONS)))
+def test_a_composition_is_predicted_in_turn_and_measured_under_its_state(run, bench, client, spec, one_way):
+    """The change predicted in turn is the net evidence change; the size is the evidence moved on the
+    way (the sum of the steps' sizes): the net size when nothing moves back, at least it otherwise."""
+    got = client.post("/api/apply", json=spec, **BASE).json
+    p = bench.perturbation(spec)
+    net = bench.networks[p.network]
+    state = p.state(net.own)
+    change, size = hand_formula(net, state)
+    assert [r["change"] for r in got["predicted"]] == pytest.approx(change.tolist(), abs=1e-7)       # float32 state
+    sizes = torch.tensor([r["size"] for r in got["predicted"]], dtype=torch.float64)
+    assert sizes.tolist() == pytest.approx(size.tolist(), abs=1e-7) if one_way else bool((sizes >= size - 1e-7).all())
+    assert len(got["cards"]) == len(p.steps) and bench.perturbation(got["perturbation"]) == p
+    model = net.run.model()
+    x, _ = first_images(run)
+    with torch.no_grad():
+        before = model(x).logits.double()
+        model.set_operation_state(state)
+        after = model(x).logits.double()
+    assert [r["logit_change"] for r in got["measured"]] == \
+        pytest.approx(((after - before) / before.std(0)).mean(0).tolist(), abs=1e-5)
+
 
 def test_apply_measures_what_the_library_computes(run, client):
     body = {"off": [1, 3], "tone": {"all": {"n": 2.0, "beta": 0.3}, "Male": {"n": 0.5, "beta": 0.0}}}
@@ -98,64 +209,46 @@ def test_apply_measures_what_the_library_computes(run, client):
         assert row["logit_change"] == pytest.approx(float(change[k]), abs=1e-6)
         assert row["accuracy_after"] == pytest.approx(float(acc[k]), abs=1e-9)
         assert row["flipped"] == int(flips[k])
-    assert got["perturbation"] == {"network": "attention", "off": [1, 3], "n": [2.0, 0.5, 2.0],
-                                   "beta": [0.3, 0.0, 0.3]}
+    assert got["perturbation"] == {"network": ATT, "operations": [
+        {"operation": "prune", "channels": [1, 3]},
+        {"operation": "tone", "n": [2.0, 0.5, 2.0], "beta": [0.3, 0.0, 0.3]}]}
     assert sum(r["flipped"] for r in got["measured"]) == len(got["flipped_images"])
 
 
-def test_plain_network_pruning_is_measured_too(run, client):
-    got = client.post("/api/apply", json={"network": "plain", "off": [0, 5]}, **BASE).json
-    model = Run.open(run / "plain").model()
-    x, _ = first_images(run)
-    with torch.no_grad():
-        before = model(x).logits.double()
-        keep = torch.ones(8)
-        keep[[0, 5]] = 0
-        model.set_channel_keep(keep)
-        after = model(x).logits.double()
-    change = ((after - before) / before.std(0)).mean(0)
-    assert [r["logit_change"] for r in got["measured"]] == pytest.approx(change.tolist(), abs=1e-6)
-
-
 def test_nothing_switched_off_changes_nothing(client):
-    got = client.post("/api/apply", json={}, **BASE).json
-    assert all(r["logit_change"] == 0 and r["flipped"] == 0 and r["accuracy_change"] == 0 for r in got["measured"])
-    assert all(r["change"] == 0 and r["size"] == 0 for r in got["predicted"])
-
-
-def test_formula_is_the_human_side_predictor_of_the_score(bench):
-    net = bench.main
-    w, masks = net.usage["weights"], net.usage["mean_masks"]
-    tone = bench.predict(bench.perturbation({"tone": {"all": {"n": 4.0, "beta": 0.5}}}))
-    assert [r["change"] for r in tone] == pytest.approx(predict_transform(w, masks, [(4.0, 0.5)])[0].tolist(), abs=1e-9)
-    pruned = bench.predict(bench.perturbation({"off": [2, 6]}))
-    share = predict_pruning(masks * w.abs(), [{"channels": [2, 6]}])[0]
-    assert [r["size"] for r in pruned] == pytest.approx(share.tolist(), abs=1e-9)
-    signed = -(w * masks)[:, [2, 6]].sum(1) / (w.abs() * masks).sum(1)
-    assert [r["change"] for r in pruned] == pytest.approx(signed.tolist(), abs=1e-9)
-    plain = bench.networks["plain"]
-    evidence = plain.usage["weights"].abs() * plain.usage["activation"].view(1, -1)
-    got = bench.predict(bench.perturbation({"network": "plain", "off": [4]}))
-    assert [r["size"] for r in got] == pytest.approx(predict_pruning(evidence, [{"channels": [4]}])[0].tolist())
+    for body in ({}, {"off": []}, {"operations": []}, {"network": PLAIN, "n": [1.0] * 3, "beta": [0.0] * 3}):
+        got = client.post("/api/apply", json=body, **BASE).json
+        assert got["perturbation"]["operations"] == [] and got["cards"] == []
+        assert all(r["logit_change"] == 0 and r["flipped"] == 0 and r["accuracy_change"] == 0 for r in got["measured"])
+        assert all(r["change"] == 0 and r["size"] == 0 for r in got["predicted"])
 
 
 def test_the_normalised_form_round_trips(bench):
     p = bench.perturbation({"off": [5, 1], "tone": {"all": {"n": 4, "beta": 0.5}, "Male": {"n": 0.5}}})
-    assert bench.perturbation(p.to_json()) == p
-    q = bench.perturbation({"network": "plain", "off": [2]})
+    assert bench.perturbation(p.to_json()) == p and p.operation == "prune+tone"
+    q = bench.perturbation({"network": PLAIN, "off": [2]})
     assert bench.perturbation(q.to_json()) == q
+    assert q.to_json() == {"network": PLAIN, "operation": "prune", "channels": [2]}
+    old = {"network": PLAIN, "off": [2], "n": [1.0] * 3, "beta": [0.0] * 3}       # a version-1 normalised form
+    assert bench.perturbation(old) == q
     with pytest.raises(HPNetError, match="n must list one number per attribute"):
         bench.perturbation({"n": [1.0]})
     with pytest.raises(HPNetError, match="no attention masks"):
-        bench.perturbation({"network": "plain", "beta": [0.5, 0.0, 0.0]})
+        bench.perturbation({"network": PLAIN, "beta": [0.5, 0.0, 0.0]})
 
 
 def test_channel_choices_resolve_to_ids(bench):
-    assert list(bench.perturbation({"off": {"semantic_first": 3}}).off) == sorted(bench.semantic_order[:3])
+    first = sorted(bench.semantic_order[:3])
+    assert list(bench.perturbation({"off": {"semantic_first": 3}}).steps[0].params.channels) == first
     top = bench.top_channels(1, 2)
-    assert list(bench.perturbation({"off": {"top_of": "Male", "count": 2}}).off) == sorted(top)
-    evidence = bench.main.evidence()[1]
+    assert list(bench.perturbation({"off": {"top_of": "Male", "count": 2}}).steps[0].params.channels) == sorted(top)
+    evidence = bench.main.view.evidence().abs()[1]
     assert evidence[top[0]] >= evidence[top[1]] >= evidence.sort(descending=True).values[2]
+    for name, op in OPERATIONS.items():              # every channel-set field takes the shortcuts
+        for f in (f for f in op.fields if f.kind == "channels"):
+            spec = {"operation": name, f.name: {"semantic_first": 3}}
+            spec.update({g.name: g.default for g in op.fields if g.kind == "number"})
+            assert list(getattr(bench.perturbation(spec).steps[0].params, f.name)) == first
 
 
 def test_export_is_a_run_every_command_accepts(run, client, bench):
@@ -165,6 +258,7 @@ def test_export_is_a_run_every_command_accepts(run, client, bench):
     exported = Run.open(run / "hitl" / "exports" / "smaller")
     model = exported.model()
     assert model.config.channels == 6 and exported.record["kept_channels"] == [1, 2, 3, 4, 5, 6]
+    assert model.operation_state().n.tolist() == pytest.approx([2.0, 1.0, 1.0])
     x, y = first_images(run)
     with torch.no_grad():
         acc = ((model(x).logits > 0).double() == y.double()).double().mean(0)
@@ -173,6 +267,11 @@ def test_export_is_a_run_every_command_accepts(run, client, bench):
     assert main(["eval", str(exported.path), "--max-images", "16"]) == 0
     again = client.post("/api/export", json=body, **BASE)
     assert again.status_code == 409 and "exists already" in again.json["error"]
+    scaled = {"perturbation": {"operations": [{"operation": "scale", "channels": [1, 2], "alpha": 0.5},
+                                              {"operation": "prune", "channels": [2]}]}, "name": "scaled"}
+    assert client.post("/api/export", json=scaled, **BASE).json["channels"] == 7
+    kept = Run.open(run / "hitl" / "exports" / "scaled").model().operation_state().keep
+    assert kept.tolist() == [1.0, 0.5, 1.0, 1.0, 1.0, 1.0, 1.0]       # the scale stays in the keep-mask
 
 
 # ---------------------------------------------------------------------------- the API
@@ -180,10 +279,18 @@ def test_export_is_a_run_every_command_accepts(run, client, bench):
 
 def test_every_read_endpoint(client, bench):
     model = client.get("/api/model", **BASE).json
-    assert model["attributes"] == NAMES and model["networks"] == ["attention", "plain"] and model["channels"] == 8
+    assert model["attributes"] == NAMES and model["networks"] == [ATT, PLAIN] and model["channels"] == 8
     assert np.asarray(model["grid"]).shape == (3, 8) and model["images"] == IMAGES
     assert sorted(model["semantic_order"]) == list(range(8))
-    assert model["accuracy"]["attention"] == pytest.approx(bench.base_correct["attention"].tolist())
+    assert model["accuracy"][ATT] == pytest.approx(bench.base_correct[ATT].tolist())
+    listed = {o["name"]: o for o in model["operations"]}
+    assert list(listed) == OPERATIONS.names()
+    for name, op in OPERATIONS.items():
+        o = listed[name]
+        words = ("title", "summary", "shown", "formula_text")
+        assert [o[w] for w in words] == [getattr(op, w) for w in words]
+        assert [f["name"] for f in o["fields"]] == [f.name for f in op.fields] and o["fields"][0]["kind"] in KINDS
+        assert o["networks"] == [n for n, net in bench.networks.items() if op.applies_to(net.view)]
     attr = client.get("/api/attribute/Male", **BASE).json
     assert attr["index"] == 1 and len(attr["samples"]) == 6 and len(attr["maps"]) == 4
     maps = np.asarray(attr["maps"][str(attr["top_channels"][0]["channel"])])
@@ -197,13 +304,14 @@ def test_every_read_endpoint(client, bench):
     png = client.get("/api/image/5.png", **BASE)
     assert png.mimetype == "image/png"
     assert np.array_equal(np.asarray(Image.open(BytesIO(png.data))), bench.images[5].permute(1, 2, 0).numpy())
-    predicted = client.post("/api/predict", json={"off": [2]}, **BASE).json
+    predicted = client.post("/api/predict", json={"operation": "scale", "channels": [2], "alpha": 0.5}, **BASE).json
     assert [p["attribute"] for p in predicted["predicted"]] == NAMES
     assert client.get("/api/score", **BASE).json["trials"] == 0
 
 
+KINDS = ("channels", "number", "attributes")
 BAD = [
-    ("post", "/api/apply", {"off": [99]}, 400, "channel must be an id in 0..7"),
+    ("post", "/api/apply", {"off": [99]}, 400, "off: a channel must be an id in 0..7, got 99"),
     ("post", "/api/apply", {"off": [1, 1]}, 400, "listed twice"),
     ("post", "/api/apply", {"off": "3"}, 400, "off must be a list"),
     ("post", "/api/apply", {"off": {"semantic_first": 9}}, 400, "semantic_first must be a count in 0..8"),
@@ -211,20 +319,37 @@ BAD = [
     ("post", "/api/apply", {"tone": {"all": {"n": 0}}}, 400, "n must be a number in [0.1, 10], got 0"),
     ("post", "/api/apply", {"tone": {"all": {"n": -1}}}, 400, "n must be a number"),
     ("post", "/api/apply", {"tone": {"Male": {"beta": 1.5}}}, 400, "beta must be a number in [0, 1]"),
-    ("post", "/api/apply", {"tone": {"Nose": {"n": 2}}}, 400, "unknown attribute \"Nose\""),
-    ("post", "/api/apply", {"network": "plain", "tone": {"all": {"n": 2}}}, 400, "no attention masks"),
-    ("post", "/api/apply", {"network": "vgg"}, 400, "network must be one of attention, plain"),
+    ("post", "/api/apply", {"tone": {"Nose": {"n": 2}}}, 400, "this network's attributes, got [\"Nose\"]"),
+    ("post", "/api/apply", {"tone": 3}, 400, "tone must be an object"),
+    ("post", "/api/apply", {"tone": {"all": {"n": 2}}, "n": [1, 1, 1]}, 400, "not both"),
+    ("post", "/api/apply", {"network": PLAIN, "tone": {"all": {"n": 2}}}, 400, "no attention masks"),
+    ("post", "/api/apply", {"network": "vgg"}, 400, f"network must be one of {ATT}, {PLAIN}"),
     ("post", "/api/apply", {"pruned": [1]}, 400, "unknown key 'pruned'"),
     ("post", "/api/apply", {"beta": [0, 0, 2]}, 400, "beta must be a number in [0, 1], got 2"),
     ("post", "/api/apply", [1, 2], 400, "must be a JSON object"),
+    ("post", "/api/apply", {"operation": "rotate"}, 400, "operation must be one of prune"),
+    ("post", "/api/apply", {"operation": ["scale"]}, 400, "operation must be one of"),
+    ("post", "/api/apply", {"operation": "scale", "channels": [1], "alpha": 3}, 400, "alpha must be a number in [0, 2"),
+    ("post", "/api/apply", {"operation": "scale", "channels": [], "alpha": 1}, 400, "non-empty list"),
+    ("post", "/api/apply", {"operation": "scale", "channels": [1], "alpha": 1, "beta": 0}, 400, "unknown key 'beta'"),
+    ("post", "/api/apply", {"operation": "prune", "channels": {"semantic_last": 2}}, 400, "channels must be a list"),
+    ("post", "/api/apply", {"network": PLAIN, "operation": "tone", "n": 2}, 400, "has no masks"),
+    ("post", "/api/apply", {"operations": {"operation": "prune"}}, 400, "operations must be a list"),
+    ("post", "/api/apply", {"operations": [{"operation": "prune", "channels": [1]}, 7]}, 400, "operations[1]: an"),
+    ("post", "/api/apply", {"operations": [], "off": [1]}, 400, "\"operations\" comes alone"),
+    ("post", "/api/apply", {"operations": [{"operation": "prune", "channels": [0]}] * 17}, 400, "at most 16"),
     ("post", "/api/predict", {"tone": {"all": {"n": True}}}, 400, "n must be a number"),
     ("post", "/api/trial", {"mode": "guess"}, 400, "mode must be one of random, own"),
-    ("post", "/api/trial", {"network": "resnet"}, 400, "network must be one of attention, plain, blind"),
+    ("post", "/api/trial", {"network": "resnet"}, 400, f"network must be one of {ATT}, {PLAIN}, blind"),
     ("post", "/api/trial", {"mode": "own"}, 400, "needs a \"perturbation\""),
+    ("post", "/api/trial", {"mode": "own", "perturbation": {"operation": "scale", "channels": [1]}}, 400, "alpha must"),
+    ("post", "/api/trial", {"mode": "random", "seed": 1}, 400, "unknown key 'seed'"),
     ("post", "/api/trial/abc/commit", {"predictions": {}}, 404, "no trial \"abc\""),
     ("post", "/api/export", {"perturbation": {}, "name": "../up"}, 400, "name must be"),
     ("post", "/api/export", {"perturbation": {}, "name": ".hidden"}, 400, "name must be"),
     ("post", "/api/export", {"perturbation": {"off": list(range(8))}, "name": "none"}, 400, "keep at least one"),
+    ("post", "/api/export", {"perturbation": {"operation": "scale", "channels": list(range(8)), "alpha": 0},
+                             "name": "none"}, 400, "keep at least one"),
     ("get", "/api/attribute/Beard", None, 400, "unknown attribute \"Beard\""),
     ("get", "/api/channel/8", None, 400, "channel must be an id in 0..7, got 8"),
     ("get", "/api/image/32.png", None, 404, "no image 32"),
@@ -262,7 +387,8 @@ def test_commit_checks_the_prediction(client):
              ({"predictions": {**good, shown[0]: {"direction": 1, "size": 4}}}, "size must be 0..3"),
              ({"predictions": {**good, shown[0]: {"direction": 0, "size": 2}}}, "\"no change\" goes with size none"),
              ({"predictions": good, "confidence": 1.5}, "confidence must be a number in [0, 1]"),
-             ({"predictions": "up"}, "must be a JSON object")]
+             ({"predictions": "up"}, "must be a JSON object"),
+             ({"predictions": good, "answer": 1}, "unknown key 'answer' in the commit")]
     for body, message in cases:
         response = client.post(f"/api/trial/{trial['trial']}/commit", json=body, **BASE)
         assert response.status_code == 400 and message in response.json["error"], body
@@ -322,42 +448,95 @@ def commit_all(client, network: str, direction: int = -1, size: int = 2, mode: s
 
 def test_trials_are_logged_and_scored(client, tmp_path):
     log = tmp_path / "trials.jsonl"
-    blind, answer = commit_all(client, "blind")
+    blind, blind_answer = commit_all(client, "blind")
     assert blind["network"] == "hidden" and blind["perturbation"]["network"] == "hidden"
-    assert answer["network"] in ("attention", "plain")
-    commit_all(client, "attention", 1, 1)
-    own, answer = commit_all(client, "attention", 0, mode="own", body={"perturbation": {"off": [2, 4]}})
+    assert blind_answer["network"] in (ATT, PLAIN)
+    commit_all(client, ATT, 1, 1)
+    own, answer = commit_all(client, ATT, 0, mode="own", body={"perturbation": {"off": [2, 4]}})
     assert own["description"] == "switch off channels 2, 4"
     trials, warnings = read_trials(log)
     assert len(trials) == 3 and not warnings
     last = trials[-1]
     assert last["person"] == [0] * len(last["attributes"]) and last["confidence"] == 0.7
-    assert last["perturbation"]["off"] == [2, 4] and last["source"] == "own"
+    assert last["operation"] == "prune" and last["params"] == {"operation": "prune", "channels": [2, 4]}
+    assert last["perturbation"] == last["params"] and last["source"] == "own" and last["network"] == ATT
+    assert last["version"] == 2 and trials[0]["network"] == blind_answer["network"] and trials[0]["blind"]
     assert last["measured"] == pytest.approx([m["logit_change"] for m in answer["measured"]])
     score = client.get("/api/score", **BASE).json
-    assert score["trials"] == 3 and set(score["by_network"]) <= {"attention", "plain"}
+    assert score["trials"] == 3 and set(score["by_network"]) <= {ATT, PLAIN}
     expected = score_log(log, n_boot=100)
     assert score["formula"]["score"] == pytest.approx(expected["formula"]["score"])
     assert score["no_change"]["score"] == 0.0
 
 
-def test_a_blind_trial_only_switches_channels_off(client):
+@pytest.mark.parametrize("name,which", CASES, ids=CASE_IDS)
+def test_an_own_trial_of_every_operation(run, bench, client, tmp_path, name, which):
+    """Before the commit: the description and the cards of the shown attributes, nothing predicted or
+    measured; the log line names the network as Run.network_name does, the operation and its params."""
+    net, op, params = drawn(bench, name, which, seed=1)
+    if params is None:
+        refused = client.post("/api/trial", json={"mode": "own", "network": net.name,
+                                                   "perturbation": {"operation": name}}, **BASE)
+        assert refused.status_code == 400
+        return
+    trial, answer = commit_all(client, net.name, 1, 2, mode="own", body={"perturbation": op.to_json(params)})
+    index = [NAMES.index(a) for a in trial["attributes"]]
+    card = op.card(net.view, params)
+    assert trial["description"] == card.description and trial["operation"] == name
+    assert trial["cards"] == [plain_json(card.to_json(NAMES, index))]
+    assert not {"predicted", "measured", "formula", "score"} & set(trial)
+    assert all(set(row) == {"attribute", *card.facts} for row in trial["cards"][0]["attributes"])
+    record = read_trials(tmp_path / "trials.jsonl")[0][-1]
+    assert record["network"] == Run.open(net.run.path).network_name(run.parent) == net.name
+    assert record["operation"] == name and record["params"] == plain_json(op.to_json(params))
+    assert bench.perturbation({"network": record["network"], **record["params"]}).steps[0].params == params
+    assert record["formula"] == [op.predict(net.view, params).change[k].item() for k in index]
+    assert record["measured"] == [m["logit_change"] for m in answer["measured"]]
+
+
+def test_random_trials_draw_every_family_that_applies(bench, client):
+    seen = {ATT: set(), PLAIN: set(), "blind": set()}
+    for _ in range(40):
+        for network in seen:
+            trial = client.post("/api/trial", json={"network": network}, **BASE).json
+            seen[network].add(trial["operation"])
+            assert "cards" in trial and trial["cards"][0]["operation"] == trial["operation"]
+    for network in (ATT, PLAIN):
+        assert seen[network] == {op.name for op in bench.operations([network])}
+    assert seen["blind"] == {op.name for op in bench.operations()} == seen[PLAIN]
+
+
+def test_the_trials_are_not_seeded_the_same_on_every_start(run, bench):
+    _, data = Run.open(run).eval_data(progress=False)
+    nets = list(bench.networks.values())
+    fresh = [Workbench(nets, data) for _ in range(2)]
+    assert fresh[0].seed != fresh[1].seed
+    draws = [[w.random_perturbation(ATT) for _ in range(8)] for w in fresh]
+    assert draws[0] != draws[1]
+    seeded = [[Workbench(nets, data, seed=5).random_perturbation(ATT) for _ in range(1)] for _ in range(2)]
+    assert seeded[0] == seeded[1]
+
+
+def test_a_blind_trial_only_uses_operations_of_every_network(client, bench):
+    everywhere = {op.name for op in bench.operations()}
+    assert everywhere == {op.name for op in bench.operations([PLAIN])}
     refused = client.post("/api/trial", json={"mode": "own", "network": "blind",
                                                "perturbation": {"tone": {"all": {"n": 2}}}}, **BASE)
-    assert refused.status_code == 400
+    assert refused.status_code == 400 and "hidden" in refused.json["error"]
+    assert ATT not in refused.json["error"] and PLAIN not in refused.json["error"]       # the network stays hidden
     for _ in range(10):
         trial = client.post("/api/trial", json={"network": "blind"}, **BASE).json
-        assert trial["perturbation"]["n"] == [1.0] * 3 and trial["perturbation"]["off"]
+        assert trial["operation"] in everywhere and trial["perturbation"]["network"] == "hidden"
 
 
 def test_a_cut_last_line_is_skipped_with_a_warning(client, tmp_path):
     log = tmp_path / "trials.jsonl"
-    commit_all(client, "attention")
+    commit_all(client, ATT)
     with open(log, "ab") as f:
         f.write(b'{"trial": "cut", "network": "att')          # a server killed mid-write
     score = client.get("/api/score", **BASE).json
     assert score["trials"] == 1 and "line 2 skipped (the last line, cut short" in score["warnings"][0]
-    commit_all(client, "attention")                           # the next trial starts on its own line
+    commit_all(client, ATT)                                   # the next trial starts on its own line
     trials, warnings = read_trials(log)
     assert len(trials) == 2 and len(warnings) == 1 and "not a trial" in warnings[0]
     assert client.get("/", **BASE).status_code in (200, 404)  # the page itself never fails on the log
@@ -549,10 +728,12 @@ def test_a_killed_server_keeps_every_committed_trial(run):
 # ---------------------------------------------------------------------------- generated requests
 
 KEYS = ["network", "off", "tone", "n", "beta", "all", "Smiling", "Male", "semantic_first", "top_of", "count",
-        "mode", "perturbation", "predictions", "direction", "size", "confidence", "name", "x"]
+        "mode", "perturbation", "predictions", "direction", "size", "confidence", "name", "x", "operation",
+        "operations", "channels", "alpha", "attributes", "curves"]
 JSON = st.recursive(st.none() | st.booleans() | st.integers(-3, 12) | st.floats(-1e3, 1e3) |
                     st.sampled_from([float("nan"), float("inf"), 1e308, 0.1, 10.0]) |
-                    st.sampled_from(["attention", "plain", "blind", "random", "own", "Smiling", "", "..", "x" * 70]),
+                    st.sampled_from([ATT, PLAIN, "blind", "random", "own", "Smiling", "", "..", "x" * 70,
+                                     *OPERATIONS.names()]),
                     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.sampled_from(KEYS), inner, max_size=4),
                     max_leaves=12)
 
@@ -587,4 +768,37 @@ def test_the_demo_ends_with_the_serve_command_and_it_loads(tmp_path, capsys):
     last = capsys.readouterr().out.strip().splitlines()[-1]
     assert f"hpnet serve {out}" in last and "http://127.0.0.1:8000/" in last
     bench = Workbench.from_run(out, images=16)                  # what that command loads
-    assert list(bench.networks) == ["attention", "plain"] and bench.channels == 64
+    assert list(bench.networks) == ["demo (attention)", "demo/plain (linear)"] and bench.channels == 64
+
+
+def test_the_bench_of_the_page_runs():
+    from hpnet.bench.hitl import apply_latency
+    got = apply_latency(images=16, requests=6, quick=True)
+    assert got["requests"] == 6 and got["median_ms"] > 0 and got["channels"] == 8
+
+
+def test_a_newly_registered_operation_is_served_with_no_edit(run, bench, client, tmp_path):
+    """An operation registered after the server started: listed, predicted, measured, exported, drawn in trials."""
+    with flip_registered() as op:
+        listed = {o["name"]: o for o in client.get("/api/model", **BASE).json["operations"]}
+        assert listed["flip"]["networks"] == [ATT, PLAIN] and listed["flip"]["fields"][0]["kind"] == "channels"
+        for net in bench.networks.values():
+            params = op.parse({"channels": [1, 6]}, net.view)
+            got = client.post("/api/apply", json={"network": net.name, "operation": "flip", "channels": [1, 6]},
+                              **BASE).json
+            assert [r["change"] for r in got["predicted"]] == op.predict(net.view, params).change.tolist()
+            model = net.run.model()
+            _, data = Run.open(run).eval_data(progress=False)
+            m = measure_operations(model, data, [op.heads(model, params)], max_images=IMAGES)
+            assert [r["logit_change"] for r in got["measured"]] == \
+                pytest.approx(per_std(m["mean_change"][0], m["logit_std"]).tolist(), abs=1e-5)
+        exported = client.post("/api/export", json={"perturbation": {"operation": "flip", "channels": [2]},
+                                                    "name": "flipped"}, **BASE).json
+        assert exported["channels"] == 8
+        assert Run.open(run / "hitl" / "exports" / "flipped").model().operation_state().keep[2] == -1
+        drawn_ops = {client.post("/api/trial", json={"network": "blind"}, **BASE).json["operation"] for _ in range(80)}
+        assert "flip" in drawn_ops
+        trial, _ = commit_all(client, ATT, mode="own", body={"perturbation": {"operation": "flip", "channels": [3]}})
+        assert trial["description"] == "flip channel 3" and trial["cards"][0]["operation"] == "flip"
+        assert read_trials(tmp_path / "trials.jsonl")[0][-1]["operation"] == "flip"
+    assert "flip" not in [o["name"] for o in client.get("/api/model", **BASE).json["operations"]]

@@ -3,7 +3,8 @@
 A network of the demo's shape (strided backbone 16, 32, 64, 64 at 64x64, the synthetic faces' 25
 attributes; random weights, which cost the same as trained ones) with its plain-CNN baseline, the
 features of ``images`` cached; then random perturbations of the family the trials draw from, each
-timed through the JSON API (request parsing, heads-only pass, formula, JSON answer).
+timed through the JSON API (request parsing, heads-only pass, formula, JSON answer); the families
+are every registered operation that applies (``Workbench.random_perturbation``).
 """
 from __future__ import annotations
 
@@ -34,13 +35,13 @@ def apply_latency(images: int = 256, requests: int = 60, quick: bool = False, se
                         (torch.rand(images, len(names), generator=g) > 0.5).float(), names)
     start = time.perf_counter()
     nets = []
-    for name, head in (("attention", "attention"), ("plain", "linear")):
+    for name, head in (("bench (attention)", "attention"), ("bench/plain (linear)", "linear")):
         torch.manual_seed(seed)
         model = HPNet(ModelConfig(names, backbone=shape["backbone"], widths=shape["widths"], head=head)).eval()
         nets.append(Network(name, model, data, data, images, images, 128))
     bench = Workbench(nets, data, "bench", seed=seed)
     setup_s = time.perf_counter() - start
-    specs = [bench.random_perturbation(network)[0].to_json() for network in ("attention", "plain")
+    specs = [bench.random_perturbation(network).to_json() for network in bench.networks
              for _ in range(requests // 2)]
     times = []
     with tempfile.TemporaryDirectory() as tmp:

@@ -1,20 +1,24 @@
 """The page of ``hpnet serve``: one HTML page and a JSON API over a :class:`~.workbench.Workbench`.
 
     GET  /                          the page (static/index.html; its script and style under /static/)
-    GET  /api/model                 grid (Fig. 5), weights, accuracies, semantic order, top channels, limits
+    GET  /api/model                 grid (Fig. 5), weights, accuracies, semantic order, top channels, and the
+                                    operations (name, words, fields, the networks each applies to)
     GET  /api/attribute/<name>      an attribute's top channels and their mask maps over sample images
     GET  /api/channel/<c>           a channel's most correlated partners (Fig. 6) and its grid column
     GET  /api/correlation           the C x C channel correlation
     GET  /api/image/<i>.png         cached evaluation image i
-    POST /api/predict               the formula's prediction of a perturbation
-    POST /api/apply                 prediction and measured change of a perturbation, and the flipped images
+    POST /api/predict               the cards and the formula's prediction of a perturbation
+    POST /api/apply                 cards, prediction and measured change of a perturbation, and the flipped images
     POST /api/trial                 start a trial (random or own perturbation, network or blind)
     POST /api/trial/<id>/commit     commit a prediction; the answer reveals the measurement
     GET  /api/score                 the person's, the formula's and the no-change score over the logged trials
     POST /api/export                the perturbation as a new run folder under RUN/hitl/exports/
 
-A perturbation is ``{"network": "attention", "off": [3, 7] | {"semantic_first": P} | {"top_of":
-"<attribute>", "count": N}, "tone": {"all": {"n": 2, "beta": 0.2}, "<attribute>": {...}}}``.
+A perturbation is ``{"network": "demo (attention)", "operation": "scale", "channels": [3, 7], "alpha":
+0.5}`` (any registered operation and its keys), a list ``{"network", "operations": [{"operation",
+...}, ...]}``, or the legacy ``{"network", "off": [3, 7] | {"semantic_first": P} | {"top_of":
+"<attribute>", "count": N}, "tone": {"all": {"n": 2, "beta": 0.2}, "<attribute>": {...}}}``; see
+:mod:`.perturbation`.
 
 Safety: the server binds 127.0.0.1 unless told otherwise; a request whose Host header is not the
 bound address is refused (DNS rebinding), as is a write from another origin (Origin or
@@ -67,8 +71,17 @@ def create_app(bench: Workbench, host: str = "127.0.0.1", port: int = 8000, log:
     log = Path(log) if log is not None else run.path / HITL_DIR / LOG_FILE
     desk = TrialDesk(bench, log, n_boot=n_boot)
     app = Flask(__name__, static_folder=str(STATIC), static_url_path="/static")
-    app.config.update(MAX_CONTENT_LENGTH=MAX_BODY, HPNET_HOSTS=allowed_hosts(host, port), JSON_SORT_KEYS=False)
+    app.config.update(MAX_CONTENT_LENGTH=MAX_BODY, HPNET_HOSTS=allowed_hosts(host, port))
+    app.json.sort_keys = False          # a card's facts and a perturbation's keys in their own order
     app.extensions["hpnet"] = {"bench": bench, "desk": desk}
+    _guard(app)
+    _read_routes(app, bench)
+    _write_routes(app, bench, desk, run)
+    return app
+
+
+def _guard(app: Flask) -> None:
+    """The checks before every request, and every error as one JSON line."""
 
     @app.before_request
     def guard() -> None:
@@ -104,6 +117,8 @@ def create_app(bench: Workbench, host: str = "127.0.0.1", port: int = 8000, log:
         traceback.print_exc(file=sys.stderr)
         return _error(f"internal error ({type(e).__name__}); see the server's log", 500)
 
+
+def _read_routes(app: Flask, bench: Workbench) -> None:
     @app.get("/")
     def page():
         response = send_from_directory(STATIC, "index.html")
@@ -132,10 +147,12 @@ def create_app(bench: Workbench, host: str = "127.0.0.1", port: int = 8000, log:
             raise NotFound(f"no image {i} (the page holds {bench.images.shape[0]})")
         return Response(bench.image_png(i), mimetype="image/png")
 
+
+def _write_routes(app: Flask, bench: Workbench, desk: TrialDesk, run) -> None:
     @app.post("/api/predict")
     def predict():
         p = bench.perturbation(_body())
-        return _json({"perturbation": p.to_json(), "predicted": bench.predict(p)})
+        return _json({"perturbation": p.to_json(), "cards": bench.cards_json(p), "predicted": bench.predicted(p)})
 
     @app.post("/api/apply")
     def apply():
@@ -148,10 +165,6 @@ def create_app(bench: Workbench, host: str = "127.0.0.1", port: int = 8000, log:
     @app.post("/api/trial/<trial_id>/commit")
     def commit(trial_id: str):
         return _json(desk.commit(trial_id, _body()))
-
-    @app.get("/api/score")
-    def score():
-        return _json(desk.score())
 
     @app.post("/api/export")
     def export():
@@ -167,11 +180,12 @@ def create_app(bench: Workbench, host: str = "127.0.0.1", port: int = 8000, log:
         out = run.path / HITL_DIR / EXPORTS / name
         if out.exists():
             raise Conflict(f"{HITL_DIR}/{EXPORTS}/{name} exists already; choose another name")
-        bench.export(p, out)
-        return _json({"path": f"{HITL_DIR}/{EXPORTS}/{name}", "channels": bench.channels - len(p.off),
-                      "perturbation": p.to_json()})
+        _, channels = bench.export(p, out)
+        return _json({"path": f"{HITL_DIR}/{EXPORTS}/{name}", "channels": channels, "perturbation": p.to_json()})
 
-    return app
+    @app.get("/api/score")
+    def score():
+        return _json(desk.score())
 
 
 def _body():

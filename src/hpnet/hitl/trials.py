@@ -1,10 +1,24 @@
 """Predict, then see: trials proposed to a person, committed predictions, the log and its score.
 
-A trial is started with a perturbation (random from the family the predictability score uses, or
-the person's own) on one network (or, blind, on one of the run's networks drawn at random); the
-measurement is computed only when the person commits a prediction, and the committed trial is
-appended to the log (:func:`hpnet.predictability.human.append_trial`: flushed and fsynced) before
-the answer goes back. Trials started but not committed live only in memory.
+A trial is started with a perturbation on one network (or, blind, on one of the run's networks
+drawn at random): random (a family drawn uniformly among the registered operations that apply to
+the network, blind: to every network, then its ``op.draw``) or the person's own. Before committing
+the person sees the description, the shown attributes and the operations' cards on them (facts,
+never the formula's output or a measurement); the measurement is computed only when the person
+commits a prediction, and the committed trial is appended to the log
+(:func:`hpnet.predictability.human.append_trial`: flushed and fsynced) before the answer goes back.
+Trials started but not committed live only in memory. A logged line (version 2) adds to the
+fields of :mod:`hpnet.predictability.human`:
+
+    "network": "demo (attention)"          # Run.network_name, as predictability.json names it
+    "operation": "scale"                   # the operation's name ("prune+tone" for a composition)
+    "params": {"operation": "scale", "channels": [3], "alpha": 0.5}
+                                           # op.to_json; a composition: {"operations": [op.to_json, ...]}
+    "perturbation": the same as "params" (the field of version 1, kept)
+
+so ``Workbench.perturbation({"network": line["network"], **line["params"]})`` rebuilds the
+perturbation. Lines of version 1 (networks "attention"/"plain", "perturbation": {"off", "n",
+"beta"}) are still read and scored.
 """
 from __future__ import annotations
 
@@ -16,8 +30,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from ..errors import HPNetError
+from ..operations.base import short
 from ..predictability.human import LOG_VERSION, SIZE_LEVELS, append_trial, score_log
-from .workbench import Perturbation, Workbench, describe_off, short
+from .perturbation import Perturbation
+from .workbench import Workbench
 
 TRIAL_ATTRIBUTES = 4      # attributes a person predicts per trial
 MAX_PENDING = 256         # trials started and not committed, oldest forgotten first
@@ -33,7 +49,11 @@ class TrialDesk:
         self.lock = threading.Lock()
 
     def start(self, request) -> dict:
-        """A new trial from ``{"mode": "random" | "own", "network": name | "blind", "perturbation"}``."""
+        """A new trial from ``{"mode": "random" | "own", "network": name | "blind", "perturbation"}``.
+
+        The answer holds what the person may see before committing: the description, the shown
+        attributes and the cards of the operations on them (facts only: no formula output, no
+        measurement); a blind trial hides the network's name."""
         if not isinstance(request, dict):
             raise HPNetError("a trial request must be a JSON object with \"mode\" and \"network\"")
         unknown = sorted(set(request) - {"mode", "network", "perturbation"})
@@ -48,30 +68,43 @@ class TrialDesk:
             network = list(bench.networks)[int(bench.rng.integers(len(bench.networks)))]
         elif not isinstance(network, str) or network not in bench.networks:
             raise HPNetError(f"network must be one of {', '.join([*bench.networks, 'blind'])}, got {short(network)}")
-        if mode == "own":
-            spec = request.get("perturbation")
-            if not isinstance(spec, dict):
-                raise HPNetError("mode \"own\" needs a \"perturbation\"")
-            p = bench.perturbation({**spec, "network": network})
-            if blind and (p.n, p.beta) != bench.networks[network].own_tone:
-                raise HPNetError("a blind trial can only switch channels off (the plain CNN has no masks to transform)")
-            description = _describe(p, bench)
-        else:
-            p, description = bench.random_perturbation(network, pruning_only=blind)
+        p = self._own(request.get("perturbation"), network, blind) if mode == "own" else \
+            bench.random_perturbation(network, blind)
         K = len(bench.attributes)
-        shown = sorted(bench.rng.choice(K, size=min(self.attributes, K), replace=False).tolist())
+        index = sorted(bench.rng.choice(K, size=min(self.attributes, K), replace=False).tolist())
         trial = {"trial": secrets.token_hex(8), "network": network, "blind": blind, "source": mode,
-                 "perturbation": p, "description": description,
-                 "attributes": [bench.attributes[k] for k in shown], "started": time.monotonic()}
+                 "perturbation": p, "description": bench.describe(p),
+                 "attributes": [bench.attributes[k] for k in index], "started": time.monotonic()}
         with self.lock:
             self.pending[trial["trial"]] = trial
             while len(self.pending) > MAX_PENDING:
                 self.pending.popitem(last=False)
-        shown_p = p.to_json()
-        if blind:
-            shown_p["network"] = "hidden"
-        return {"trial": trial["trial"], "network": "hidden" if blind else network, "perturbation": shown_p,
-                "description": description, "attributes": trial["attributes"], "size_levels": list(SIZE_LEVELS)}
+        shown = {**p.to_json(), "network": "hidden" if blind else network}
+        return {"trial": trial["trial"], "network": shown["network"], "operation": p.operation, "perturbation": shown,
+                "description": trial["description"], "attributes": trial["attributes"],
+                "cards": bench.cards_json(p, index), "size_levels": list(SIZE_LEVELS)}
+
+    def _own(self, spec, network: str, blind: bool) -> Perturbation:
+        """The person's perturbation on ``network``; blind, it must be one every network takes (checked
+        on each, the networks' names hidden in the error)."""
+        if not isinstance(spec, dict):
+            raise HPNetError("mode \"own\" needs a \"perturbation\"")
+        bench = self.bench
+        if not blind:
+            return bench.perturbation({**spec, "network": network})
+        everywhere = {op.name for op in bench.operations()}
+        for name in bench.networks:
+            try:
+                p = bench.perturbation({**spec, "network": name})
+            except HPNetError as e:
+                message = str(e)
+                for hidden in bench.networks:
+                    message = message.replace(hidden, "hidden")
+                raise HPNetError(f"a blind trial's perturbation must fit every network: {message}") from None
+            if any(s.op.name not in everywhere for s in p.steps):
+                raise HPNetError(f"a blind trial can only use operations that apply to every (hidden) network "
+                                 f"({', '.join(sorted(everywhere))}); {p.operation} does not")
+        return bench.perturbation({**spec, "network": network})
 
     def commit(self, trial_id: str, request) -> dict:
         """Record the person's prediction of a started trial, measure it, log it; the answer reveals all."""
@@ -83,12 +116,12 @@ class TrialDesk:
         direction, size, confidence = _prediction(request, trial["attributes"])
         bench, p = self.bench, trial["perturbation"]
         measured, _ = bench.measure(p)
-        predicted = bench.predict(p)
+        predicted = bench.predicted(p)
         index = [bench.attributes.index(a) for a in trial["attributes"]]
         record = {"version": LOG_VERSION, "trial": trial["trial"],
                   "time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                   "network": trial["network"], "blind": trial["blind"], "source": trial["source"],
-                  "perturbation": {k: v for k, v in p.to_json().items() if k != "network"},
+                  "operation": p.operation, "params": p.params_json(), "perturbation": p.params_json(),
                   "description": trial["description"], "attributes": trial["attributes"],
                   "person": [d * s for d, s in zip(direction, size)], "direction": direction, "size": size,
                   "confidence": confidence, "formula": [predicted[k]["change"] for k in index],
@@ -100,9 +133,10 @@ class TrialDesk:
             if self.pending.pop(trial_id, None) is None:       # a second commit of the same trial raced this one
                 raise LookupError(f"trial {trial_id!r} was committed already")
             append_trial(self.log, record)
-        return {"trial": trial_id, "network": trial["network"], "attributes": trial["attributes"],
-                "person": record["person"], "predicted": [predicted[k] for k in index],
-                "measured": [measured[k] for k in index], "score": self.score()}
+        return {"trial": trial_id, "network": trial["network"], "operation": p.operation,
+                "attributes": trial["attributes"], "person": record["person"],
+                "predicted": [predicted[k] for k in index], "measured": [measured[k] for k in index],
+                "score": self.score()}
 
     def score(self) -> dict:
         """The score of every logged trial (see :func:`hpnet.predictability.human.score_trials`)."""
@@ -115,6 +149,9 @@ class TrialDesk:
 def _prediction(request, shown: list[str]) -> tuple[list[int], list[int], float]:
     if not isinstance(request, dict) or not isinstance(request.get("predictions"), dict):
         raise HPNetError("a commit must be a JSON object with \"predictions\": {attribute: {\"direction\", \"size\"}}")
+    unknown = sorted(set(request) - {"predictions", "confidence"})
+    if unknown:
+        raise HPNetError(f"unknown key {unknown[0]!r} in the commit (known: predictions, confidence)")
     predictions = request["predictions"]
     missing = [a for a in shown if a not in predictions]
     extra = sorted(set(predictions) - set(shown))
@@ -140,16 +177,3 @@ def _prediction(request, shown: list[str]) -> tuple[list[int], list[int], float]
     if not isinstance(confidence, (int, float)) or isinstance(confidence, bool) or not 0 <= confidence <= 1:
         raise HPNetError(f"confidence must be a number in [0, 1], got {short(confidence)}")
     return direction, size, float(confidence)
-
-
-def _describe(p: Perturbation, bench: Workbench) -> str:
-    parts = [describe_off(p.off)] if p.off else []
-    own_n, own_beta = bench.networks[p.network].own_tone
-    changed = [(a, n, b) for a, n, b, n0, b0 in zip(bench.attributes, p.n, p.beta, own_n, own_beta)
-               if (n, b) != (n0, b0)]
-    if changed and len({(n, b) for _, n, b in changed}) == 1 and len(changed) == len(bench.attributes):
-        parts.append(f"tone curve n = {changed[0][1]:g}, beta = {changed[0][2]:g} on every attribute's masks")
-    else:
-        parts += [f"tone curve n = {n:g}, beta = {b:g} on {a}'s masks" for a, n, b in changed]
-    return "; ".join(parts) or "no change"
-

@@ -1,29 +1,30 @@
 """A trained run held ready to be looked at and perturbed, each perturbation a heads-only pass.
 
 :class:`Workbench` keeps, for each network of a run (the run's own and, when ``RUN/plain`` holds
-one, its plain-CNN baseline), the features z of a fixed evaluation subset and their logits, and
-what a person sees of the network (the Fig. 5 mean-mask grid, the head weights, the mean channel
-activations, from other images). A :class:`Perturbation` (channels switched off, a tone curve
-g(M; n, beta) per attribute) is then one pass of the heads over the cached features:
+one, its plain-CNN baseline, ``Run.baseline()``), the features z of a fixed evaluation subset and
+their logits, and what a person sees of the network (its :class:`~hpnet.operations.View`, from
+other images). A :class:`~.perturbation.Perturbation` (registered operations in order, see
+:mod:`.perturbation` for its JSON forms) is then one pass of the heads over the cached features:
 
     bench = Workbench.from_run("runs/demo", images=256)
-    p = bench.perturbation({"off": [3, 7], "tone": {"all": {"n": 2, "beta": 0.2}}})
+    p = bench.perturbation({"operation": "scale", "channels": [3, 7], "alpha": 0.5})
     bench.apply(p)["measured"]        # per attribute: logit change, accuracy before and after, flips
 
-The formula prediction (:meth:`Workbench.predict`) is the human-side predictor of
-:mod:`hpnet.predictability`, signed: the change of the attribute's evidence sum_c w_kc g(mbar_kc)
-(mbar the Fig. 5 grid; for a plain CNN the mean activation, untransformed) over its total
-sum_c |w_kc| g(mbar_kc). For a tone curve alone it is ``predict_transform``; its size (the summed
-|change| of the per-channel evidence) for a pruning alone is ``predict_pruning``'s share.
+Nothing here knows an operation by name (but the legacy form's reader): the prediction is each
+operation's formula (``op.predict`` on the network's view; a composition in turn, see
+:func:`.perturbation.predict`), the measurement the operation's heads-only function, the export its
+``op.persist``, random trials ``op.draw`` over the families :data:`~hpnet.operations.OPERATIONS`
+holds. Networks are named as every result names them (``Run.network_name``, relative to the run's
+parent): "demo (attention)", "demo/plain (linear)".
 """
 from __future__ import annotations
 
+import dataclasses
 import io
-import json
+import secrets
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -31,100 +32,32 @@ import torch
 from PIL import Image
 
 from ..core.moments import Moments
-from ..core.stream import correct_counts, inference, stream
-from ..core.tone import mask_transform
+from ..core.stream import correct_counts, inference
 from ..data.base import MultiLabelDataset
 from ..errors import HPNetError
-from ..model import HPNet
+from ..operations import OPERATIONS, Operation
+from ..operations.base import short
 from ..ops.pruning import SCORERS, ScanInputs, ScanSettings, prune_physical
-from ..predictability import TRANSFORMS, channel_usage, pruning_operations
+from ..predictability.human import SIZE_LEVELS
 from ..results import PruningResult
 from ..run import Run
+from . import perturbation as perturbations
+from .network import Network
+from .perturbation import Perturbation
 
-N_LIMITS = (0.1, 10.0)      # the tone curve's exponent n on the page
-BETA_LIMITS = (0.0, 1.0)
 MAX_FLIPPED = 32            # flipped images listed by apply
 PARTNERS = 5                # most correlated channels shown for a channel
-PLAIN_DIR = "plain"
-
-
-@dataclass(frozen=True)
-class Perturbation:
-    """Channels switched off and the tone curve (n, beta) per attribute, on one network."""
-
-    network: str
-    off: tuple[int, ...]
-    n: tuple[float, ...]
-    beta: tuple[float, ...]
-
-    def to_json(self) -> dict:
-        return {"network": self.network, "off": list(self.off), "n": list(self.n), "beta": list(self.beta)}
-
-
-class Network:
-    """One network with the cached features of the evaluation subset and its human-side views."""
-
-    def __init__(self, name: str, model: HPNet, data: MultiLabelDataset, views: MultiLabelDataset,
-                 images: int, usage_images: int, batch_size: int, run: Run | None = None):
-        self.name, self.model, self.run = name, model.eval(), run
-        zs, contexts, logits = [], [], []
-        with inference(model):
-            for x, _ in stream(data, batch_size, torch.device("cpu"), images):
-                z, context = model.encode(x)
-                zs.append(z.contiguous())
-                contexts.append(context)
-                logits.append(model.heads(z, context)[0])
-        self.z = torch.cat(zs)
-        self.context = torch.cat(contexts) if contexts[0] is not None else None
-        self.usage = channel_usage(model, views, usage_images, batch_size)
-        K = model.config.num_attributes
-        self.own_n = model.heads.transform_n.detach().clone() if model.has_masks else torch.ones(K)
-        self.own_beta = model.heads.transform_beta.detach().clone() if model.has_masks else torch.zeros(K)
-        self.logits = torch.cat(logits).double()
-        self.logit_std = self.logits.std(0) if self.logits.shape[0] > 1 else torch.ones(K, dtype=torch.float64)
-        self.logit_std = torch.where(self.logit_std > 0, self.logit_std, torch.ones_like(self.logit_std))
-
-    @property
-    def has_masks(self) -> bool:
-        return self.model.has_masks
-
-    @property
-    def own_tone(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
-        """The network's own (n, beta) per attribute, as a :class:`Perturbation` holds them."""
-        return tuple(float(v) for v in self.own_n.tolist()), tuple(float(v) for v in self.own_beta.tolist())
-
-    def seen(self) -> torch.Tensor:
-        """What a person sees of each channel's weight in each decision (K, C): the Fig. 5 grid,
-        or for a plain CNN the mean activation (the same for every attribute)."""
-        if self.has_masks:
-            return self.usage["mean_masks"]
-        return self.usage["activation"].view(1, -1).expand_as(self.usage["weights"])
-
-    def evidence(self) -> torch.Tensor:
-        """mean mask (or activation) x |w| (K, C): what the pruning predictor reads."""
-        return self.seen() * self.usage["weights"].abs()
-
-    def logits_under(self, p: Perturbation) -> torch.Tensor:
-        """Logits (N, K) of the cached images with ``p`` applied: the heads only."""
-        C = self.model.config.channels
-        keep = torch.ones(C)
-        keep[list(p.off)] = 0.0
-        z = self.z * keep.view(1, C, 1, 1)
-        with inference(self.model):
-            if not self.has_masks:
-                return self.model.heads(z, None)[0].double()
-            n, beta = torch.tensor([p.n]), torch.tensor([p.beta])
-            return self.model.heads.logits_under(z, n, beta, self.context)[0].double()
 
 
 class Workbench:
     """The networks of a run with their cached features; see the module's docstring.
 
-    Thread-safe: every computation holds one lock (the heads share their buffers).
+    Thread-safe: every computation with a model holds one lock (the heads share their buffers).
+    ``seed`` seeds the random trials; by default a fresh one from the OS (``self.seed`` keeps it).
     """
 
     def __init__(self, networks: Sequence[Network], data: MultiLabelDataset, name: str = "run",
-                 semantic_order: Sequence[int] | None = None, seed: int = 0):
+                 semantic_order: Sequence[int] | None = None, seed: int | None = None):
         self.networks = {net.name: net for net in networks}
         self.main = networks[0]
         self.name = name
@@ -137,76 +70,51 @@ class Workbench:
         self.semantic_order = [int(c) for c in semantic_order] if semantic_order is not None \
             else list(range(self.channels))
         self.lock = threading.Lock()
-        self.rng = np.random.default_rng(seed)
+        self.seed = secrets.randbits(63) if seed is None else int(seed)
+        self.rng = np.random.default_rng(self.seed)
         moments = Moments()
         moments.add(self.main.z)
         self.correlation = moments.correlation().cpu()
-        base = {name: net.logits for name, net in self.networks.items()}
-        self.base_correct = {name: correct_counts(lg, self.targets) / count for name, lg in base.items()}
+        self.base_correct = {name: correct_counts(net.logits, self.targets) / count
+                             for name, net in self.networks.items()}
 
     @classmethod
     def from_run(cls, run: str | Path | Run, images: int = 256, usage_images: int = 256,
-                 batch_size: int = 128, progress: bool = False) -> "Workbench":
-        """The run's network (and its plain-CNN baseline in RUN/plain when there is one) on the
-        first ``images`` images of its evaluation split; the views from ``usage_images`` others."""
+                 batch_size: int = 128, progress: bool = False, seed: int | None = None) -> "Workbench":
+        """The run's network (and its plain-CNN baseline, ``Run.baseline()``, when RUN/plain holds
+        one) on the first ``images`` images of its evaluation split; the views from ``usage_images`` others."""
         run = Run.of(run)
         if not isinstance(images, int) or isinstance(images, bool) or images < 1:
             raise HPNetError(f"--images must be a positive integer, got {images!r}")
         split, data = run.eval_data(progress=progress)
         views = run.split("valid" if split == "test" else "train", progress)
-        nets = [Network(run.model_config.head, run.model("cpu"), data, views, images, usage_images, batch_size, run)]
-        plain_path = run.file(PLAIN_DIR)
-        if nets[0].has_masks and (plain_path / "model.safetensors").is_file():
-            plain = Run.open(plain_path)
-            model = plain.model("cpu", needs_masks=False)
-            if model.attribute_names != nets[0].model.attribute_names:
-                raise HPNetError(f"{plain_path}: the baseline was trained on {model.attribute_names}, "
-                                 f"the run on {nets[0].model.attribute_names}")
-            if model.config.channels != nets[0].model.config.channels:
-                raise HPNetError(f"{plain_path}: the baseline has {model.config.channels} feature channels, the run "
-                                 f"{nets[0].model.config.channels}; the same channels are switched off in both")
-            nets.append(Network("plain", model, data, views, images, usage_images, batch_size, plain))
+        root = run.path.resolve().parent
+        model = run.model("cpu")
+        nets = [Network(run.network_name(root), model, data, views, images, usage_images, batch_size, run)]
+        baseline = run.baseline() if model.has_masks else None
+        if baseline is not None:
+            nets.append(Network(baseline.network_name(root), baseline.model("cpu", needs_masks=False), data, views,
+                                images, usage_images, batch_size, baseline))
         pruning = run.read(PruningResult)
         order = pruning.orders.get("semantic") if pruning is not None else None
-        if order is None or sorted(order) != list(range(nets[0].model.config.channels)):
-            order = SCORERS.get("semantic")(ScanInputs(nets[0].model, ScanSettings(), views))["semantic"]
-        return cls(nets, data, run.path.resolve().name, order)
+        if order is None or sorted(order) != list(range(model.config.channels)):
+            order = SCORERS.get("semantic")(ScanInputs(model, ScanSettings(), views))["semantic"]
+        return cls(nets, data, run.path.resolve().name, order, seed)
 
     # -- perturbations ------------------------------------------------------------------------
 
+    def network(self, name) -> Network:
+        if not isinstance(name, str) or name not in self.networks:
+            raise HPNetError(f"network must be one of {', '.join(self.networks)}, got {short(name)}")
+        return self.networks[name]
+
     def perturbation(self, spec) -> Perturbation:
-        """A perturbation from its JSON form (see the module's docstring); one-line errors."""
+        """A perturbation from its JSON form (see :mod:`.perturbation`); one-line errors."""
         if not isinstance(spec, dict):
-            raise HPNetError("a perturbation must be a JSON object with \"network\", \"off\" and \"tone\"")
-        unknown = sorted(set(spec) - {"network", "off", "tone", "n", "beta"})
-        if unknown:
-            raise HPNetError(f"unknown key {unknown[0]!r} in the perturbation (known: network, off, tone, n, beta)")
-        network = spec.get("network", self.main.name)
-        if not isinstance(network, str) or network not in self.networks:
-            raise HPNetError(f"network must be one of {', '.join(self.networks)}, got {short(network)}")
-        net = self.networks[network]
-        off = self._channels_off(spec.get("off", []))
-        n, beta = net.own_n.tolist(), net.own_beta.tolist()
-        K = len(self.attributes)
-        for key, values, limits in (("n", n, N_LIMITS), ("beta", beta, BETA_LIMITS)):
-            if key in spec:                                      # the normalised form: one value per attribute
-                given = spec[key]
-                if not isinstance(given, list) or len(given) != K:
-                    raise HPNetError(f"{key} must list one number per attribute ({K})")
-                values[:] = [_number(v, key, limits, key) for v in given]
-        if not net.has_masks and [n, beta] != [net.own_n.tolist(), net.own_beta.tolist()]:
-            raise HPNetError(f"the {network} network has no attention masks: a tone curve cannot be set on it")
-        tone = spec.get("tone") or {}
-        if not isinstance(tone, dict):
-            raise HPNetError("tone must be an object: {\"all\": {\"n\": 2, \"beta\": 0.2}, \"<attribute>\": {...}}")
-        if tone and not net.has_masks:
-            raise HPNetError(f"the {network} network has no attention masks: a tone curve cannot be set on it")
-        for key in sorted(tone, key=lambda k: k != "all"):         # "all" first, attributes override it
-            value = _tone_value(tone[key], key)
-            targets = range(len(self.attributes)) if key == "all" else [self.attribute(key)]
-            for k in targets:
-                n[k], beta[k] = value
-        return Perturbation(network, tuple(off), tuple(float(v) for v in n), tuple(float(v) for v in beta))
+            raise HPNetError("a perturbation must be a JSON object: {\"network\", \"operation\", ...its keys}")
+        net = self.network(spec.get("network", self.main.name))
+        rest = {k: v for k, v in spec.items() if k != "network"}
+        return Perturbation(net.name, perturbations.parse_steps(rest, net.view, self.channel_choice))
 
     def attribute(self, name) -> int:
         if not isinstance(name, str) or name not in self.attributes:
@@ -218,74 +126,61 @@ class Workbench:
             raise HPNetError(f"channel must be an id in 0..{self.channels - 1}, got {short(c)}")
         return c
 
-    def _channels_off(self, off) -> list[int]:
-        if isinstance(off, dict):
-            if set(off) == {"semantic_first"}:
-                P = off["semantic_first"]
-                if not isinstance(P, int) or isinstance(P, bool) or not 0 <= P <= self.channels:
-                    raise HPNetError(f"semantic_first must be a count in 0..{self.channels}, got {short(P)}")
-                return sorted(self.semantic_order[:P])
-            if set(off) in ({"top_of"}, {"top_of", "count"}):
-                count = off.get("count", 1)
-                if not isinstance(count, int) or isinstance(count, bool) or not 1 <= count <= self.channels:
-                    raise HPNetError(f"count must be in 1..{self.channels}, got {short(count)}")
-                return sorted(self.top_channels(self.attribute(off["top_of"]), count))
-            raise HPNetError("off must be a list of channel ids, {\"semantic_first\": P} or "
-                             "{\"top_of\": \"<attribute>\", \"count\": N}")
-        if not isinstance(off, list):
-            raise HPNetError("off must be a list of channel ids")
-        ids = [self.channel(c) for c in off]
-        if len(set(ids)) != len(ids):
-            raise HPNetError("off: a channel is listed twice")
-        return sorted(ids)
+    def channel_choice(self, value, name: str) -> list[int]:
+        """The channel-set shortcuts: ``{"semantic_first": P}``, ``{"top_of": attribute, "count": N}``."""
+        if isinstance(value, dict) and set(value) == {"semantic_first"}:
+            P = value["semantic_first"]
+            if not isinstance(P, int) or isinstance(P, bool) or not 0 <= P <= self.channels:
+                raise HPNetError(f"semantic_first must be a count in 0..{self.channels}, got {short(P)}")
+            return sorted(self.semantic_order[:P])
+        if isinstance(value, dict) and set(value) in ({"top_of"}, {"top_of", "count"}):
+            count = value.get("count", 1)
+            if not isinstance(count, int) or isinstance(count, bool) or not 1 <= count <= self.channels:
+                raise HPNetError(f"count must be in 1..{self.channels}, got {short(count)}")
+            return sorted(self.top_channels(self.attribute(value["top_of"]), count))
+        raise HPNetError(f"{name} must be a list of channel ids, {{\"semantic_first\": P}} or "
+                         f"{{\"top_of\": \"<attribute>\", \"count\": N}}")
 
     def top_channels(self, k: int, count: int = 8) -> list[int]:
-        """The ``count`` channels carrying most of attribute k's evidence (mean mask x |w|), strongest first."""
-        return torch.argsort(self.main.evidence()[k], descending=True)[:count].tolist()
+        """The ``count`` channels carrying most of attribute k's evidence on the run's network, strongest first."""
+        return self.main.top_channels(k, count)
 
-    def random_perturbation(self, network: str, pruning_only: bool = False) -> tuple[Perturbation, str]:
-        """A perturbation of the family the predictability score uses (a random group of C/8
-        channels or one channel switched off, or one of its tone curves for every attribute), and
-        its description."""
-        net = self.networks[network]
-        ops = pruning_operations(self.channels, groups=16, singles=32, seed=int(self.rng.integers(1 << 30)))
-        choices = [("off", op["channels"]) for op in ops]
-        if net.has_masks and not pruning_only:
-            choices += [("tone", t) for t in TRANSFORMS] * max(1, len(ops) // len(TRANSFORMS))
-        kind, value = choices[int(self.rng.integers(len(choices)))]
-        if kind == "off":
-            return self.perturbation({"network": network, "off": list(value)}), describe_off(value)
-        n, b = value
-        return (self.perturbation({"network": network, "tone": {"all": {"n": n, "beta": b}}}),
-                f"tone curve n = {n:g}, beta = {b:g} on every attribute's masks")
+    def operations(self, networks: Sequence[str] | None = None) -> list[Operation]:
+        """The registered operations that apply to every one of ``networks`` (default: all of them)."""
+        views = [self.networks[n].view for n in (networks if networks is not None else self.networks)]
+        return [op for _, op in OPERATIONS.items() if all(op.applies_to(v) for v in views)]
+
+    def random_perturbation(self, network: str, blind: bool = False) -> Perturbation:
+        """One operation for a trial: a family drawn uniformly among those that apply to ``network``
+        (blind: to every network), then its ``op.draw``."""
+        net = self.network(network)
+        families = self.operations(None if blind else [network])
+        op = families[int(self.rng.integers(len(families)))]
+        return Perturbation(network, (perturbations.Step(op, op.draw(self.rng, net.view)),))
 
     # -- what a person sees, and the measurement ----------------------------------------------
 
-    def predict(self, p: Perturbation) -> list[dict]:
-        """The formula's prediction per attribute: signed ``change`` and its ``size``."""
+    def cards(self, p: Perturbation) -> list:
+        """What a person is shown of each operation of ``p`` (:class:`~hpnet.operations.Card`)."""
         net = self.networks[p.network]
-        w, seen = net.usage["weights"].double(), net.seen().double()
-        K, C = w.shape
-        keep = torch.ones(C, dtype=torch.float64)
-        keep[list(p.off)] = 0.0
-        if net.has_masks:
-            before = w * mask_transform(seen, net.own_n.double().view(K, 1), net.own_beta.double().view(K, 1))
-            after = keep * w * mask_transform(seen, torch.tensor(p.n, dtype=torch.float64).view(K, 1),
-                                              torch.tensor(p.beta, dtype=torch.float64).view(K, 1))
-        else:
-            before, after = w * seen, keep * w * seen
-        total = before.abs().sum(1)
-        total = torch.where(total > 0, total, torch.ones_like(total))
-        change = (after - before).sum(1) / total
-        size = (after - before).abs().sum(1) / total
+        return perturbations.cards(net.view, net.own, p.steps)
+
+    def describe(self, p: Perturbation) -> str:
+        """``p`` in words: its cards' descriptions (``op.describe``, naming attributes where the family does)."""
+        return "; ".join(card.description for card in self.cards(p)) or "no change"
+
+    def predicted(self, p: Perturbation) -> list[dict]:
+        """The formula's prediction per attribute (``op.predict``; in turn for several): ``change`` and ``size``."""
+        net = self.networks[p.network]
+        prediction = perturbations.predict(net.view, net.own, p.steps)
         return [{"attribute": a, "change": float(c), "size": float(s)}
-                for a, c, s in zip(self.attributes, change.tolist(), size.tolist())]
+                for a, c, s in zip(self.attributes, prediction.change.tolist(), prediction.size.tolist())]
 
     def measure(self, p: Perturbation) -> tuple[list[dict], list[dict]]:
         """The measured change per attribute on the cached images, and the images whose decision flipped."""
         net = self.networks[p.network]
         with self.lock:
-            after = net.logits_under(p)
+            after = net.heads_on_cache(p.heads(net.model))
         before = net.logits
         diff = (after - before) / net.logit_std
         acc_after = correct_counts(after, self.targets) / self.targets.shape[0]
@@ -303,26 +198,37 @@ class Workbench:
         return rows, flipped
 
     def apply(self, p: Perturbation) -> dict:
-        """Prediction and measurement of ``p``: ``{"perturbation", "predicted", "measured", "flipped_images"}``."""
+        """``{"perturbation", "cards", "predicted", "measured", "flipped_images", "seconds"}`` of ``p``."""
         start = time.perf_counter()
         measured, flipped = self.measure(p)
-        return {"perturbation": p.to_json(), "predicted": self.predict(p), "measured": measured,
-                "flipped_images": flipped, "seconds": time.perf_counter() - start}
+        return {"perturbation": p.to_json(), "cards": self.cards_json(p), "predicted": self.predicted(p),
+                "measured": measured, "flipped_images": flipped, "seconds": time.perf_counter() - start}
+
+    def cards_json(self, p: Perturbation, index: Sequence[int] | None = None) -> list[dict]:
+        return [card.to_json(self.attributes, index) for card in self.cards(p)]
 
     def overview(self) -> dict:
-        """Everything the page shows at first: the grid, weights, accuracies, orders, limits."""
+        """Everything the page shows at first: the grid, weights, accuracies, orders, the operations."""
         main = self.main
+        view = main.view
         return {"run": self.name, "networks": list(self.networks), "head": main.model.config.head,
                 "has_masks": main.has_masks, "attributes": self.attributes, "channels": self.channels,
                 "images": int(self.targets.shape[0]),
                 "accuracy": {n: acc.tolist() for n, acc in self.base_correct.items()},
                 "mean_accuracy": {n: float(acc.mean()) for n, acc in self.base_correct.items()},
-                "grid": main.usage["mean_masks"].tolist() if main.has_masks else None,
-                "weights": main.usage["weights"].tolist(), "evidence": main.evidence().tolist(),
+                "grid": view.seen.tolist() if main.has_masks else None,
+                "weights": view.weights.tolist(), "evidence": view.evidence().abs().tolist(),
                 "semantic_order": self.semantic_order,
                 "top_channels": {a: self.top_channels(k) for k, a in enumerate(self.attributes)},
-                "limits": {"n": list(N_LIMITS), "beta": list(BETA_LIMITS)},
-                "size_levels": ["none", "small", "medium", "large"]}
+                "operations": [self.operation_json(op) for _, op in OPERATIONS.items()
+                               if any(op.applies_to(net.view) for net in self.networks.values())],
+                "size_levels": list(SIZE_LEVELS)}
+
+    def operation_json(self, op: Operation) -> dict:
+        """A family as the page builds its controls: words, ``fields``, the networks it applies to."""
+        return {"name": op.name, "title": op.title, "summary": op.summary, "shown": op.shown,
+                "formula_text": op.formula_text, "fields": [dataclasses.asdict(f) for f in op.fields],
+                "networks": [n for n, net in self.networks.items() if op.applies_to(net.view)]}
 
     def attribute_view(self, name: str, samples: int = 6, channels: int = 4) -> dict:
         """An attribute's top channels and their mask maps (Fig. 4) over sample images (half of them
@@ -341,11 +247,11 @@ class Workbench:
                 maps = net.model.masks(z, True, context)[:, k]                        # (S, C, H, W)
             else:
                 maps = z / z.amax(dim=(2, 3), keepdim=True).clamp_min(1e-8)
-        grid, weights = net.seen(), net.usage["weights"]
+        grid, weights, evidence = net.view.seen, net.view.weights, net.view.evidence().abs()
         return {"attribute": name, "index": k, "accuracy": float(self.base_correct[net.name][k]),
                 "kind": "mask" if net.has_masks else "activation",
                 "top_channels": [{"channel": c, "mean_mask": float(grid[k, c]), "weight": float(weights[k, c]),
-                                  "evidence": float(net.evidence()[k, c])} for c in top],
+                                  "evidence": float(evidence[k, c])} for c in top],
                 "samples": picks, "labels": [int(self.targets[i, k]) for i in picks],
                 "map_size": list(z.shape[-2:]),
                 "maps": {str(c): np.round(maps[:, c].numpy(), 4).tolist() for c in top[:channels]}}
@@ -357,7 +263,7 @@ class Workbench:
         r[c] = 0.0
         partners = torch.argsort(r.abs(), descending=True)[:PARTNERS].tolist()
         return {"channel": c, "partners": [{"channel": int(p), "r": float(r[p])} for p in partners],
-                "mean_masks": self.main.seen()[:, c].tolist(), "weights": self.main.usage["weights"][:, c].tolist()}
+                "mean_masks": self.main.view.seen[:, c].tolist(), "weights": self.main.view.weights[:, c].tolist()}
 
     def image_png(self, i: int) -> bytes:
         if not isinstance(i, int) or not 0 <= i < self.images.shape[0]:
@@ -368,47 +274,22 @@ class Workbench:
 
     # -- export -------------------------------------------------------------------------------
 
-    def export(self, p: Perturbation, out: str | Path) -> Path:
-        """The perturbed network as a run folder at ``out``: physically pruned, its tone curve set."""
+    def export(self, p: Perturbation, out: str | Path) -> tuple[Path, int]:
+        """The perturbed network as a run folder at ``out``, and its number of channels.
+
+        The model is ``op.persist`` of each operation in turn; channels whose keep-mask is 0 are then
+        cut out (``prune_physical``), the others keep their keep-mask value (1, or a scale)."""
         net = self.networks[p.network]
         if net.run is None:
             raise HPNetError("this workbench was not opened from a run folder: nothing to export from")
-        kept = [c for c in range(self.channels) if c not in set(p.off)]
-        if not kept:
-            raise HPNetError("every channel is switched off: an exported model must keep at least one")
         with self.lock:
-            model = prune_physical(net.model, kept)
-        if model.has_masks:
-            model.set_transform(torch.tensor(p.n), torch.tensor(p.beta))
+            model = p.persist(net.model)
+            keep = model.operation_state().keep
+            kept = torch.nonzero(keep != 0).flatten().tolist()
+            if not kept:
+                raise HPNetError("every channel is switched off: an exported model must keep at least one")
+            if len(kept) < self.channels:
+                model = prune_physical(model, kept)
         net.run.derive(model, out, perturbed_from=str(net.run.path.resolve()), kept_channels=kept,
                        perturbation=p.to_json())
-        return Path(out)
-
-
-def describe_off(channels: Sequence[int]) -> str:
-    ids = ", ".join(str(c) for c in channels)
-    return f"switch off channel {ids}" if len(channels) == 1 else f"switch off channels {ids}"
-
-
-def _tone_value(value, key: str) -> tuple[float, float]:
-    if not isinstance(value, dict) or set(value) - {"n", "beta"}:
-        raise HPNetError(f"tone[{key!r}] must be an object with \"n\" and \"beta\"")
-    return (_number(value.get("n", 1.0), "n", N_LIMITS, f"tone[{key!r}]"),
-            _number(value.get("beta", 0.0), "beta", BETA_LIMITS, f"tone[{key!r}]"))
-
-
-def _number(v, name: str, limits: tuple[float, float], where: str) -> float:
-    low, high = limits
-    if not isinstance(v, (int, float)) or isinstance(v, bool) or not low <= v <= high:
-        prefix = f"{where}: " if where != name else ""
-        raise HPNetError(f"{prefix}{name} must be a number in [{low:g}, {high:g}], got {short(v)}")
-    return float(v)
-
-
-def short(value) -> str:
-    """A value as JSON shows it, cut to 40 characters (for one-line error messages)."""
-    try:
-        text = json.dumps(value)
-    except (TypeError, ValueError):
-        text = repr(value)
-    return text if len(text) <= 40 else text[:37] + "..."
+        return Path(out), model.config.channels

@@ -3,10 +3,14 @@
 A *trial* shows a person a perturbation of the model (channels switched off, a tone curve on the
 masks); for each shown attribute the person commits a direction (-1 down, 0 no change, +1 up) and
 a size (0 none, 1 small, 2 medium, 3 large) of the change of its logit, and a confidence; then the
-change is measured. One trial is one JSON line of ``RUN/hitl/trials.jsonl``:
+change is measured. One trial is one JSON line of ``RUN/hitl/trials.jsonl`` (the network named as
+``Run.network_name`` names it; the operation and its parameters as :mod:`hpnet.operations` writes
+them, see :mod:`hpnet.hitl.trials`; lines of version 1 named the networks "attention"/"plain" and
+held "perturbation": {"off", "n", "beta"}; they are read and scored the same):
 
-    {"version": 1, "trial": "...", "time": "...", "network": "attention", "blind": false,
-     "source": "random", "perturbation": {"off": [...], "n": [...], "beta": [...]},
+    {"version": 2, "trial": "...", "time": "...", "network": "demo (attention)", "blind": false,
+     "source": "random", "operation": "scale", "params": {"operation": "scale", "channels": [3],
+     "alpha": 0.5}, "perturbation": (the same as "params"), "description": "...",
      "attributes": [shown names], "person": [direction x size per shown attribute],
      "direction": [...], "size": [...], "confidence": 0.7,
      "formula": [signed formula prediction], "measured": [signed mean logit change / logit std],
@@ -41,7 +45,7 @@ from ..core.stats import spearman
 from ..errors import HPNetError
 from ..results import TrialScoreResult
 
-LOG_VERSION = 1
+LOG_VERSION = 2
 HITL_DIR = "hitl"             # in the run folder: trials.jsonl, score.json (TrialScoreResult), exports/
 LOG_FILE = "trials.jsonl"
 SIZE_LEVELS = ("none", "small", "medium", "large")

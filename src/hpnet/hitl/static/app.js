@@ -14,12 +14,19 @@
  *                                    (channel C over image I)
  *   #channel-view                    the selected channel: partners [data-testid="partner-C"]
  *   #accuracy-table                  rows [data-testid="accuracy-<attribute>"]
- * Perturb
+ * Perturb (the Operation panel, built from GET /api/model's "operations")
  *   #network                         network selector (shown only with more than one network)
- *   [data-testid="switch-C"]         a checkbox per channel: checked = on, unchecked = switched off
- *   #all-on, #semantic-count + #semantic-first, #top-count + #top-of-selected
- *   #tone-target ("all" or an attribute), #tone-n, #tone-beta (range inputs, listen to "input"), #tone-reset
- *   #prediction                      formula prediction; rows [data-testid="predict-<attribute>"]
+ *   #operation                       the operations that apply to that network (value: the operation's name)
+ *   #operation-summary, #fields      its words, and a control per field (F the field's name):
+ *     channels                       [data-testid="F-C"] a checkbox per channel (checked = in the set),
+ *                                    #count-F, #clear-F, #semantic-count-F + #semantic-first-F,
+ *                                    #top-count-F + #top-of-selected-F (shortcuts that fill the set)
+ *     number                         #field-F (range input, listens to "input"), #field-F-value
+ *     attributes                     #field-F (select: "all" or an attribute)
+ *   #card                            what a person is shown: rows [data-testid="card-<attribute>"],
+ *                                    cells data-field = the fact, data-value its value
+ *   #formula-panel                   #formula-text and #prediction, rows [data-testid="predict-<attribute>"]
+ *                                    (hidden while a trial is open)
  *   #apply, #apply-result            rows [data-testid="apply-<attribute>"]; cells carry data-field (the API's
  *                                    field: change, logit_change, abs_logit_change, accuracy_before,
  *                                    accuracy_after, accuracy_change, flipped) and data-value (the raw number)
@@ -27,6 +34,8 @@
  *   #export-name, #export, #export-path
  * Predict, then see
  *   #trial-mode, #trial-network, #new-trial, #trial-description, #trial-network-shown ("hidden" when blind)
+ *   #trial-cards                     the operation's card on the shown attributes (facts only), rows
+ *                                    [data-testid="trial-card-<attribute>"]
  *   #trial-form                      rows [data-testid="form-<attribute>"] with radios
  *                                    [data-testid="direction-<attribute>-down|none|up"],
  *                                    [data-testid="size-<attribute>-none|small|medium|large"]
@@ -39,9 +48,8 @@
 const state = {
   model: null,        // GET /api/model
   network: null,      // the network being perturbed
-  ownTone: null,      // {n: [K], beta: [K]}: the network's own tone curve
-  off: new Set(),     // channels switched off
-  tone: {},           // {"all": {n, beta}, "<attribute>": {n, beta}}: set by the sliders
+  operation: null,    // the operation's name
+  values: {},         // field name -> {kind, value}: a Set of channels, a number, "all" or an attribute
   attribute: null,    // selected attribute (name)
   channel: null,      // selected channel (id)
   trial: null,        // the open trial (POST /api/trial's answer) until it is committed
@@ -103,7 +111,6 @@ const fmtChange = (x) => (missing(x) ? "—" : (x >= 0 ? "+" : "") + x.toFixed(3
 const fmt3 = (x) => (missing(x) ? "—" : x.toFixed(3));
 const fmtPct = (x) => (missing(x) ? "—" : (100 * x).toFixed(1) + "%");
 const fmtPoints = (x) => (missing(x) ? "—" : (x >= 0 ? "+" : "") + (100 * x).toFixed(1) + " pp");
-const fmtTone = (t) => `n = ${t.n.toFixed(2)}, β = ${t.beta.toFixed(2)}`;
 
 /** An element with properties (dataset and style as objects, on* as listeners) and children. */
 function el(tag, props = {}, ...children) {
@@ -133,8 +140,6 @@ function fillTable(table, headers, rows) {
       ...row.cells.map((c) => (c instanceof Node ? c : el("td", {}, String(c))))))));
   return table;
 }
-
-const networkHasMasks = (name) => state.model.has_masks && name === state.model.networks[0];
 
 // ------------------------------------------------------------------------------------------ look
 
@@ -291,109 +296,178 @@ async function showChannel(c) {
 }
 
 // ------------------------------------------------------------------------------------------ perturb
+/*
+ * The Operation panel is built from GET /api/model's "operations" (each: name, title, summary,
+ * shown, formula_text, fields, networks): nothing here knows an operation by name. A field's kind
+ * gives its control: "channels" a checkbox per channel (and shortcuts filling the set), "number" a
+ * range input, "attributes" a select ("all" or one attribute). Values are kept per field name, so
+ * a channel set chosen for one operation stays when another with a channel field is picked.
+ */
+
+const options = (select, values) =>
+  select.replaceChildren(...values.map(([v, text]) => el("option", {value: v}, text)));
 
 function renderControls() {
   const m = state.model;
-  const options = (select, values) =>
-    select.replaceChildren(...values.map(([v, text]) => el("option", {value: v}, text)));
   options($("network"), m.networks.map((n) => [n, n]));
-  $("network-row").hidden = m.networks.length < 2;
+  $("network-row").querySelector(".network-choice").hidden = m.networks.length < 2;
   const blind = m.networks.length > 1 ? ["blind"] : [];   // blind: one of the networks, drawn by the server
   options($("trial-network"), [...m.networks, ...blind].map((n) => [n, n]));
-  options($("tone-target"), [["all", "all attributes"], ...m.attributes.map((a) => [a, a])]);
-  $("semantic-count").max = m.channels;
-  $("top-count").max = Math.max(...Object.values(m.top_channels).map((t) => t.length));
-  for (const [id, [low, high], step] of [["tone-n", m.limits.n, 0.05], ["tone-beta", m.limits.beta, 0.01]]) {
-    Object.assign($(id), {min: low, max: high, step});
-  }
-  $("switches").replaceChildren(...Array.from({length: m.channels}, (_, c) => el("label", {className: "switch"},
-    el("input", {type: "checkbox", checked: true, "data-testid": `switch-${c}`, dataset: {channel: c},
-      onchange: (e) => setChannel(c, e.target.checked)}),
-    String(c))));
+  renderOperations();
 }
 
-function setChannel(c, on) {
-  if (on) state.off.delete(c); else state.off.add(c);
+/** The operations that apply to the network being perturbed, in the select; keeps the current one when it applies. */
+function renderOperations() {
+  const usable = state.model.operations.filter((o) => o.networks.includes(state.network));
+  options($("operation"), usable.map((o) => [o.name, o.title]));
+  const keep = usable.find((o) => o.name === state.operation);
+  state.operation = keep ? keep.name : (usable[0] ? usable[0].name : null);
+  if (state.operation) $("operation").value = state.operation;
+  renderFields();
+}
+
+const currentOp = () => state.model.operations.find((o) => o.name === state.operation) || null;
+
+function renderFields() {
+  const op = currentOp();
+  $("operation-summary").textContent = op ? `${op.summary} Shown: ${op.shown}` : "No operation applies to this network.";
+  $("formula-text").textContent = op ? `Formula: ${op.formula_text}` : "";
+  $("fields").replaceChildren(...(op ? op.fields.map(fieldControl) : []));
   perturbationChanged();
 }
 
-function setOff(channels) {
-  state.off = new Set(channels);
-  for (const box of document.querySelectorAll("#switches input")) {
-    box.checked = !state.off.has(Number(box.dataset.channel));
+function fieldControl(f) {
+  if (!(f.name in state.values) || state.values[f.name].kind !== f.kind) {
+    const value = f.kind === "channels" ? new Set(f.default || [])
+      : f.kind === "number" ? (f.default ?? f.low) : (f.default ?? "all");
+    state.values[f.name] = {kind: f.kind, value};
   }
+  if (f.kind === "channels") return channelsControl(f);
+  if (f.kind === "number") return numberControl(f);
+  if (f.kind === "attributes") return attributesControl(f);
+  return el("p", {className: "warning"}, `${f.label}: a field of kind ${f.kind} has no control on this page`);
+}
+
+function channelsControl(f) {
+  const m = state.model;
+  const set = state.values[f.name].value;
+  const boxes = Array.from({length: m.channels}, (_, c) => el("label", {className: "switch"},
+    el("input", {type: "checkbox", checked: set.has(c), "data-testid": `${f.name}-${c}`, dataset: {channel: c},
+      onchange: (e) => { if (e.target.checked) set.add(c); else set.delete(c); perturbationChanged(); }}),
+    String(c)));
+  const topMax = Math.max(...Object.values(m.top_channels).map((t) => t.length));
+  return el("div", {className: "field", dataset: {kind: "channels", name: f.name}},
+    el("h3", {}, `${f.label} `, el("span", {id: `count-${f.name}`, className: "muted"})),
+    el("div", {className: "row"},
+      el("button", {type: "button", id: `clear-${f.name}`, onclick: () => setChannels(f.name, [])}, "None"),
+      el("label", {htmlFor: `semantic-count-${f.name}`}, "first"),
+      el("input", {type: "number", id: `semantic-count-${f.name}`, min: 0, max: m.channels, value: 1}),
+      el("button", {type: "button", id: `semantic-first-${f.name}`, onclick: guarded(() => semanticFirst(f.name))},
+        "First P of the semantic order"),
+      el("label", {htmlFor: `top-count-${f.name}`}, "top"),
+      el("input", {type: "number", id: `top-count-${f.name}`, min: 1, max: topMax, value: 3}),
+      el("button", {type: "button", id: `top-of-selected-${f.name}`, onclick: guarded(() => topOfSelected(f.name))},
+        "Top channels of the selected attribute")),
+    el("div", {className: "switches", id: `field-${f.name}`}, ...boxes));
+}
+
+function numberControl(f) {
+  const v = state.values[f.name];
+  const shown = el("output", {id: `field-${f.name}-value`}, Number(v.value).toFixed(2));
+  return el("div", {className: "field row", dataset: {kind: "number", name: f.name}},
+    el("label", {htmlFor: `field-${f.name}`}, f.label),
+    el("input", {type: "range", id: `field-${f.name}`, min: f.low, max: f.high, step: f.step, value: v.value,
+      oninput: (e) => { v.value = Number(e.target.value); shown.textContent = v.value.toFixed(2); perturbationChanged(); }}),
+    shown,
+    el("span", {className: "muted"}, `${f.low} to ${f.high}`));
+}
+
+function attributesControl(f) {
+  const v = state.values[f.name];
+  const select = el("select", {id: `field-${f.name}`,
+    onchange: (e) => { v.value = e.target.value; perturbationChanged(); }});
+  options(select, [["all", "all attributes"], ...state.model.attributes.map((a) => [a, a])]);
+  select.value = v.value;
+  return el("div", {className: "field row", dataset: {kind: "attributes", name: f.name}},
+    el("label", {htmlFor: `field-${f.name}`}, f.label), select);
+}
+
+function setChannels(name, channels) {
+  const set = state.values[name].value;
+  set.clear();
+  for (const c of channels) set.add(c);
+  for (const box of document.querySelectorAll(`#field-${name} input`)) box.checked = set.has(Number(box.dataset.channel));
   perturbationChanged();
 }
 
-function switchOffSemanticFirst() {
-  const P = Number($("semantic-count").value);
+function semanticFirst(name) {
+  const P = Number($(`semantic-count-${name}`).value);
   if (!Number.isInteger(P) || P < 0 || P > state.model.channels) {
     throw new Error(`P must be a whole number in 0..${state.model.channels}`);
   }
-  setOff(state.model.semantic_order.slice(0, P));
+  setChannels(name, state.model.semantic_order.slice(0, P));
 }
 
-function switchOffTopOfSelected() {
+function topOfSelected(name) {
   if (state.attribute === null) throw new Error("select an attribute first: click a cell of the grid");
   const top = state.model.top_channels[state.attribute];
-  const count = Number($("top-count").value);
+  const count = Number($(`top-count-${name}`).value);
   if (!Number.isInteger(count) || count < 1 || count > top.length) {
     throw new Error(`the count of top channels must be a whole number in 1..${top.length}`);
   }
-  setOff(top.slice(0, count));
+  setChannels(name, top.slice(0, count));
 }
 
-/** The effective (n, beta) of "all" or of one attribute: its own setting, else "all"'s, else the network's. */
-function toneOf(target) {
-  if (state.tone[target]) return state.tone[target];
-  const k = target === "all" ? 0 : state.model.attributes.indexOf(target);
-  if (target !== "all" && state.tone.all) return state.tone.all;
-  return {n: state.ownTone.n[k], beta: state.ownTone.beta[k]};
-}
-
-function showTone() {
-  const masks = networkHasMasks(state.network) && state.ownTone !== null;
-  for (const id of ["tone-target", "tone-n", "tone-beta", "tone-reset"]) $(id).disabled = !masks;
-  if (!masks) {
-    $("tone-summary").textContent = `The ${state.network} network has no attention masks: no tone curve.`;
-    return;
+/** The current operation as the API takes it ({"operation": name, ...its fields}), or null with the
+ * reason in ``missing`` when a channel set is empty. */
+function currentOperation() {
+  const op = currentOp();
+  if (!op) return {operation: null, missing: "no operation applies to this network"};
+  const out = {operation: op.name};
+  for (const f of op.fields) {
+    const v = state.values[f.name].value;
+    if (f.kind === "channels") {
+      if (!v.size) return {operation: null, missing: `choose at least one channel (${f.label})`};
+      out[f.name] = [...v].sort((a, b) => a - b);
+    } else if (f.kind === "attributes") {
+      out[f.name] = v === "all" ? "all" : [v];
+    } else {
+      out[f.name] = v;
+    }
   }
-  const t = toneOf($("tone-target").value);
-  $("tone-n").value = t.n;
-  $("tone-beta").value = t.beta;
-  $("tone-n-value").textContent = t.n.toFixed(2);
-  $("tone-beta-value").textContent = t.beta.toFixed(2);
-  const set = Object.entries(state.tone).map(([key, v]) => `${key === "all" ? "all attributes" : key}: ${fmtTone(v)}`);
-  $("tone-summary").textContent = set.length ? `Set: ${set.join("; ")}.` : "The network's own tone curve.";
+  return out;
 }
 
-function onToneInput() {
-  state.tone[$("tone-target").value] = {n: Number($("tone-n").value), beta: Number($("tone-beta").value)};
-  perturbationChanged();
-}
-
-/** The perturbation as the API takes it (tone only on a network with masks). */
+/** The perturbation as the API takes it; throws a readable error when it is incomplete. */
 function currentPerturbation() {
-  const p = {network: state.network, off: [...state.off].sort((a, b) => a - b)};
-  if (networkHasMasks(state.network) && Object.keys(state.tone).length) p.tone = structuredClone(state.tone);
-  return p;
+  const op = currentOperation();
+  if (!op.operation) throw new Error(`${state.operation || "operation"}: ${op.missing}`);
+  return {network: state.network, ...op};
 }
 
 function perturbationChanged() {
-  $("off-count").textContent = `(${state.off.size} of ${state.model.channels} off)`;
-  showTone();
+  for (const [name, v] of Object.entries(state.values)) {
+    const count = $(`count-${name}`);
+    if (count && v.kind === "channels") count.textContent = `(${v.value.size} of ${state.model.channels})`;
+  }
   clearTimeout(state.predictTimer);
   state.predictTimer = setTimeout(guarded(refreshPrediction), 150);
 }
 
 async function refreshPrediction() {
   const seq = ++state.predictSeq;
-  const answer = await api("/api/predict", currentPerturbation());
+  const op = currentOperation();
+  if (!op.operation) {
+    $("card").replaceChildren(el("p", {className: "muted"}, `Nothing to show yet: ${op.missing}.`));
+    $("prediction").replaceChildren();
+    return;
+  }
+  const answer = await api("/api/predict", {network: state.network, ...op});
   if (seq !== state.predictSeq) return;              // a newer perturbation is on its way
+  $("card").replaceChildren(...answer.cards.map((c) => renderCard(c, "card")));
   $("prediction").replaceChildren(
-    el("p", {className: "muted"}, `${describe(answer.perturbation)}. Predicted: the change of each attribute's ` +
-      `evidence Σ_c w·${networkHasMasks(answer.perturbation.network) ? "g(mean mask)" : "mean activation"}, ` +
-      "as a share of its total."),
+    el("p", {className: "muted"}, `${describe(answer)}: the predicted change of each attribute's logit, as a ` +
+      "share of its evidence, and its size."),
     fillTable(el("table", {className: "numbers"}), ["attribute", "predicted change", "size"],
       answer.predicted.map((p) => ({
         testid: `predict-${p.attribute}`,
@@ -401,22 +475,42 @@ async function refreshPrediction() {
       }))));
 }
 
-/** A normalised perturbation in words. */
-function describe(p) {
-  const parts = [`network ${p.network}`, p.off.length ? `channels off: ${p.off.join(", ")}` : "no channel off"];
-  if (networkHasMasks(p.network) && state.ownTone) {
-    const own = state.ownTone;
-    const changed = state.model.attributes.filter((_, k) => p.n[k] !== own.n[k] || p.beta[k] !== own.beta[k]);
-    parts.push(changed.length ? `tone curve changed on ${changed.join(", ")}` : "own tone curve");
+/** A value of a card's "common" part in words: numbers, lists of numbers, objects (their number entries). */
+function inWords(value) {
+  if (typeof value === "number") return String(Math.round(value * 1e4) / 1e4);
+  if (Array.isArray(value)) return value.map(inWords).filter((s) => s).join(value.every((v) => typeof v === "number") ? ", " : "; ");
+  if (value && typeof value === "object") {
+    return Object.entries(value).filter(([, v]) => typeof v === "number").map(([k, v]) => `${k} = ${inWords(v)}`).join(", ");
   }
-  return parts.join("; ");
+  return value === null || value === undefined ? "" : String(value);
+}
+
+/** A card (Card.to_json): its description, its common facts, and a row per attribute of its number facts
+ * (rows [data-testid="<prefix>-<attribute>"], cells data-field = the fact's name, data-value its value). */
+function renderCard(card, prefix) {
+  const rows = card.attributes;
+  const facts = rows.length ? Object.keys(rows[0]).filter((k) => k !== "attribute" && typeof rows[0][k] === "number") : [];
+  const common = Object.entries(card.common || {}).map(([k, v]) => `${k}: ${inWords(v)}`).join("; ");
+  return el("div", {className: "card", dataset: {operation: card.operation}},
+    el("p", {}, el("strong", {}, card.description), common ? el("span", {className: "muted"}, ` (${common})`) : null),
+    fillTable(el("table", {className: "numbers"}),
+      ["attribute", ...facts.map((f) => el("span", {title: card.labels[f] || f}, f.replaceAll("_", " ")))],
+      rows.map((r) => ({testid: `${prefix}-${r.attribute}`,
+        cells: [r.attribute, ...facts.map((f) => numberCell(r[f], fmtChange, f))]}))));
+}
+
+/** A perturbation answered by the API in words: its network and its cards' descriptions. */
+function describe(answer) {
+  const what = answer.cards.map((c) => c.description).join("; ") || "no change";
+  return `${answer.perturbation.network}: ${what}`;
 }
 
 async function applyPerturbation() {
   if (state.trial) throw new Error("a trial is open: commit its prediction before applying");
+  const body = currentPerturbation();
   setStatus("Applying…", "busy");
   const started = performance.now();
-  const r = await api("/api/apply", currentPerturbation());
+  const r = await api("/api/apply", body);
   const seconds = r.seconds ?? (performance.now() - started) / 1000;
   const predicted = Object.fromEntries(r.predicted.map((p) => [p.attribute, p]));
   const flipped = el("div", {id: "flipped", className: "thumbnails"},
@@ -424,7 +518,7 @@ async function applyPerturbation() {
       el("img", {src: `/api/image/${f.image}.png`, alt: `image ${f.image}`, width: 48, height: 48}),
       el("figcaption", {}, `#${f.image} ${f.attribute}: ${f.before}→${f.after} (label ${f.label})`))));
   $("apply-result").replaceChildren(
-    el("p", {className: "muted"}, `Applied: ${describe(r.perturbation)}.`),
+    el("p", {className: "muted"}, `Applied: ${describe(r)}.`),
     fillTable(el("table", {className: "numbers", id: "apply-table"}),
       ["attribute", "predicted change", "measured logit change", "mean |logit change|",
         "accuracy before", "accuracy after", "accuracy change", "flipped"],
@@ -449,8 +543,9 @@ async function applyPerturbation() {
 async function exportPerturbation() {
   const name = $("export-name").value.trim();
   if (!name) throw new Error("give the exported model a folder name");
+  const perturbation = currentPerturbation();
   setStatus("Exporting…", "busy");
-  const r = await api("/api/export", {perturbation: currentPerturbation(), name});
+  const r = await api("/api/export", {perturbation, name});
   $("export-path").textContent = `${r.path} (${r.channels} channels kept)`;
   setStatus(`Exported to ${r.path}.`);
 }
@@ -470,6 +565,7 @@ async function newTrial() {
   $("trial-description").textContent = t.description;
   $("trial-network-shown").textContent = t.network;
   $("trial-result").replaceChildren();
+  $("trial-cards").replaceChildren(...t.cards.map((c) => renderCard(c, "trial-card")));
   fillTable($("trial-form"), ["attribute", "direction", "size"], t.attributes.map((a, i) => ({
     testid: `form-${a}`,
     cells: [a,
@@ -500,6 +596,8 @@ function coupleChoice(name, value) {
 function setTrialOpen(open) {
   document.body.classList.toggle("trial-open", open);
   if (open) $("trial").hidden = false;
+  $("formula-panel").hidden = open;          // never the formula's answer before the person commits
+  $("apply-result").hidden = open;
   $("apply").disabled = open;
   $("commit").disabled = !open;
   for (const input of document.querySelectorAll("#trial-form input")) input.disabled = !open;
@@ -578,14 +676,8 @@ function renderScore(s) {
 // ------------------------------------------------------------------------------------------ start
 
 function bindEvents() {
-  $("network").addEventListener("change", (e) => { state.network = e.target.value; perturbationChanged(); });
-  $("all-on").addEventListener("click", () => setOff([]));
-  $("semantic-first").addEventListener("click", guarded(switchOffSemanticFirst));
-  $("top-of-selected").addEventListener("click", guarded(switchOffTopOfSelected));
-  $("tone-target").addEventListener("change", showTone);
-  $("tone-n").addEventListener("input", onToneInput);
-  $("tone-beta").addEventListener("input", onToneInput);
-  $("tone-reset").addEventListener("click", () => { state.tone = {}; perturbationChanged(); });
+  $("network").addEventListener("change", (e) => { state.network = e.target.value; renderOperations(); });
+  $("operation").addEventListener("change", (e) => { state.operation = e.target.value; renderFields(); });
   $("apply").addEventListener("click", guarded(applyPerturbation));
   $("export").addEventListener("click", guarded(exportPerturbation));
   $("new-trial").addEventListener("click", guarded(newTrial));
@@ -604,11 +696,6 @@ async function init() {
   renderGrid();
   renderAccuracy();
   renderControls();
-  if (networkHasMasks(state.network)) {
-    const own = await api("/api/predict", {network: state.network});
-    state.ownTone = {n: own.perturbation.n, beta: own.perturbation.beta};
-  }
-  perturbationChanged();
   setTrialOpen(false);
   renderScore(await api("/api/score"));
   setStatus("Ready.");
