@@ -1,6 +1,8 @@
 """The structure's promises: what `import hpnet` loads, registries the CLI lists, one-entry extensions."""
+import ast
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -74,3 +76,22 @@ def test_unknown_names_are_one_line_errors_listing_the_choices(registry, what):
     from hpnet.errors import HPNetError
     with pytest.raises(HPNetError, match=f"{what} must be one of {', '.join(registry.names())}, got 'nope'"):
         registry.get("nope")
+
+
+def test_no_module_over_400_lines_and_no_function_over_60():
+    """The size rule: a module is its physical lines, a function end_lineno - lineno + 1 (nested ones
+    count inside their parent too)."""
+    repo = Path(__file__).resolve().parents[1]
+    violations = []
+    for path in sorted((repo / "src" / "hpnet").rglob("*.py")):
+        source = path.read_text()
+        name = path.relative_to(repo).as_posix()
+        lines = len(source.splitlines())
+        if lines > 400:
+            violations.append(f"MODULE {name} {lines}")
+        for node in ast.walk(ast.parse(source)):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                length = node.end_lineno - node.lineno + 1
+                if length > 60:
+                    violations.append(f"FUNC {name} {node.name} {length}")
+    assert violations == [], "over the size limits:\n" + "\n".join(violations)

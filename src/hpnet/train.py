@@ -133,20 +133,7 @@ def fit(model: HPNet, train_data: MultiLabelDataset, valid_data: MultiLabelDatas
     loop = _Loop(net, optimizer, torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16), amp_dtype,
                  cfg, device, math.ceil(len(train_data) / cfg.batch_size) * cfg.epochs,
                  _smallest_batch(model, train_data, cfg, world_size))
-    record = {
-        "model": model.config.to_dict(), "train": cfg.to_dict(),
-        "data": data_spec.to_dict() if data_spec else None,
-        "train_images": len(train_data), "valid_images": len(valid_data) if valid_data else 0,
-        "train_positive_rate": train_positive_rate(train_data),
-        "history": [], "status": "running", "epochs_done": 0, "step": 0,
-    }
-    if resume:
-        record = load_checkpoint(run_dir / CHECKPOINT, model, optimizer)
-        record["train"]["epochs"] = cfg.epochs  # an extension holds from now on, also after a kill
-        record["status"] = "running"
-        record.pop("failure", None)
-    elif len(train_data):
-        model.init_bias_from_prior(record["train_positive_rate"])
+    record = _start_record(model, optimizer, train_data, valid_data, cfg, run_dir, data_spec, resume)
     if rank == 0:
         atomic_write_json(record, run_dir / RUN_FILE)
 
@@ -174,6 +161,28 @@ def fit(model: HPNet, train_data: MultiLabelDataset, valid_data: MultiLabelDatas
         record["masks"] = mask_statistics(model, valid_data if valid_data is not None and len(valid_data) else train_data)
         model.cpu().save(run_dir)
         atomic_write_json(record, run_dir / RUN_FILE)
+    return record
+
+
+def _start_record(model: HPNet, optimizer: torch.optim.Optimizer, train_data: MultiLabelDataset,
+                  valid_data: MultiLabelDataset | None, cfg: TrainConfig, run_dir: Path,
+                  data_spec: DataSpec | None, resume: bool) -> dict:
+    """The run record to train on: a new one (the classifiers' biases set from the label prior), or
+    the checkpoint's when resuming (model and optimizer restored, ``cfg.epochs`` the new target)."""
+    record = {
+        "model": model.config.to_dict(), "train": cfg.to_dict(),
+        "data": data_spec.to_dict() if data_spec else None,
+        "train_images": len(train_data), "valid_images": len(valid_data) if valid_data else 0,
+        "train_positive_rate": train_positive_rate(train_data),
+        "history": [], "status": "running", "epochs_done": 0, "step": 0,
+    }
+    if resume:
+        record = load_checkpoint(run_dir / CHECKPOINT, model, optimizer)
+        record["train"]["epochs"] = cfg.epochs  # an extension holds from now on, also after a kill
+        record["status"] = "running"
+        record.pop("failure", None)
+    elif len(train_data):
+        model.init_bias_from_prior(record["train_positive_rate"])
     return record
 
 

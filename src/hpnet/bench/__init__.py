@@ -67,8 +67,33 @@ QUICK = BenchConfig(attributes=6, widths=(8, 16, 16, 16), image_size=16, train_b
 
 
 def run(cfg: BenchConfig, device: torch.device, quick: bool) -> dict:
+    """Every measurement in turn; one dict of raw numbers and ratios (the JSON of ``make bench``)."""
     start = time.perf_counter()
     start_clock(start)
+    out = _describe(cfg, device)
+    rate = matmul_gflops(device, quick)
+    fused = make_model(cfg, "fused", device)
+    flops = _flop_limit(cfg, fused, rate, out)
+    x, y, xi = _fused_vs_naive(cfg, fused, device, out)
+    _peak_memory(cfg, device, out)
+    log("head families ...")                       # the other head families against the paper's
+    out["heads"] = _head_families(cfg, fused, x, y, xi, device)
+    _pruned(cfg, fused, xi, device, out)
+    _data_loading(cfg, device, out)
+    # the page of `hpnet serve`: one perturbation applied and measured (CPU, the demo's network)
+    log("hpnet serve: apply-and-measure latency ...")
+    out["serve_apply"] = apply_latency(quick=quick)
+    # the FLOP limit from the best matrix-multiply rate of the run
+    rates = [rate, matmul_gflops(device, quick)]
+    out["matmul_gflops_samples"] = rates
+    _set_flop_limits(out, max(rates), flops)
+    out["load_average_at_end"] = _load_average()
+    out["seconds"] = time.perf_counter() - start
+    return out
+
+
+def _describe(cfg: BenchConfig, device: torch.device) -> dict:
+    """The machine and the configuration measured (logged as the table's title)."""
     out: dict = {"device": device.type, "device_name": device_name(device),
                  "threads": torch.get_num_threads(), "torch": torch.__version__,
                  "load_average_at_start": _load_average(),
@@ -77,16 +102,21 @@ def run(cfg: BenchConfig, device: torch.device, quick: bool) -> dict:
                             "image_size": cfg.image_size}}
     log(f"hpnet bench on {out['device_name']} ({out['threads']} threads), K={cfg.attributes}, "
         f"C={cfg.widths[-1]}, {cfg.image_size}x{cfg.image_size}")
+    return out
 
-    rate = matmul_gflops(device, quick)
-    fused = make_model(cfg, "fused", device)
+
+def _flop_limit(cfg: BenchConfig, fused, rate: float, out: dict) -> int:
+    """One image's FLOPs and the images/s limit they set with the first matrix-multiply rate."""
     flops = 2 * count_macs(fused, cfg.image_size)
     out.update(matmul_gflops=rate, flops_per_image=flops, flop_limit_images_per_s=rate * 1e9 / flops,
                train_flop_limit_images_per_s=rate * 1e9 / (3 * flops))
     log(f"matmul {rate:.0f} GFLOP/s; {flops / 1e9:.2f} GFLOP per image -> limit "
         f"{out['flop_limit_images_per_s']:.1f} img/s inference, {out['train_flop_limit_images_per_s']:.1f} training")
+    return flops
 
-    naive = make_model(cfg, "naive", device)
+
+def _naive_batches(cfg: BenchConfig, device: torch.device, out: dict) -> int:
+    """The batch sizes timed (the naive heads' smaller where their masks do not fit); the naive training one."""
     naive_train_batch = naive_batch_that_fits(cfg, cfg.train_batch, device)
     out.update(train_batch=cfg.train_batch, naive_train_batch=naive_train_batch, infer_batch=cfg.infer_batch,
                naive_infer_batch=naive_batch_that_fits(cfg, cfg.infer_batch, device) if device.type == "cuda"
@@ -94,8 +124,14 @@ def run(cfg: BenchConfig, device: torch.device, quick: bool) -> dict:
     if naive_train_batch < cfg.train_batch:
         out["note"] = (f"the naive reference cannot train at B={cfg.train_batch} in this memory; "
                        f"it was timed at B={naive_train_batch}")
+    return naive_train_batch
 
-    # training and inference, naive and fused in turn
+
+def _fused_vs_naive(cfg: BenchConfig, fused, device: torch.device, out: dict):
+    """Training and inference of the naive and the fused heads in turn, and their ratios.
+    Returns the training batch (x, y) and the inference images xi, reused by later steps."""
+    naive = make_model(cfg, "naive", device)
+    naive_train_batch = _naive_batches(cfg, device, out)
     x, y = batch(cfg, cfg.train_batch, device)
     xn, yn = x[:naive_train_batch], y[:naive_train_batch]
     warm = min(4, naive_train_batch)
@@ -115,7 +151,11 @@ def run(cfg: BenchConfig, device: torch.device, quick: bool) -> dict:
                      "train_cpu_s_per_image": train[impl].cpu_seconds / b_train,
                      "infer_cpu_s_per_image": infer[impl].cpu_seconds / b_infer,
                      "infer_batch_s": infer[impl].best, "infer_images_per_s": b_infer / infer[impl].best}
-    del naive, train, infer
+    _speedups(out)
+    return x, y, xi
+
+
+def _speedups(out: dict) -> None:
     out["train_speedup"] = out["fused"]["train_images_per_s"] / out["naive"]["train_images_per_s"]
     out["infer_speedup"] = out["fused"]["infer_images_per_s"] / out["naive"]["infer_images_per_s"]
     # CPU time per image: what the step costs the machine, less swayed by other processes' load
@@ -124,7 +164,9 @@ def run(cfg: BenchConfig, device: torch.device, quick: bool) -> dict:
     out["flop_limit_fraction"] = out["fused"]["infer_images_per_s"] / out["flop_limit_images_per_s"]
     out["train_flop_limit_fraction"] = out["fused"]["train_images_per_s"] / out["train_flop_limit_images_per_s"]
 
-    # peak memory of one training step (fresh processes on CPU)
+
+def _peak_memory(cfg: BenchConfig, device: torch.device, out: dict) -> None:
+    """The peak memory of one training step of each (fresh processes on CPU) and their ratio."""
     mem_batch = min(cfg.memory_batch, naive_batch_that_fits(cfg, cfg.memory_batch, device))
     log(f"peak memory of a training step at B={mem_batch} ...")
     out["memory_batch"] = mem_batch
@@ -132,11 +174,9 @@ def run(cfg: BenchConfig, device: torch.device, quick: bool) -> dict:
         out[impl]["train_step_peak_memory_mb"] = step_peak_memory(cfg, impl, mem_batch, device) / 2 ** 20
     out["peak_memory_ratio"] = out["fused"]["train_step_peak_memory_mb"] / out["naive"]["train_step_peak_memory_mb"]
 
-    # the other head families against the paper's
-    log("head families ...")
-    out["heads"] = _head_families(cfg, fused, x, y, xi, device)
 
-    # physical pruning at 50% of the channels
+def _pruned(cfg: BenchConfig, fused, xi, device: torch.device, out: dict) -> None:
+    """Inference of the network physically pruned to 50% of the channels against the full one."""
     log("pruned model ...")
     small, how = pruned_model(fused)
     full_t, small_t = Timing(infer_fn(fused, xi), device), Timing(infer_fn(small, xi), device)
@@ -148,20 +188,12 @@ def run(cfg: BenchConfig, device: torch.device, quick: bool) -> dict:
                        "full_macs": count_macs(fused, cfg.image_size), "macs": count_macs(small, cfg.image_size)}
     out["pruned50_infer_speedup"] = full_t.best / small_t.best
 
-    # data loading against a training step
+
+def _data_loading(cfg: BenchConfig, device: torch.device, out: dict) -> None:
+    """Drawing a batch from memory against a fused training step."""
     data_s = data_seconds_per_batch(cfg, cfg.train_batch, device)
     out["data"] = {"batch_s": data_s, "train_step_s": out["fused"]["train_step_s"]}
     out["data_fraction"] = data_s / out["fused"]["train_step_s"]
-    # the page of `hpnet serve`: one perturbation applied and measured (CPU, the demo's network)
-    log("hpnet serve: apply-and-measure latency ...")
-    out["serve_apply"] = apply_latency(quick=quick)
-    # the FLOP limit from the best matrix-multiply rate of the run
-    rates = [rate, matmul_gflops(device, quick)]
-    out["matmul_gflops_samples"] = rates
-    _set_flop_limits(out, max(rates), flops)
-    out["load_average_at_end"] = _load_average()
-    out["seconds"] = time.perf_counter() - start
-    return out
 
 
 NEW_HEADS = ("channel", "context")

@@ -14,7 +14,7 @@ computed in cache-sized tiles with a hand-written backward that recomputes each 
 the reference the fused path is tested against.
 
 Modules: :mod:`.backbones` (the feature extractors, a registry), :mod:`.heads` (the head
-families, a registry), :mod:`.config` (:class:`ModelConfig`), :mod:`.network` (:class:`HPNet`,
+families, a registry) and :mod:`.mask_heads` (what those with masks share), :mod:`.config` (:class:`ModelConfig`), :mod:`.network` (:class:`HPNet`,
 save/load, counts), :mod:`.fused`, :mod:`.tiles` and :mod:`._kernels` (the fast heads).
 
 What operations and analyses may use of a model
