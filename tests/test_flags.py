@@ -146,7 +146,7 @@ def toy_parser() -> argparse.ArgumentParser:
 def test_a_dataclass_field_with_metadata_gets_its_flag():
     parser = toy_parser()
     text = " ".join(parser.format_help().split())
-    assert "--count COUNT how many (default 2); 100%" in text and "--colour {red,blue} red; blue" in text
+    assert "--count COUNT how many (default 2); 100%" in text and "--colour {red,blue} red, blue" in text
     assert "--volume VOLUME how loud (default 0.5)" in text and "--slow not fast" in text
     assert "--ratio" not in text
     args = parser.parse_args(["--count", "5", "--names", "b,c", "--colour", "blue", "--sizes", "3,4", "--slow",
@@ -169,8 +169,8 @@ def test_a_bad_value_is_refused_naming_its_flag(argv, message):
 def test_a_field_added_to_a_commands_settings_is_on_the_command_line(monkeypatch, capsys):
     @dataclass
     class Extended(PredictabilitySettings):
-        operations: Sequence[str] = field(default=("prune", "tone"), metadata={
-            "flag": "--operations", "choices": ("prune", "tone", "noise"), "help": "operations (default {default})"})
+        patches: Sequence[int] = field(default=(4, 8), metadata={
+            "flag": "--patches", "help": "permutation patch sizes (default {default})"})
 
     class Called(Exception):
         pass
@@ -182,7 +182,7 @@ def test_a_field_added_to_a_commands_settings_is_on_the_command_line(monkeypatch
     monkeypatch.setattr(hpnet.cli, "PredictabilitySettings", Extended)
     monkeypatch.setattr(hpnet.commands, "predictability_run", predictability_run)
     with pytest.raises(Called) as called:
-        main(["predictability", "r", "--operations", "noise,prune", "--boot", "9"])
-    assert called.value.args[0] == Extended(operations=["noise", "prune"], n_boot=9)
+        main(["predictability", "r", "--patches", "2,16", "--boot", "9"])
+    assert called.value.args[0] == Extended(patches=[2, 16], n_boot=9)
     assert main(["predictability", "--help"]) == 0
-    assert "--operations OPERATIONS operations (default prune,tone)" in " ".join(capsys.readouterr().out.split())
+    assert "--patches PATCHES permutation patch sizes (default 4,8)" in " ".join(capsys.readouterr().out.split())
