@@ -1,5 +1,6 @@
 """A family registered only while a test runs (a helper module, not a test module): the hitl tests
-check that it reaches the API, the trials and the page with no edit to hpnet.hitl or its page.
+check that it reaches the API, the trials and the page with no edit to hpnet.hitl or its page, and
+tests/test_layout.py that it reaches the score, the report and compare's table.
 
 ``flip`` multiplies channels by -1 for every attribute; its formula: the logit loses twice the
 signed evidence the channels carry.
@@ -13,7 +14,7 @@ import numpy as np
 from hpnet.model import OperationState
 from hpnet.operations import OPERATIONS, Card, Field, Operation, Prediction, View, register
 from hpnet.operations.base import check_keys, checked_channels
-from hpnet.operations.prune import ChannelsOff, describe_channels, draw_channels, evidence_on
+from hpnet.operations.prune import ChannelsOff, channel_sets, describe_channels, draw_channels, evidence_on
 
 
 class Flip(Operation):
@@ -49,7 +50,7 @@ class Flip(Operation):
         return ChannelsOff(draw_channels(rng, view.channels))
 
     def scored(self, view: View, settings) -> list:
-        return []
+        return [ChannelsOff(s) for s in channel_sets(view.channels, settings.groups, settings.singles, settings.seed)]
 
 
 @contextmanager
@@ -59,4 +60,4 @@ def flip_registered():
     try:
         yield OPERATIONS.get("flip")
     finally:
-        OPERATIONS._entries.pop("flip", None)
+        OPERATIONS.unregister("flip")

@@ -12,6 +12,7 @@ from hpnet.cli import build_parser
 from hpnet.data import SOURCES
 from hpnet.model import BACKBONES, HEADS, HPNet, ModelConfig, count_macs
 from hpnet.model.backbones import Backbone, ConvSpec
+from hpnet.operations import OPERATIONS
 from hpnet.ops.pruning import SCORERS, PruneSettings, ScanInputs, method_orders, prune_physical
 
 NAMES = ["Smiling", "Male", "Eyeglasses"]
@@ -95,3 +96,30 @@ def test_no_module_over_400_lines_and_no_function_over_60():
                 if length > 60:
                     violations.append(f"FUNC {name} {node.name} {length}")
     assert violations == [], "over the size limits:\n" + "\n".join(violations)
+
+
+def test_a_new_operation_is_one_entry_in_the_score_the_report_and_compare():
+    """An operation registered from outside hpnet (tests/extra_operation.py's "flip") is scored,
+    drawn in the report and given compare's columns with no edit to hpnet."""
+    from extra_operation import flip_registered
+
+    from hpnet.data import DataSpec, load_split
+    from hpnet.predictability import PredictabilitySettings, score_networks
+    from hpnet.report.compare import score_columns
+    from hpnet.report.predictability import _scores_table, fig_operation
+    from hpnet.results import CompareResult
+
+    torch.manual_seed(0)
+    nets = {"a (channel)": HPNet(ModelConfig(NAMES, backbone="strided", widths=(4, 8), head="channel")).eval(),
+            "a/plain (linear)": HPNet(ModelConfig(NAMES, backbone="strided", widths=(4, 8), head="linear")).eval()}
+    data = load_split(DataSpec(dataset="synthetic", image_size=16, max_images=48, attributes=NAMES), "train", False)
+    settings = PredictabilitySettings(max_images=16, usage_images=16, localisation_images=0, groups=2, singles=4,
+                                      n_boot=20)
+    with flip_registered() as flip:
+        result = score_networks(nets, data, data, settings)
+        assert set(result.operations["flip"]) == set(nets)
+        assert result.operations["flip"]["a (channel)"]["operations"][0]["operation"] == "flip"
+        assert fig_operation(result, "flip") is not None and flip.title in _scores_table(result)
+        compared = CompareResult(configs=[{"name": "x", "metrics": {"accuracy": {}, "flip_score": {}}}])
+        assert ("flip_score", "predictability: flip channels", False) in score_columns(compared)
+    assert "flip" not in OPERATIONS

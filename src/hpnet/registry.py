@@ -25,6 +25,10 @@ class Registry(Generic[T]):
             return entry
         return add
 
+    def unregister(self, name: str) -> None:
+        """Remove an entry (for entries registered for a while, e.g. in a test)."""
+        self._entries.pop(name, None)
+
     def get(self, name: str) -> T:
         if not isinstance(name, str) or name not in self._entries:
             raise HPNetError(f"{self.what} must be one of {', '.join(self._entries)}, got {name!r}")

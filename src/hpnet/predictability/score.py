@@ -112,8 +112,8 @@ def score_operations(model: HPNet, data: MultiLabelDataset, view: View, settings
     "accuracy"}}``, the per-operation data as (O, K) lists.
     """
     s = settings
-    families = [op for op in s.families() if op.applies_to(view)]
-    planned = {op.name: op.scored(view, s) for op in families}
+    planned = {op.name: op.scored(view, s) for op in s.families() if op.applies_to(view)}
+    families = [op for op in s.families() if planned.get(op.name)]
     fns = [op.heads(model, p) for op in families for p in planned[op.name]]
     measured = measure_operations(model, data, fns, s.max_images, s.batch_size, progress)
     out, start = {}, 0
