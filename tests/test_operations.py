@@ -413,3 +413,10 @@ def test_scales_formula_is_alpha_minus_one_times_the_evidence_pruning_removes(ne
             assert torch.equal(scaled.change, (alpha - 1) * -off.change)
             assert torch.equal(scaled.size, abs(alpha - 1) * off.size)
     check()
+
+
+def test_a_tone_curve_given_per_attribute_refuses_an_attributes_key(nets):
+    view = nets("attention").view
+    K = len(view.attributes)
+    with pytest.raises(HPNetError, match="attributes goes with one n and one beta"):
+        OPERATIONS.get("tone").parse({"n": [2.0] * K, "attributes": [view.attributes[0]]}, view)

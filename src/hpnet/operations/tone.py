@@ -73,6 +73,9 @@ class Tone(Operation):
                 self._set(n, beta, view, "all" if key == "all" else [key], value.get("n", 1.0),
                           value.get("beta", 0.0), f"curves[{short(key)}]: ")
         elif isinstance(spec.get("n"), list) or isinstance(spec.get("beta"), list):
+            if "attributes" in spec:
+                raise HPNetError("attributes goes with one n and one beta; lists of n and beta already give "
+                                 "every attribute's curve")
             for key, values, limits in (("n", n, N_LIMITS), ("beta", beta, BETA_LIMITS)):
                 if key in spec:
                     given = spec[key]
