@@ -371,7 +371,11 @@ def test_malformed_and_oversized_bodies(client):
     cases = [(dict(data="{\"off\": [1,", content_type="application/json"), 400, "not valid JSON"),
              (dict(data="off=1", content_type="application/x-www-form-urlencoded"), 415, "must be JSON"),
              (dict(data="{}", content_type="text/plain"), 415, "must be JSON"),
-             (dict(data="{\"off\": [" + "1," * 600000 + "1]}", content_type="application/json"), 413, "")]
+             (dict(data="{\"off\": [" + "1," * 600000 + "1]}", content_type="application/json"), 413, ""),
+             (dict(data="[" * 200000 + "]" * 200000, content_type="application/json"), 400,
+              "the request body is nested more than 32 levels deep"),
+             (dict(data="{\"operation\": \"scale\", \"channels\": [1], \"alpha\": NaN}",
+                   content_type="application/json"), 400, "NaN is not a JSON number")]
     for kwargs, code, message in cases:
         response = client.post("/api/apply", **kwargs, **BASE)
         assert response.status_code == code and message in response.json["error"]
@@ -540,6 +544,27 @@ def test_a_cut_last_line_is_skipped_with_a_warning(client, tmp_path):
     trials, warnings = read_trials(log)
     assert len(trials) == 2 and len(warnings) == 1 and "not a trial" in warnings[0]
     assert client.get("/", **BASE).status_code in (200, 404)  # the page itself never fails on the log
+
+
+@pytest.mark.parametrize("damage", [
+    '"person": [' + "9" * 400 + ', 0, 0, 0]',             # overflowed the score (OverflowError)
+    '"person": [1e308, 1e308, 1e308, 1e308]',             # crashed the report's plots (LinAlgError)
+    '"person": ' + "[" * 200000 + "]" * 200000,           # a RecursionError in the reader
+    '"person": [Infinity, 0, 0, 0]'])
+def test_a_damaged_line_is_skipped_and_later_commits_still_score(client, tmp_path, damage):
+    log = tmp_path / "trials.jsonl"
+    commit_all(client, ATT)
+    good = log.read_text().strip()
+    damaged = json.loads(good)
+    line = json.dumps({k: v for k, v in damaged.items() if k != "person"})[:-1] + ", " + damage + "}"
+    with open(log, "a") as f:
+        f.write(line + "\n")
+    score = client.get("/api/score", **BASE)
+    assert score.status_code == 200 and score.json["trials"] == 1
+    assert len(score.json["warnings"]) == 1 and "line 2 skipped" in score.json["warnings"][0]
+    commit_all(client, ATT)                                    # a later commit is logged and scored
+    result = score_trial_log(log, n_boot=50)
+    assert result.trials == 2 and len(result.warnings) == 1
 
 
 def test_rank_score_over_trials_known_values():

@@ -25,6 +25,22 @@ def count(value: Any, name: str, smallest: int = 1, optional: bool = False) -> i
     return int(value)
 
 
+SEED_MAX = 2 ** 32 - 1        # the range every generator hpnet seeds accepts (numpy's legacy seeding is the narrowest)
+
+
+def seed(value: Any, name: str) -> int:
+    """A seed: an integer in 0..2^32-1, or a one-line error naming the setting."""
+    value = count(value, name, smallest=0)
+    if value > SEED_MAX:
+        raise HPNetError(f"{name} must be at most 2^32-1 = {SEED_MAX}, got {value}")
+    return value
+
+
+def seeds(values: Any, name: str) -> list[int]:
+    """A non-empty list of seeds."""
+    return [seed(v, name) for v in counts(values, name, smallest=0)]
+
+
 def number(value: Any, name: str, low: float | None = None, high: float | None = None,
            low_open: bool = False, optional: bool = False) -> float | None:
     """A finite real number in [low, high] (``low_open``: low excluded); None allowed when ``optional``."""

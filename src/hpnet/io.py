@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -78,6 +79,31 @@ def atomic_save_tensors(tensors: dict[str, torch.Tensor], path: str | Path,
                         metadata: dict[str, str] | None = None) -> None:
     flat = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
     _atomic(Path(path), lambda tmp: save_file(flat, tmp, metadata=metadata))
+
+
+MAX_JSON_DEPTH = 32            # request bodies nest far less; deeper is hostile
+_STRINGS = re.compile(r'"(?:[^"\\]|\\.)*"')
+_BRACKETS = re.compile(r"[\[\]{}]")
+
+
+def parse_json(text: str | bytes, max_depth: int = MAX_JSON_DEPTH) -> Any:
+    """JSON from untrusted text: invalid JSON, nesting deeper than ``max_depth`` (which would
+    exhaust the recursion of the parser or of whoever walks the value) and NaN or infinities
+    become one-line HPNetErrors."""
+    text = text.decode("utf-8", "replace") if isinstance(text, bytes) else text
+    level = 0
+    for bracket in _BRACKETS.findall(_STRINGS.sub("", text)):      # brackets outside strings, in order
+        level += 1 if bracket in "[{" else -1
+        if level > max_depth:
+            raise HPNetError(f"nested more than {max_depth} levels deep")
+    try:
+        return json.loads(text, parse_constant=_no_constant)
+    except (ValueError, RecursionError) as e:
+        raise HPNetError(f"not valid JSON ({str(e)[:80]})") from None
+
+
+def _no_constant(name: str):
+    raise ValueError(f"{name} is not a JSON number")
 
 
 def read_json(path: str | Path) -> Any:

@@ -65,7 +65,7 @@ class TrainConfig:
         checks.number(self.weight_decay, "--weight-decay", 0)
         checks.number(self.min_lr_fraction, "min_lr_fraction", 0, 1, low_open=True)
         checks.number(self.l1_lambda, "--l1-lambda", 0)
-        checks.count(self.seed, "--seed", smallest=0)
+        checks.seed(self.seed, "--seed")
         checks.flag(self.amp, "amp")
         check_device(self.device)
         checks.count(self.num_workers, "--workers", smallest=0)

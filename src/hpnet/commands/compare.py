@@ -81,7 +81,7 @@ class CompareSettings:
         self.heads = checks.names(self.heads, "--heads")
         for head in self.heads:
             checks.choice(head, "--heads", HEADS.names())
-        self.seeds = checks.counts(self.seeds, "--seeds", smallest=0)
+        self.seeds = checks.seeds(self.seeds, "--seeds")
         if len(set(self.seeds)) != len(self.seeds):
             raise HPNetError(f"--seeds lists a seed twice: {self.seeds}")
         self.l1_lambdas = [checks.number(v, "--l1-lambdas", 0) for v in self.l1_lambdas]

@@ -78,7 +78,7 @@ class DataSpec:
         checks.count(self.max_images, "--max-images", optional=True)
         if self.attributes is not None:
             self.attributes = checks.names(self.attributes, "--attributes")
-        checks.count(self.seed, "--seed", smallest=0)
+        checks.seed(self.seed, "--seed")
         if checks.number(self.valid_fraction, "--valid-fraction", 0, 1) >= 1:
             raise HPNetError(f"--valid-fraction must be in [0, 1), got {self.valid_fraction}")
         self.cache_dir = checks.path(self.cache_dir, "--cache-dir", optional=True)

@@ -28,7 +28,6 @@ run's own trial log; every bad request gets a 4xx with ``{"error": "one line"}``
 from __future__ import annotations
 
 import ipaddress
-import json
 import re
 import sys
 import traceback
@@ -38,6 +37,7 @@ from flask import Flask, Response, jsonify, request, send_from_directory
 from werkzeug.exceptions import Conflict, Forbidden, HTTPException, NotFound, UnsupportedMediaType
 
 from ..errors import HPNetError
+from ..io import parse_json
 from ..predictability.human import HITL_DIR, LOG_FILE
 from ..results import json_ready
 from .trials import TrialDesk
@@ -190,9 +190,9 @@ def _write_routes(app: Flask, bench: Workbench, desk: TrialDesk, run) -> None:
 
 def _body():
     try:
-        return json.loads(request.get_data(as_text=True))
-    except ValueError as e:
-        raise HPNetError(f"the request body is not valid JSON ({str(e)[:80]})") from None
+        return parse_json(request.get_data(as_text=True))
+    except HPNetError as e:
+        raise HPNetError(f"the request body is {e}") from None
 
 
 def _json(obj) -> Response:

@@ -191,7 +191,7 @@ class RobustSettings:
             parse_splits(self.split)
         checks.count(self.max_images, "--max-images", optional=True)
         checks.count(self.batch_size, "batch_size")
-        checks.count(self.seed, "seed", smallest=0)
+        checks.seed(self.seed, "seed")
 
 
 def robustness(model: HPNet, data: MultiLabelDataset, settings: RobustSettings | None = None,

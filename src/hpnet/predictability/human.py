@@ -52,6 +52,7 @@ SIZE_LEVELS = ("none", "small", "medium", "large")
 DIRECTION_TOLERANCE = 0.1     # |measured change| below this many logit std is "no change"
 FORMULA_TOLERANCE = 0.01      # |formula prediction| below this share of the evidence is "no change"
 PREDICTORS = ("person", "formula", "no_change")
+MAX_VALUE = 1e6               # |a logged number| above this is damage (changes are in logit std units)
 
 
 def append_trial(path: str | Path, trial: dict) -> None:
@@ -94,7 +95,7 @@ def _parse_trials(raw: bytes, path: Path) -> tuple[list[dict], list[str]]:
         try:
             trial = json.loads(raw)
             _check_trial(trial)
-        except (ValueError, HPNetError) as e:
+        except (ValueError, RecursionError, HPNetError) as e:
             last = all(not rest.strip() for rest in lines[number:])
             warnings.append(f"{path}: line {number} skipped ({'the last line, cut short' if last else 'not a trial'}: "
                             f"{str(e)[:80]})")
@@ -111,11 +112,18 @@ def _check_trial(trial) -> None:
         raise HPNetError("no \"attributes\"")
     for key in ("person", "formula", "measured"):
         values = trial.get(key)
-        if not isinstance(values, list) or len(values) != len(shown) or not all(
-                isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in values):
-            raise HPNetError(f"\"{key}\" must hold one number per shown attribute")
+        if not isinstance(values, list) or len(values) != len(shown) or not all(map(_loggable, values)):
+            raise HPNetError(f"\"{key}\" must hold one number in [-{MAX_VALUE:g}, {MAX_VALUE:g}] per shown attribute")
     if not isinstance(trial.get("network"), str):
         raise HPNetError("no \"network\"")
+
+
+def _loggable(v) -> bool:
+    """A number a logged prediction or change can be: finite and at most MAX_VALUE in size (no
+    400-digit integers, no 1e308: they overflow the statistics and the plots)."""
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        return False
+    return -MAX_VALUE <= v <= MAX_VALUE                 # False for NaN; no float() of a huge integer
 
 
 def score_trials(trials: Sequence[dict], n_boot: int = 1000, seed: int = 0, level: float = 0.95) -> dict:

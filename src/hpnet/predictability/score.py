@@ -84,7 +84,7 @@ class PredictabilitySettings:
         self.transforms = [(checks.number(n, "transforms: n", 0, low_open=True), checks.number(b, "transforms: beta", 0, 1))
                            for n, b in _pairs(self.transforms)]
         checks.count(self.n_boot, "--boot")
-        checks.count(self.seed, "seed", smallest=0)
+        checks.seed(self.seed, "seed")
         checks.choice(self.backend, "--explainer", BACKENDS)
         checks.count(self.batch_size, "batch_size")
         if self.operations is not None:

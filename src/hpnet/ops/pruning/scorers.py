@@ -63,7 +63,7 @@ class ScanSettings:
         checks.flag(self.both_rules, "both_rules")
         checks.flag(self.use_abs, "use_abs")
         checks.count(self.seeds, "--seeds")
-        checks.count(self.seed, "seed", smallest=0)
+        checks.seed(self.seed, "seed")
         checks.count(self.corr_images, "corr_images", optional=True)
         checks.count(self.batch_size, "batch_size")
 
