@@ -5,6 +5,7 @@ import hashlib
 import json
 import math
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -699,6 +700,37 @@ def test_serve_refuses_bad_arguments(run, capsys):
         assert message in capsys.readouterr().err
 
 
+def test_serve_refuses_a_log_it_cannot_write(run, capsys, bench, tmp_path):
+    blocker = tmp_path / "hitl"
+    blocker.write_text("a file where the log's folder should be")
+    with pytest.raises(HPNetError, match=r"hitl/trials.jsonl: the trial log cannot be written"):
+        create_app(bench, port=PORT, log=blocker / "trials.jsonl")
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy)
+    shutil.rmtree(copy / "hitl", ignore_errors=True)
+    (copy / "hitl").write_text("not a folder")
+    assert main(["serve", str(copy), "--images", "8", "--port", "0"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "trials.jsonl: the trial log cannot be written" in err[0]
+
+
+def test_a_commit_the_log_refuses_stays_open_and_can_be_committed_again(client, tmp_path, monkeypatch):
+    import hpnet.hitl.trials as trials_module
+
+    def full_disk(path, record):
+        raise OSError(28, "No space left on device")
+    trial = client.post("/api/trial", json={"mode": "random", "network": ATT}, **BASE).json
+    body = {"predictions": {a: {"direction": 1, "size": 1} for a in trial["attributes"]}}
+    with monkeypatch.context() as m:
+        m.setattr(trials_module, "append_trial", full_disk)
+        refused = client.post(f"/api/trial/{trial['trial']}/commit", json=body, **BASE)
+    assert refused.status_code == 503 and "No space left on device" in refused.json["error"]
+    assert "still open" in refused.json["error"] and "\n" not in refused.json["error"]
+    again = client.post(f"/api/trial/{trial['trial']}/commit", json=body, **BASE)
+    assert again.status_code == 200
+    assert len(read_trials(tmp_path / "trials.jsonl")[0]) == 1          # logged once
+
+
 # ---------------------------------------------------------------------------- a killed server
 
 
@@ -765,7 +797,6 @@ JSON = st.recursive(st.none() | st.booleans() | st.integers(-3, 12) | st.floats(
 
 @pytest.fixture(scope="module")
 def fuzz_client(run, tmp_path_factory):
-    import shutil
     copy = tmp_path_factory.mktemp("fuzz") / "run"
     shutil.copytree(run, copy, ignore=shutil.ignore_patterns("hitl"))
     app = create_app(Workbench.from_run(copy, images=16), port=PORT, n_boot=20)

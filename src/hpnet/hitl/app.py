@@ -40,7 +40,7 @@ from ..errors import HPNetError
 from ..io import parse_json
 from ..predictability.human import HITL_DIR, LOG_FILE
 from ..results import json_ready
-from .trials import TrialDesk
+from .trials import LogUnwritable, TrialDesk
 from .workbench import Workbench
 
 STATIC = Path(__file__).with_name("static")
@@ -111,6 +111,11 @@ def _guard(app: Flask) -> None:
     @app.errorhandler(LookupError)
     def not_found(e: LookupError):
         return _error(str(e.args[0]) if e.args else "not found", 404)
+
+    @app.errorhandler(LogUnwritable)
+    def unwritable(e: LogUnwritable):
+        traceback.print_exc(file=sys.stderr)
+        return _error(str(e), 503)
 
     @app.errorhandler(Exception)
     def internal(e: Exception):

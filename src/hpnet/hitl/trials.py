@@ -31,7 +31,7 @@ from pathlib import Path
 
 from ..errors import HPNetError
 from ..operations.base import short
-from ..predictability.human import LOG_VERSION, SIZE_LEVELS, append_trial, score_log
+from ..predictability.human import LOG_VERSION, SIZE_LEVELS, append_trial, check_log_writable, score_log
 from .perturbation import Perturbation
 from .workbench import Workbench
 
@@ -40,11 +40,16 @@ MAX_PENDING = 256         # trials started and not committed, oldest forgotten f
 MODES = ("random", "own")
 
 
+class LogUnwritable(RuntimeError):
+    """The trial log could not be appended to; the trial it was for is still pending."""
+
+
 class TrialDesk:
     """Trials of one workbench, logged to ``log`` (``RUN/hitl/trials.jsonl``)."""
 
     def __init__(self, bench: Workbench, log: str | Path, attributes: int = TRIAL_ATTRIBUTES, n_boot: int = 1000):
         self.bench, self.log, self.attributes, self.n_boot = bench, Path(log), attributes, n_boot
+        check_log_writable(self.log)
         self.pending: OrderedDict[str, dict] = OrderedDict()
         self.lock = threading.Lock()
 
@@ -130,9 +135,14 @@ class TrialDesk:
                   "accuracy_change": [measured[k]["accuracy_change"] for k in index],
                   "seconds": round(time.monotonic() - trial["started"], 2)}
         with self.lock:
-            if self.pending.pop(trial_id, None) is None:       # a second commit of the same trial raced this one
+            if trial_id not in self.pending:                   # a second commit of the same trial raced this one
                 raise LookupError(f"trial {trial_id!r} was committed already")
-            append_trial(self.log, record)
+            try:
+                append_trial(self.log, record)
+            except OSError as e:                               # the trial stays open: the person can commit again
+                raise LogUnwritable(f"the trial log cannot be written ({e.strerror or e}); the trial is still "
+                                    f"open, commit again once the log can be written") from None
+            del self.pending[trial_id]
         return {"trial": trial_id, "network": trial["network"], "operation": p.operation,
                 "attributes": trial["attributes"], "person": record["person"],
                 "predicted": [predicted[k] for k in index], "measured": [measured[k] for k in index],

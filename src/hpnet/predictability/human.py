@@ -74,6 +74,18 @@ def append_trial(path: str | Path, trial: dict) -> None:
         os.fsync(f.fileno())
 
 
+def check_log_writable(path: str | Path) -> None:
+    """One line naming the log when it cannot be appended to (its folder is a file, read-only, ...):
+    a server checks this before anyone predicts, so no committed trial is lost to it."""
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "ab"):
+            pass
+    except OSError as e:
+        raise HPNetError(f"{path}: the trial log cannot be written ({e.strerror or e})") from None
+
+
 def read_trials(path: str | Path) -> tuple[list[dict], list[str]]:
     """The trials of a log and a warning per line that was skipped (not a trial: corrupt or cut).
 
