@@ -1,5 +1,7 @@
 """Faults and hostile input (issue 19's cases, as they are fixed): each case failed before its fix."""
 
+import json
+
 import pytest
 
 from clihelp import one_line, run_cli
@@ -27,3 +29,32 @@ def test_the_largest_seed_is_accepted():
     assert PredictabilitySettings(seed=SEED_MAX).seed == SEED_MAX
     with pytest.raises(HPNetError, match="seed must be at most"):
         PredictabilitySettings(seed=SEED_MAX + 1)
+
+
+@pytest.fixture(scope="module")
+def killed_run(tmp_path_factory):
+    """A tiny run with a checkpoint to resume (trained 1 epoch; resuming to 2 continues it)."""
+    from hpnet.cli import main
+    out = tmp_path_factory.mktemp("resume") / "run"
+    assert main(["train", "--out", str(out), "--no-eval", *TINY]) == 0
+    return out
+
+
+def test_resume_refuses_changed_settings_naming_each(killed_run, capsys):
+    before = (killed_run / "run.json").read_text()
+    code, _, err = run_cli(capsys, "train", "--resume", "--out", str(killed_run), "--head", "channel",
+                           "--l1-lambda", "0.5", "--train-noise", "0.5", "--dataset", "csv", "--root",
+                           "/nonexistent.csv", "--epochs", "2", "--quiet", "--no-eval")
+    line = one_line(code, err, naming=f"{killed_run}: --resume continues the run with its recorded settings")
+    for difference in ("data.dataset=synthetic (asked: csv)", "model.head=attention (asked: channel)",
+                       "train.l1_lambda=", "(asked: 0.5)", "train.train_noise=0"):
+        assert difference in line
+    assert "data.root" not in line                                # where the data lie is not what is learnt
+    assert (killed_run / "run.json").read_text() == before     # nothing trained, nothing rewritten
+
+
+def test_resume_with_the_recorded_settings_and_more_epochs_goes_on(killed_run, capsys):
+    code, out, err = run_cli(capsys, "train", "--resume", "--out", str(killed_run), "--widths", "4,8",
+                             "--backbone", "strided", "--epochs", "2", "--quiet", "--no-eval")
+    assert code == 0, err
+    assert json.loads((killed_run / "run.json").read_text())["epochs_done"] == 2

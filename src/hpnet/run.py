@@ -14,6 +14,7 @@ type of :mod:`hpnet.results`.
 """
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Any, TypeVar
@@ -32,6 +33,9 @@ from .results import EvaluationResult, Result
 
 R = TypeVar("R", bound=Result)
 PLAIN_DIR = "plain"             # RUN/plain: the run's plain-CNN baseline
+# settings that do not change what a run learns (where the data lie, how fast it runs)
+NOT_LEARNT = {"train": {"amp", "device", "num_workers"}, "model": {"head_impl", "head_chunk_mb"},
+              "data": {"root", "cache_dir"}}
 # the fields of ModelConfig that define the network (the others choose how the heads are computed)
 ARCHITECTURE = ("attribute_names", "backbone", "widths", "dilations", "head", "l1_norm")
 
@@ -147,6 +151,15 @@ class Run:
         base = Path(root).resolve() if root is not None else path.parent
         return f"{Path(os.path.relpath(path, base)).as_posix()} ({self.model_config.head})"
 
+    def setting_differences(self, asked: dict[str, dict], label: str = "asked") -> list[str]:
+        """Each setting of ``asked`` (``{"data": {...}, "model": {...}, "train": {...}}``, any subset of
+        keys) that changes what is learnt and differs from the run's record, as "part.key=recorded
+        (label: asked)"."""
+        recorded = {"data": self.data_spec.to_dict(), "model": self.model_config.to_dict(), "train": self.train_settings}
+        return [f"{part}.{key}={_plain(recorded[part].get(key))} ({label}: {_plain(value)})"
+                for part in ("data", "model", "train") for key, value in (asked.get(part) or {}).items()
+                if key not in NOT_LEARNT[part] and _plain(recorded[part].get(key)) != _plain(value)]
+
     def baseline(self, path: str | Path | None = None) -> "Run | None":
         """The run's plain-CNN baseline: the run at ``path`` (default RUN/plain), checked against this
         run (same attributes, same number of feature channels); None when RUN/plain holds no model."""
@@ -255,6 +268,11 @@ def _check_record(record, path: Path) -> None:
     masks = record.get("masks")
     if masks is not None and not all(isinstance(masks.get(k), (int, float)) for k in ("mean", "sparsity", "threshold", "images")):
         raise HPNetError(f"{path}: \"masks\" must hold the numbers mean, sparsity, threshold and images")
+
+
+def _plain(value):
+    """A setting as JSON gives it back (tuples as lists), for comparing a record with what is asked."""
+    return json.loads(json.dumps(value))
 
 
 def _kind(kind) -> str:

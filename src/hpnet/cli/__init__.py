@@ -38,10 +38,9 @@ def command(fn: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Names
 @command
 def cmd_train(args: argparse.Namespace) -> int:
     from ..commands import train_run
-    if args.resume:  # the run's own settings; only --epochs may extend it
-        epochs = given(args, TrainConfig).get("epochs")
-        cfg = TrainConfig(epochs=epochs) if epochs is not None else None
-        record = train_run(args.out, None, resume=True, train=cfg, progress=not args.quiet)
+    if args.resume:  # the run's own settings: only --epochs may extend it, any other setting given must match
+        record = train_run(args.out, given(args, DataSpec), given(args, ModelConfig), given(args, TrainConfig),
+                           resume=True, progress=not args.quiet)
         return _after_training(args, record)
     cfg = settings(args, TrainConfig)
     data = settings(args, DataSpec, seed=cfg.seed)

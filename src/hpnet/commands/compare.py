@@ -23,7 +23,6 @@ Every metric is reported as the mean over seeds with a 95% Student-t interval
 from __future__ import annotations
 
 import dataclasses
-import json
 import re
 import time
 from collections.abc import Sequence
@@ -154,11 +153,6 @@ def compare_run(out: str | Path, data: DataSpec, model: dict, train: TrainConfig
     return result
 
 
-# settings that do not change what a run learns: a run that differs only in these is reused
-_NOT_COMPARED = {"train": {"amp", "device", "num_workers"}, "model": {"head_impl", "head_chunk_mb"},
-                 "data": {"root", "cache_dir"}}
-
-
 def _train(folder: Path, data: DataSpec, model: dict, cfg: TrainConfig, progress: bool) -> None:
     """Train the run unless it is finished (a killed one is resumed); a run already there must have
     been trained with this comparison's settings."""
@@ -176,18 +170,10 @@ def _check_same_settings(run: Run, data: DataSpec, model: dict, cfg: TrainConfig
     stored_model = run.model_config
     asked = {"data": data.to_dict(), "train": cfg.to_dict(),
              "model": type(stored_model)(attribute_names=stored_model.attribute_names, **model).to_dict()}
-    stored = {"data": run.data_spec.to_dict(), "train": run.train_settings, "model": stored_model.to_dict()}
-    differ = [f"{part}.{key}={_plain(stored[part].get(key))} (this comparison: {_plain(value)})"
-              for part in ("data", "model", "train") for key, value in asked[part].items()
-              if key not in _NOT_COMPARED[part] and _plain(stored[part].get(key)) != _plain(value)]
+    differ = run.setting_differences(asked, "this comparison")
     if differ:
         raise HPNetError(f"{run.path}: holds a run trained with other settings: {', '.join(differ)}; "
                          f"use another --out, or delete that run to train it again")
-
-
-def _plain(value):
-    """A setting as JSON would give it back (tuples as lists), for comparing stored with asked."""
-    return json.loads(json.dumps(value))
 
 
 def measure(run: Run, settings: CompareSettings, device: str = "auto", progress: bool = False,

@@ -21,11 +21,13 @@ def train_run(out: str | Path, data: DataSpec | None, model: dict | None = None,
 
     ``model`` holds ModelConfig fields other than the attribute names (backbone, widths, ...).
     With ``resume=True`` the run continues from ``out/checkpoint.safetensors`` with the settings
-    stored in the run; ``train.epochs``, when given, may raise the number of epochs.
+    stored in the run: ``train.epochs``, when given, may raise the number of epochs, and any other
+    setting given (``data``, ``model``, ``train``: dataclasses, or dicts of some of their fields)
+    must be the recorded one, or the resume is refused naming each difference.
     """
     out = check_output(checks.path(out, "--out"), "--out", folder=True)
     if resume:
-        data, model, train = _resume_settings(out, train.epochs if train else None)
+        data, model, train = _resume_settings(out, _fields(data), dict(model or {}), _fields(train))
     elif (out / CHECKPOINT).exists():
         raise HPNetError(f"{out}: already holds a run; use --resume to continue it or another --out")
     train = train or TrainConfig()
@@ -38,11 +40,25 @@ def train_run(out: str | Path, data: DataSpec | None, model: dict | None = None,
     return fit(net, train_data, valid_data, train, out, data_spec=data, resume=resume, progress=progress)
 
 
-def _resume_settings(out: Path, epochs: int | None) -> tuple[DataSpec, dict, TrainConfig]:
+def _resume_settings(out: Path, data: dict, model: dict, train: dict) -> tuple[DataSpec, dict, TrainConfig]:
+    """The recorded settings of the run in ``out``; ``train["epochs"]`` may raise its epochs, every
+    other setting asked must be the recorded one."""
     if not (out / CHECKPOINT).is_file():
         raise HPNetError(f"{out / CHECKPOINT}: no checkpoint to resume from")
     run = Run.open(out)
+    epochs = train.pop("epochs", None)
+    differ = run.setting_differences({"data": data, "model": model, "train": train})
+    if differ:
+        raise HPNetError(f"{out}: --resume continues the run with its recorded settings, and these differ: "
+                         f"{', '.join(differ)}; only --epochs may change (train into another --out instead)")
     stored = TrainConfig.from_dict(run.train_settings, f"{run.file(RUN_FILE)}: \"train\"")
     stored.epochs = max(stored.epochs, epochs or 0)
-    model = {k: v for k, v in run.model_config.to_dict().items() if k != "attribute_names"}
-    return run.data_spec, model, stored
+    recorded = {k: v for k, v in run.model_config.to_dict().items() if k != "attribute_names"}
+    return run.data_spec, recorded, stored
+
+
+def _fields(settings) -> dict:
+    """A settings dataclass's fields as a dict (a dict as it is, None as {})."""
+    if settings is None:
+        return {}
+    return dict(settings) if isinstance(settings, dict) else settings.to_dict()
