@@ -58,3 +58,23 @@ def test_resume_with_the_recorded_settings_and_more_epochs_goes_on(killed_run, c
                              "--backbone", "strided", "--epochs", "2", "--quiet", "--no-eval")
     assert code == 0, err
     assert json.loads((killed_run / "run.json").read_text())["epochs_done"] == 2
+
+
+@pytest.mark.parametrize("values, message", [
+    ("2e-4,0.0002", r"--l1-lambdas: 0.0002 is listed twice"),
+    ("1e-4,1.0000001e-4", r"--l1-lambdas: 0.00010000001 and 0.0001 would share the name 0.0001")])
+def test_compare_refuses_duplicate_or_colliding_variant_values(tmp_path, capsys, values, message):
+    code, _, err = run_cli(capsys, "compare", "--out", str(tmp_path / "cmp"), "--heads", "channel",
+                           "--l1-lambdas", values, *TINY)
+    one_line(code, err, message)
+    assert not (tmp_path / "cmp").exists()
+
+
+def test_a_failed_run_without_a_model_is_named_as_failed(killed_run, tmp_path, capsys):
+    failed = tmp_path / "failed"
+    failed.mkdir()
+    record = json.loads((killed_run / "run.json").read_text())
+    record.update(status="failed", failure="the loss is not finite at epoch 1")
+    (failed / "run.json").write_text(json.dumps(record))
+    code, _, err = run_cli(capsys, "serve", str(failed), "--port", "0")
+    one_line(code, err, r"the run failed \(the loss is not finite at epoch 1\); train it again")

@@ -120,6 +120,9 @@ class Run:
                                  f"of {(self.record.get('train') or {}).get('epochs')} epochs), so its {MODEL_FILE} is "
                                  f"older than its checkpoint; finish it with `hpnet train --resume --out {self.path}`")
             model = HPNet.load(self.path)
+        elif not (self.path / CHECKPOINT).is_file():
+            why = f"failed ({self.record.get('failure')})" if status == "failed" else f"has no model yet (status {status})"
+            raise HPNetError(f"{self.path}: the run {why}; train it again, or choose a finished run")
         else:
             model = load_checkpoint_weights(self.path / CHECKPOINT, HPNet(self.model_config))
         bad = next((name for name, t in model.state_dict().items() if t.is_floating_point()

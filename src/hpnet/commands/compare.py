@@ -83,14 +83,27 @@ class CompareSettings:
         self.seeds = checks.seeds(self.seeds, "--seeds")
         if len(set(self.seeds)) != len(self.seeds):
             raise HPNetError(f"--seeds lists a seed twice: {self.seeds}")
-        self.l1_lambdas = [checks.number(v, "--l1-lambdas", 0) for v in self.l1_lambdas]
-        self.train_noises = [checks.number(v, "--train-noises", 0, low_open=True) for v in self.train_noises]
+        self.l1_lambdas = _distinct([checks.number(v, "--l1-lambdas", 0) for v in self.l1_lambdas], "--l1-lambdas")
+        self.train_noises = _distinct([checks.number(v, "--train-noises", 0, low_open=True) for v in self.train_noises],
+                                      "--train-noises")
         if self.variant_heads is not None:
             self.variant_heads = checks.names(self.variant_heads, "--variant-heads")
             for head in self.variant_heads:
                 checks.choice(head, "--variant-heads", self.heads)
         self.noise_stds = checks.numbers(self.noise_stds, "--noise", 0)
         checks.number(self.prune_fraction, "prune_fraction", 0, 1, low_open=True)
+
+
+def _distinct(values: list[float], name: str) -> list[float]:
+    """``values``, refused in one line when two are the same number or would share a configuration's
+    name (and folder), which is the value written with ``:g``."""
+    seen: dict[str, float] = {}
+    for v in values:
+        if f"{v:g}" in seen:
+            same = "is listed twice" if seen[f"{v:g}"] == v else f"and {seen[f'{v:g}']!r} would share the name {v:g}"
+            raise HPNetError(f"{name}: {v!r} {same}; give distinct values")
+        seen[f"{v:g}"] = v
+    return values
 
 
 @dataclass(frozen=True)
