@@ -78,3 +78,20 @@ def test_a_failed_run_without_a_model_is_named_as_failed(killed_run, tmp_path, c
     (failed / "run.json").write_text(json.dumps(record))
     code, _, err = run_cli(capsys, "serve", str(failed), "--port", "0")
     one_line(code, err, r"the run failed \(the loss is not finite at epoch 1\); train it again")
+
+
+@pytest.mark.parametrize("made_by", ["prune --save", "export"])
+def test_training_over_a_finished_run_folder_is_refused_and_leaves_it(killed_run, tmp_path, capsys, made_by):
+    from hpnet.cli import main
+    target = tmp_path / "saved"
+    if made_by == "prune --save":
+        assert main(["prune", str(killed_run), "--keep", "4", "--save", str(target), "--quiet",
+                     "--grid", "0,4"]) == 0
+    else:
+        from hpnet.run import Run
+        Run.open(killed_run).derive(Run.open(killed_run).model(), target, perturbed_from=str(killed_run))
+    before = sorted(p.name for p in target.iterdir())
+    weights = (target / "model.safetensors").read_bytes()
+    code, _, err = run_cli(capsys, "train", "--out", str(target), *TINY)
+    one_line(code, err, naming=f"{target}: holds a finished run")
+    assert sorted(p.name for p in target.iterdir()) == before and (target / "model.safetensors").read_bytes() == weights

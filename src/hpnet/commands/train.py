@@ -6,11 +6,13 @@ from pathlib import Path
 import torch
 
 from .. import checks
-from ..checkpoint import CHECKPOINT, RUN_FILE
+from ..checkpoint import CHECKPOINT, MODEL_FILE, RUN_FILE
 from ..data import DataSpec, load_split, require_nonempty
 from ..errors import HPNetError
 from ..io import check_output
 from ..model import HPNet, ModelConfig
+from ..predictability.human import HITL_DIR
+from ..results import RESULTS, EvaluationResult
 from ..run import Run
 from ..train import TrainConfig, fit
 
@@ -30,6 +32,8 @@ def train_run(out: str | Path, data: DataSpec | None, model: dict | None = None,
         data, model, train = _resume_settings(out, _fields(data), dict(model or {}), _fields(train))
     elif (out / CHECKPOINT).exists():
         raise HPNetError(f"{out}: already holds a run; use --resume to continue it or another --out")
+    else:
+        _refuse_finished(out)
     train = train or TrainConfig()
     train_data = require_nonempty(load_split(data, "train", progress), data, "train",
                                   "training needs images in it (see the partition file or the CSV's split column)")
@@ -38,6 +42,18 @@ def train_run(out: str | Path, data: DataSpec | None, model: dict | None = None,
     torch.manual_seed(train.seed)  # the initial weights are part of the run's seed
     net = HPNet(config)
     return fit(net, train_data, valid_data, train, out, data_spec=data, resume=resume, progress=progress)
+
+
+# what a finished run folder holds besides run.json: training over it would leave these beside a new model
+FINISHED = (MODEL_FILE, "report.html", "plain", HITL_DIR, *(r.FILE for r in RESULTS if "{" not in r.FILE))
+
+
+def _refuse_finished(out: Path) -> None:
+    """One line when ``out`` holds a finished run or its results (a pruned save, an export, ...)."""
+    found = [name for name in FINISHED if (out / name).exists()] + [p.name for p in out.glob(EvaluationResult.PATTERN)]
+    if found:
+        raise HPNetError(f"{out}: holds a finished run ({', '.join(sorted(found)[:4])}); training there would "
+                         f"replace its model beside its old results: choose another --out, or delete the folder")
 
 
 def _resume_settings(out: Path, data: dict, model: dict, train: dict) -> tuple[DataSpec, dict, TrainConfig]:
