@@ -275,6 +275,28 @@ def test_export_is_a_run_every_command_accepts(run, client, bench):
     assert kept.tolist() == [1.0, 0.5, 1.0, 1.0, 1.0, 1.0, 1.0]       # the scale stays in the keep-mask
 
 
+def test_racing_exports_of_one_name_land_exactly_one_whole_folder(run, bench, tmp_path):
+    app = create_app(bench, port=PORT, log=tmp_path / "trials.jsonl", n_boot=100)
+    answers, barrier = [None] * 6, threading.Barrier(6)
+
+    def export(i: int) -> None:
+        body = {"perturbation": {"off": [i]}, "name": "raced"}
+        barrier.wait()
+        answers[i] = app.test_client().post("/api/export", json=body, **BASE)
+    threads = [threading.Thread(target=export, args=(i,)) for i in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    codes = sorted(a.status_code for a in answers)
+    assert codes == [200] + [409] * 5, [a.json for a in answers]
+    winner = next(i for i, a in enumerate(answers) if a.status_code == 200)
+    exported = Run.open(run / "hitl" / "exports" / "raced")
+    assert exported.record["kept_channels"] == [c for c in range(8) if c != winner]   # run.json and weights agree
+    assert exported.model().config.channels == 7
+    assert sorted(p.name for p in (run / "hitl" / "exports").iterdir() if p.name.startswith(".")) == []
+
+
 # ---------------------------------------------------------------------------- the API
 
 

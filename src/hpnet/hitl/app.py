@@ -28,8 +28,11 @@ run's own trial log; every bad request gets a 4xx with ``{"error": "one line"}``
 from __future__ import annotations
 
 import ipaddress
+import os
 import re
+import shutil
 import sys
+import tempfile
 import traceback
 from pathlib import Path
 
@@ -185,12 +188,29 @@ def _write_routes(app: Flask, bench: Workbench, desk: TrialDesk, run) -> None:
         out = run.path / HITL_DIR / EXPORTS / name
         if out.exists():
             raise Conflict(f"{HITL_DIR}/{EXPORTS}/{name} exists already; choose another name")
-        _, channels = bench.export(p, out)
+        channels = _export_whole(bench, p, out)
         return _json({"path": f"{HITL_DIR}/{EXPORTS}/{name}", "channels": channels, "perturbation": p.to_json()})
 
     @app.get("/api/score")
     def score():
         return _json(desk.score())
+
+
+def _export_whole(bench: Workbench, p, out: Path) -> int:
+    """Export into a folder of its own and rename it into place: a reader never sees half an export,
+    and of two exports racing for one name exactly one lands (the other gets a 409)."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        _, channels = bench.export(p, staging)
+        try:
+            os.rename(staging, out)                 # fails when another export landed there first
+        except OSError:
+            raise Conflict(f"{out.parent.parent.name}/{out.parent.name}/{out.name} exists already; "
+                           f"choose another name") from None
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return channels
 
 
 def _body():
