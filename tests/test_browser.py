@@ -67,10 +67,8 @@ def browser():
         browser.close()
 
 
-@pytest.fixture
-def page(browser, served):
-    """The page, loaded and ready; fails the test on any script error in it."""
-    url = served[0]
+def open_page(browser, url: str):
+    """(context, page, script errors so far): the page loaded and ready."""
     context = browser.new_context(viewport={"width": 1280, "height": 1000})
     page = context.new_page()
     page.set_default_timeout(TIMEOUT_MS)
@@ -78,6 +76,13 @@ def page(browser, served):
     page.on("pageerror", lambda e: errors.append(str(e)))
     page.goto(url + "/")
     expect(page.locator("#status")).to_have_text("Ready.")
+    return context, page, errors
+
+
+@pytest.fixture
+def page(browser, served):
+    """The page, loaded and ready; fails the test on any script error in it."""
+    context, page, errors = open_page(browser, served[0])
     yield page
     context.close()
     assert not errors, f"script errors on the page: {errors}"
@@ -361,13 +366,7 @@ def test_a_newly_registered_operation_appears_on_the_page(browser, served):
 
     url, app, run = served
     with flip_registered():
-        context = browser.new_context(viewport={"width": 1280, "height": 1000})
-        page = context.new_page()
-        page.set_default_timeout(TIMEOUT_MS)
-        errors = []
-        page.on("pageerror", lambda e: errors.append(str(e)))
-        page.goto(url + "/")
-        expect(page.locator("#status")).to_have_text("Ready.")
+        context, page, errors = open_page(browser, url)
         model = api(app, url, "/api/model")
         network = model["networks"][0]
         choose(page, "flip", model, network)
