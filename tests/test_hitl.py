@@ -839,6 +839,44 @@ def test_generated_requests_never_get_a_500(fuzz_client, body, path):
         assert error and "\n" not in error and "Traceback" not in error
 
 
+HUGE = ["9" * 400, "-" + "9" * 5000, "1e999", "-1e999", "NaN", "Infinity", "-Infinity"]
+LEAVES = st.sampled_from([*HUGE, "1e308", "4e-400", '"' + "x" * 5000 + '"', '"\\ud800"', "true", "null", "{}", "[]"])
+
+
+@st.composite
+def hostile_body(draw) -> tuple[bytes, bool]:
+    """Raw request text a JSON encoder never writes (nesting far past the limit, integers of
+    thousands of digits, non-finite numbers, cut text, invalid UTF-8) or odd but valid JSON; and
+    whether it is hostile (then it must be refused)."""
+    depth = draw(st.sampled_from([1, 2, 31, 33, 200, 5000, 200000]))
+    inner = draw(LEAVES)
+    opener = draw(st.sampled_from(["[", '{"a":', '{"network":', '{"predictions":']))
+    text = opener * depth + inner + {"[": "]"}.get(opener, "}") * depth
+    wrap = draw(st.sampled_from(['{"mode": "own", "perturbation": %s}', '{"predictions": %s}',
+                                 '{"network": "blind", "off": %s}', "%s"]))
+    text = wrap % text
+    cut = draw(st.sampled_from([None, 1, len(text) // 2]))
+    tail = draw(st.sampled_from([b"", b"\xff\xfe", b" "]))
+    hostile = depth > 31 or inner in HUGE or cut is not None or tail == b"\xff\xfe"
+    return (text[:cut] if cut else text).encode() + tail, hostile
+
+
+@settings(max_examples=int(os.environ.get("HPNET_FUZZ_EXAMPLES", "40")), deadline=None, derandomize=True,
+          database=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
+                                                HealthCheck.data_too_large])
+@given(case=hostile_body(), path=st.sampled_from(["/api/apply", "/api/predict", "/api/trial", "/api/export", "commit"]))
+def test_hostile_raw_bodies_never_get_a_500_and_are_refused_in_one_line(fuzz_client, case, path):
+    body, hostile = case
+    if path == "commit":
+        trial = fuzz_client.post("/api/trial", json={"mode": "random"}, **BASE).json["trial"]
+        path = f"/api/trial/{trial}/commit"
+    response = fuzz_client.post(path, data=body, content_type="application/json", **BASE)
+    assert response.status_code < 500 and (400 <= response.status_code or not hostile), (path, body[:200])
+    if response.status_code >= 400:
+        error = response.json["error"]
+        assert error and "\n" not in error and "Traceback" not in error and len(error) <= 300
+
+
 def test_the_demo_ends_with_the_serve_command_and_it_loads(tmp_path, capsys):
     from hpnet.commands import demo
     out = tmp_path / "demo"

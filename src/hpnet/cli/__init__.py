@@ -40,11 +40,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     from ..commands import train_run
     if args.resume:  # the run's own settings: only --epochs may extend it, any other setting given must match
         record = train_run(args.out, given(args, DataSpec), given(args, ModelConfig), given(args, TrainConfig),
-                           resume=True, progress=not args.quiet)
+                           resume=True, progress=not args.quiet, overwrite=args.overwrite)
         return _after_training(args, record)
     cfg = settings(args, TrainConfig)
     data = settings(args, DataSpec, seed=cfg.seed)
-    record = train_run(args.out, data, model_settings(args), cfg, progress=not args.quiet)
+    record = train_run(args.out, data, model_settings(args), cfg, progress=not args.quiet, overwrite=args.overwrite)
     return _after_training(args, record)
 
 
@@ -163,7 +163,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     compare = settings(args, CompareSettings, scoring=settings(args, PredictabilitySettings))
     cfg = settings(args, TrainConfig)
     result = compare_run(args.out, settings(args, DataSpec), model_settings(args), cfg, compare, device=cfg.device,
-                         progress=not args.quiet)
+                         progress=not args.quiet, overwrite=args.overwrite)
     print(format_compare(result))
     print(f"wrote {Path(args.out) / result.file_name} and {Path(args.out) / 'report.html'}")
     return 0

@@ -35,12 +35,16 @@ def build_parser() -> argparse.ArgumentParser:
     add_flags(p, ModelConfig)
     add_flags(p, TrainConfig)
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
+    p.add_argument("--overwrite", action="store_true",
+                   help="clear --out first when it holds another run or its results (only a folder hpnet wrote)")
     p.add_argument("--no-eval", action="store_true", help="skip the evaluation after training")
     add_quiet(p)
 
     p = sub.add_parser("compare", help="train and score head families (and L1 strengths) over several seeds")
     add_flags(p.add_argument_group("data"), DataSpec)
     p.add_argument("--out", required=True, help="folder of the comparison (a run folder per configuration and seed)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="clear --out first (its finished runs are otherwise reused, a killed one resumed)")
     add_flags(p, CompareSettings)
     add_flags(p, ModelConfig, skip=["head"])            # the head is what is compared
     add_flags(p, TrainConfig, skip=["seed"])            # and the seeds are --seeds

@@ -34,6 +34,7 @@ from ..checkpoint import CHECKPOINT, MODEL_FILE
 from ..core.stats import seed_interval
 from ..data import DataSpec
 from ..errors import HPNetError
+from ..folders import claimed, clear
 from ..io import atomic_write_json, check_output
 from ..model import HEADS, HPNet
 from ..ops.pruning import CurveSettings, PruneSettings, ScanSettings, prune_model
@@ -136,12 +137,28 @@ def configurations(settings: CompareSettings, train: TrainConfig) -> list[Config
 
 
 def compare_run(out: str | Path, data: DataSpec, model: dict, train: TrainConfig,
-                settings: CompareSettings | None = None, device: str = "auto", progress: bool = True) -> CompareResult:
+                settings: CompareSettings | None = None, device: str = "auto", progress: bool = True,
+                overwrite: bool = False) -> CompareResult:
     """Train and score every configuration over every seed into ``out``; writes compare.json and
     report.html there and returns the result. ``model``: ModelConfig fields other than the head and
-    the attribute names (backbone, widths, ...); ``train``: the budget every network gets."""
+    the attribute names (backbone, widths, ...); ``train``: the budget every network gets.
+
+    A run already in ``out`` with the same settings is reused (a killed one resumed); ``overwrite``
+    clears ``out`` first. The folder is claimed while the comparison writes it: a second
+    comparison into it is refused naming the first."""
     s = settings or CompareSettings()
     out = check_output(checks.path(out, "--out"), "--out", folder=True)
+    with claimed(out, by="hpnet compare"):
+        if overwrite:
+            clear(out)
+        result = _compare(out, data, model, train, s, device, progress)
+        atomic_write_json(result.to_json(), out / CompareResult.FILE)
+        write_compare_report(out, result)
+    return result
+
+
+def _compare(out: Path, data: DataSpec, model: dict, train: TrainConfig, s: CompareSettings, device: str,
+             progress: bool) -> CompareResult:
     start, rows = time.perf_counter(), []
     for config in configurations(s, train):
         runs, names = [], []
@@ -156,14 +173,11 @@ def compare_run(out: str | Path, data: DataSpec, model: dict, train: TrainConfig
                      "train_noise": config.train_noise, "seeds": list(s.seeds),
                      "runs": [str(out / config.folder / f"seed{seed}") for seed in s.seeds], "networks": names,
                      "metrics": {k: seed_interval([r.get(k) for r in runs]) for k in runs[0]}})
-    result = CompareResult(configs=rows, settings={
+    return CompareResult(configs=rows, settings={
         "data": data.to_dict(), "model": model, "train": train.to_dict(), "seeds": list(s.seeds),
         "noise_stds": s.noise_stds, "prune_fraction": s.prune_fraction,
         "scoring": dataclasses.asdict(s.scoring), "interval": "95% Student-t over seeds"},
         seconds={"total": time.perf_counter() - start})
-    atomic_write_json(result.to_json(), out / CompareResult.FILE)
-    write_compare_report(out, result)
-    return result
 
 
 def _train(folder: Path, data: DataSpec, model: dict, cfg: TrainConfig, progress: bool) -> None:

@@ -1,6 +1,10 @@
 """``hpnet serve`` and ``hpnet hitl-score``: the page where people predict, and their score."""
 from __future__ import annotations
 
+import contextlib
+import errno
+import io
+import socket
 import time
 from pathlib import Path
 
@@ -26,12 +30,15 @@ def serve_run(run: str | Path | Run, host: str = "127.0.0.1", port: int = 8000, 
     if not isinstance(port, int) or isinstance(port, bool) or not 0 <= port <= 65535:
         raise HPNetError(f"--port must be in 0..65535, got {port!r}")
     run = Run.of(run)
+    _check_listen(host, port)                  # before the seconds of loading
     bench = Workbench.from_run(run, images=images, progress=progress)
     app = create_app(bench, host, port)
     try:
-        server = make_server(host, port, app, threaded=True)
+        with contextlib.redirect_stderr(io.StringIO()) as said:     # Werkzeug prints its own lines, then exits
+            server = make_server(host, port, app, threaded=True)
     except (OSError, SystemExit) as e:
-        raise HPNetError(f"cannot listen on {host}:{port} ({e})") from None
+        why = " ".join(said.getvalue().split()[:12]) or str(e)
+        raise HPNetError(f"cannot listen on {host}:{port} ({why})") from None
     app.config["HPNET_HOSTS"] = allowed_hosts(host, server.server_port)
     ready(f"serving {run.path} at http://{host}:{server.server_port}/ ({bench.images.shape[0]} images, "
           f"networks {', '.join(bench.networks)}; loaded in {time.perf_counter() - start:.1f} s; Ctrl-C stops)")
@@ -39,6 +46,19 @@ def serve_run(run: str | Path | Run, host: str = "127.0.0.1", port: int = 8000, 
         server.serve_forever()
     finally:
         server.server_close()
+
+
+def _check_listen(host: str, port: int) -> None:
+    """One line when ``host:port`` cannot be listened on (taken by another program, no such address)."""
+    try:
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        with socket.socket(family, socket.SOCK_STREAM) as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)       # as the server will
+            s.bind((host, port))
+    except OSError as e:
+        why = "the port is in use by another program: stop it, or give another --port (0 takes a free one)" \
+            if e.errno == errno.EADDRINUSE else (e.strerror or str(e))
+        raise HPNetError(f"cannot listen on {host}:{port} ({why})") from None
 
 
 def hitl_score_run(run: str | Path | Run, n_boot: int = 1000, seed: int = 0) -> TrialScoreResult:

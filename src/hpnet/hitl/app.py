@@ -28,11 +28,8 @@ run's own trial log; every bad request gets a 4xx with ``{"error": "one line"}``
 from __future__ import annotations
 
 import ipaddress
-import os
 import re
-import shutil
 import sys
-import tempfile
 import traceback
 from pathlib import Path
 
@@ -40,6 +37,7 @@ from flask import Flask, Response, jsonify, request, send_from_directory
 from werkzeug.exceptions import Conflict, Forbidden, HTTPException, NotFound, UnsupportedMediaType
 
 from ..errors import HPNetError
+from ..folders import staged
 from ..io import parse_json
 from ..predictability.human import HITL_DIR, LOG_FILE
 from ..results import json_ready
@@ -197,19 +195,13 @@ def _write_routes(app: Flask, bench: Workbench, desk: TrialDesk, run) -> None:
 
 
 def _export_whole(bench: Workbench, p, out: Path) -> int:
-    """Export into a folder of its own and rename it into place: a reader never sees half an export,
-    and of two exports racing for one name exactly one lands (the other gets a 409)."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
+    """Export into a folder of its own and rename it into place (:func:`hpnet.folders.staged`): a
+    reader never sees half an export, and of two exports racing for one name exactly one lands (the
+    other gets a 409)."""
+    def taken(out: Path) -> Conflict:
+        return Conflict(f"{out.parent.parent.name}/{out.parent.name}/{out.name} exists already; choose another name")
+    with staged(out, taken) as staging:
         _, channels = bench.export(p, staging)
-        try:
-            os.rename(staging, out)                 # fails when another export landed there first
-        except OSError:
-            raise Conflict(f"{out.parent.parent.name}/{out.parent.name}/{out.name} exists already; "
-                           f"choose another name") from None
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     return channels
 
 

@@ -27,7 +27,8 @@ class PruneSettings:
     kind, the random orders, the training images read) and their curves measured as ``curves`` says
     (:class:`~hpnet.ops.pruning.curves.CurveSettings`: grid, evaluation images, reconstruction).
     ``keep``: also prune physically to the last ``keep`` channels of the semantic order, and with
-    ``save`` write that model as a run folder.
+    ``save`` write that model as a run folder (a folder holding files is refused, unless
+    ``overwrite``: then one hpnet wrote is replaced).
     """
 
     methods: Sequence[str] = field(default_factory=SCORERS.names, metadata={
@@ -37,6 +38,8 @@ class PruneSettings:
     keep: int | None = field(default=None, metadata={"flag": "--keep", "help": "also prune physically to N channels"})
     save: str | None = field(default=None, metadata={
         "flag": "--save", "help": "with --keep: write the smaller model as a run folder"})
+    overwrite: bool = field(default=False, metadata={
+        "flag": "--overwrite", "help": "with --save: replace what the folder holds (only a folder hpnet wrote)"})
 
     def __post_init__(self) -> None:
         if not self.methods:
@@ -52,6 +55,8 @@ class PruneSettings:
         self.save = checks.path(self.save, "--save", optional=True)
         if self.save is not None and self.keep is None:
             raise HPNetError("--save needs --keep N (how many channels the saved model keeps)")
+        if self.overwrite and self.save is None:
+            raise HPNetError("--overwrite replaces the --save folder: give --save too")
 
 
 class Pruned(NamedTuple):
