@@ -28,7 +28,7 @@ import tempfile
 import threading
 from pathlib import Path
 
-SOURCE = r"""
+MATH_SOURCE = r"""
 #include <math.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -91,6 +91,9 @@ static inline float mask_transform(float m, float n, float beta)
     return (1.0f + beta) * h - beta;
 }
 
+"""
+
+HEADS_SOURCE = r"""
 #define SPAN 256
 
 /* P: rows x (nb*np) tile, row r = k*C + c; z: row c at z + c*zs; bias: rows.
@@ -187,6 +190,8 @@ void heads_backward(float *P, int rows, int nb, int np, int C,
 }
 """
 
+SOURCE = MATH_SOURCE + HEADS_SOURCE
+
 # Reassociation lets gcc vectorise the sums and the sigmoid. Not -ffast-math: linking a shared
 # library with it (gcc < 13) adds a constructor that turns on flush-to-zero for the whole process.
 FLAGS = ["-O3", "-march=native", "-fassociative-math", "-fno-signed-zeros", "-fno-trapping-math",
@@ -210,16 +215,27 @@ def library() -> ctypes.CDLL | None:
     return _LIB
 
 
+# argument types of the attention loops (f: pointer, i: int, l: long)
+HEADS_SIGNATURES = {"heads_forward": "fiiiiflfifflff", "heads_backward": "fiiiiflfffflf"}
+
+
 def _build_and_load() -> ctypes.CDLL | None:
+    return build_and_load("heads", SOURCE, HEADS_SIGNATURES, "the attention heads")
+
+
+def build_and_load(name: str, source: str, signatures: dict[str, str], what: str) -> ctypes.CDLL | None:
+    """Compile ``source`` (once per source, flags and CPU: cached) and load it, or None with a
+    warning naming ``what`` where no compiler or cache folder works. ``signatures``: each
+    function's argument types, one letter each (f pointer, i int, l long), returning nothing."""
     caches = [Path(os.environ["HPNET_KERNEL_CACHE"])] if "HPNET_KERNEL_CACHE" in os.environ else \
         [Path.home() / ".cache" / "hpnet", Path(tempfile.gettempdir()) / f"hpnet-{os.getuid()}"]
     error: Exception | None = None
     for cache in caches:
         try:
-            return _load(_build(cache))
+            return _load(_build(cache, name, source), signatures)
         except (OSError, subprocess.SubprocessError) as err:
             error = err
-    print(f"hpnet: the compiled CPU loops of the attention heads are unavailable ({error}); "
+    print(f"hpnet: the compiled CPU loops of {what} are unavailable ({error}); "
           "using torch ops (slower, same results)", file=sys.stderr)
     return None
 
@@ -232,27 +248,29 @@ def _cpu_key() -> str:
         return platform.processor()
 
 
-def _build(cache: Path) -> Path:
+def _build(cache: Path, name: str, source: str) -> Path:
     compiler = os.environ.get("CC", "cc")
-    key = hashlib.sha256("\0".join([SOURCE, compiler, *FLAGS, _cpu_key()]).encode()).hexdigest()[:16]
-    target = cache / f"heads_{key}.so"
+    key = hashlib.sha256("\0".join([source, compiler, *FLAGS, _cpu_key()]).encode()).hexdigest()[:16]
+    target = cache / f"{name}_{key}.so"
     if target.is_file():
         return target
     cache.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=cache) as tmp:
-        src, out = Path(tmp) / "heads.c", Path(tmp) / "heads.so"
-        src.write_text(SOURCE)
+        src, out = Path(tmp) / f"{name}.c", Path(tmp) / f"{name}.so"
+        src.write_text(source)
         subprocess.run([compiler, *FLAGS, str(src), "-o", str(out), "-lm"], check=True,
                        capture_output=True, timeout=120)
         os.replace(out, target)  # atomic: concurrent builders leave one complete file
     return target
 
 
-def _load(path: Path) -> ctypes.CDLL:
+_TYPES = {"f": ctypes.c_void_p, "i": ctypes.c_int, "l": ctypes.c_long}
+
+
+def _load(path: Path, signatures: dict[str, str]) -> ctypes.CDLL:
     lib = ctypes.CDLL(str(path))
-    f, i, l = ctypes.c_void_p, ctypes.c_int, ctypes.c_long
-    lib.heads_forward.argtypes = [f, i, i, i, i, f, l, f, i, f, f, l, f, f]
-    lib.heads_forward.restype = None
-    lib.heads_backward.argtypes = [f, i, i, i, i, f, l, f, f, f, f, l, f]
-    lib.heads_backward.restype = None
+    for name, letters in signatures.items():
+        fn = getattr(lib, name)
+        fn.argtypes = [_TYPES[c] for c in letters]
+        fn.restype = None
     return lib

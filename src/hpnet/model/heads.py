@@ -42,6 +42,7 @@ import torch.nn.functional as F
 
 from ..errors import HPNetError
 from ..registry import Registry
+from . import channel_fused
 # what the families with masks share (re-exported: callers import them from here)
 from .mask_heads import DenseMaskHeads, MaskHeads, _head_chunk, _mask_logits, _pool  # noqa: F401
 
@@ -93,6 +94,9 @@ class AttentionHeads(DenseMaskHeads):
 class ChannelHeads(MaskHeads):
     """Per-channel masks: M_kc = sigmoid(D_kc * z_c + a_kc), D_kc a 3x3 filter on channel c alone.
 
+    On CPU (float32, float64) computed by the compiled loops of :mod:`.channel_fused` (whole
+    planes per tile, never the mask tensor); elsewhere by blocks of torch ops (:class:`MaskHeads`).
+
     Parameters: ``mask_weight`` (K, C, 3, 3), ``mask_bias`` (K, C), ``weight`` (K, C), ``bias`` (K,).
     logit_k = b_k + sum_c w_kc mean_hw(g(M_kc) z_c): a sum of per-channel terms, and a channel
     that is zero (pruned) contributes exactly nothing. K*C*9 mask parameters instead of K*C*C.
@@ -123,6 +127,23 @@ class ChannelHeads(MaskHeads):
     def macs(self, positions: int) -> int:
         K, C = self.weight.shape
         return K * C * 9 * positions + 2 * K * C * positions + K * C
+
+    def _pooled(self, z: torch.Tensor, context: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """The compiled loops of :mod:`.channel_fused` where they apply, else blocks of torch ops."""
+        if self.impl != "fused" or not channel_fused.usable(z):
+            return super()._pooled(z, context)
+        return channel_fused.channel_heads(z, self.mask_weight, self.mask_bias, self.transform_n,
+                                           self.transform_beta, self.transform_active)
+
+    def logits_under(self, z: torch.Tensor, n: torch.Tensor, beta: torch.Tensor,
+                     context: torch.Tensor | None = None) -> torch.Tensor:
+        if self.impl != "fused" or not channel_fused.usable(z):
+            return super().logits_under(z, n, beta, context)
+        K = self.weight.shape[0]
+        n = n.to(z.device, torch.float32).reshape(-1, K)
+        pooled = channel_fused.channel_pooled_many(z, self.mask_weight, self.mask_bias, n,
+                                                   beta.to(z.device, torch.float32).reshape(n.shape))
+        return (pooled * self.weight).sum(-1) + self.bias
 
 
 class ContextHeads(DenseMaskHeads):
