@@ -62,6 +62,9 @@ def channel_heads(z: torch.Tensor, mask_weight: torch.Tensor, mask_bias: torch.T
     mask_bias.
     """
     B, C, H, W = z.shape
+    if B == 0:  # nothing to tile
+        K = mask_weight.shape[0]
+        return z.new_zeros(0, K, C), z.new_zeros(0, K)
     setup = (tiles or plan_tiles(B, C, H, W), threads or torch.get_num_threads())
     return _ChannelHeads.apply(z, mask_weight, mask_bias, transform_n, transform_beta, bool(transform), setup)
 
@@ -77,6 +80,8 @@ def channel_pooled_many(z: torch.Tensor, mask_weight: torch.Tensor, mask_bias: t
     n, beta = transform_n.reshape(-1, K), transform_beta.reshape(-1, K)
     if n.shape != beta.shape:
         raise ValueError(f"transform_n {tuple(n.shape)} and transform_beta {tuple(beta.shape)} differ")
+    if B == 0:
+        return z.new_zeros(n.shape[0], 0, K, C)
     with torch.no_grad():
         call = _Call(z.detach(), mask_weight, mask_bias, n, beta,
                      (tiles or plan_tiles(B, C, H, W), threads or torch.get_num_threads()))
