@@ -70,6 +70,17 @@ static inline void FN(masks)(const real *S, long plane, int W, long p0, long n, 
 {
     const real *s0 = S + p0, *s1 = s0 + plane, *s2 = s1 + plane;
     const real *t0 = s0 + W, *t1 = s1 + W, *t2 = s2 + W, *u0 = t0 + W, *u1 = t1 + W, *u2 = t2 + W;
+#if AVX512
+    const float *rows[9] = {s0, s1, s2, t0, t1, t2, u0, u1, u2};
+    __m512 w[9];
+    for (int q = 0; q < 9; q++)
+        w[q] = _mm512_set1_ps(wl[q]);
+    for (long i = 0; i < n; i += 16) {
+        const __mmask16 k = lanes(n - i);
+        _mm512_mask_storeu_ps(m + i, k, sigmoid16(correlation16(rows, i, w, _mm512_set1_ps(bl), k)));
+    }
+    return;
+#endif
     for (long i = 0; i < n; i++) {
         real t = FMA(wl[0], s0[i], bl);
         t = FMA(wl[1], s1[i], t);
@@ -91,6 +102,21 @@ static inline void FN(mask_sums)(const real *S, long plane, int W, long p0, long
 {
     const real *s0 = S + p0, *s1 = s0 + plane, *s2 = s1 + plane;
     const real *t0 = s0 + W, *t1 = s1 + W, *t2 = s2 + W, *u0 = t0 + W, *u1 = t1 + W, *u2 = t2 + W;
+#if AVX512
+    const float *rows[9] = {s0, s1, s2, t0, t1, t2, u0, u1, u2};
+    __m512 w[9], vs = _mm512_setzero_ps(), vd = _mm512_setzero_ps();
+    for (int q = 0; q < 9; q++)
+        w[q] = _mm512_set1_ps(wl[q]);
+    for (long i = 0; i < n; i += 16) {
+        const __mmask16 k = lanes(n - i);
+        const __m512 m = sigmoid16(correlation16(rows, i, w, _mm512_set1_ps(bl), k));
+        vs = _mm512_mask_add_ps(vs, k, vs, m);
+        vd = _mm512_fmadd_ps(m, _mm512_maskz_loadu_ps(k, zs + i), vd);
+    }
+    *sum += _mm512_reduce_add_ps(vs);
+    *dot += _mm512_reduce_add_ps(vd);
+    return;
+#endif
     real s = 0, d = 0;
     for (long i = 0; i < n; i++) {
         real t = FMA(wl[0], s0[i], bl);
@@ -312,6 +338,40 @@ void FN(channel_backward)(const real *z, long sb, long sc, long sh, long sw, int
 PRELUDE = r"""
 #if defined(__x86_64__) && defined(__AVX512F__)
 #pragma GCC target("prefer-vector-width=512")
+#include <immintrin.h>
+#define AVX512 1
+#else
+#define AVX512 0
+#endif
+#if AVX512
+/* 1 / (1 + 2^t) in 16 lanes: 2^t = 2^round(t) p(t - round(t)), scalef applying 2^round(t)
+   (it saturates to 0 and inf by itself, and keeps NaN). */
+static inline __m512 sigmoid16(__m512 t)
+{
+    const __m512 n = _mm512_roundscale_ps(t, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    const __m512 f = _mm512_sub_ps(t, n), one = _mm512_set1_ps(1.0f);
+    __m512 p = _mm512_set1_ps(1.3260922e-3f);
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(9.6701756e-3f));
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(5.5507123e-2f));
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(2.4022225e-1f));
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(6.9314700e-1f));
+    p = _mm512_fmadd_ps(p, f, one);
+    return _mm512_div_ps(one, _mm512_add_ps(one, _mm512_scalef_ps(p, n)));
+}
+
+/* bl + sum_q wl_q rows_q[i .. i + 16) (lanes outside k read as 0) */
+static inline __m512 correlation16(const float *const *rows, long i, const __m512 *w, __m512 b, __mmask16 k)
+{
+    __m512 t = b;
+    for (int q = 0; q < 9; q++)
+        t = _mm512_fmadd_ps(w[q], _mm512_maskz_loadu_ps(k, rows[q] + i), t);
+    return t;
+}
+
+static inline __mmask16 lanes(long left)
+{
+    return left >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << left) - 1);
+}
 #endif
 """
 
@@ -331,6 +391,8 @@ FLOAT64 = """
 #undef LOG2
 #undef FMA
 #undef ABS
+#undef AVX512
+#define AVX512 0
 #define real double
 #define FN(name) name##_f64
 #define EXP2 exp2
