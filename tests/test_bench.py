@@ -20,10 +20,12 @@ def test_quick_bench_prints_json_last():
         assert result[impl]["train_images_per_s"] > 0 and result[impl]["infer_images_per_s"] > 0
         assert result[impl]["train_step_peak_memory_mb"] > 0
     assert result["pruned50"]["channels"] == result["config"]["channels"] // 2
-    others = [h for h in HEADS.names() if HEADS.get(h).masks and h != "attention"]
-    assert sorted(result["heads"]) == sorted(others)                    # the other head families, side by side
-    for head in others:
-        assert result["heads"][head]["train_images_per_s"] > 0 and result["heads"][head]["infer_vs_attention"] > 0
+    assert sorted(result["heads"]) == sorted(HEADS.names())             # every head family, side by side
+    assert result["heads"]["attention"]["train_vs_attention"] == 1.0
+    for head, h in result["heads"].items():
+        assert h["train_images_per_s"] > 0 and h["train_vs_attention"] > 0 and h["infer_vs_attention"] > 0
+        assert 0 < h["train_flop_limit_fraction"] and 0 < h["infer_flop_limit_fraction"], head
+        assert f"{head} heads: train" in proc.stderr
     assert result["matmul_gflops"] == max(result["matmul_gflops_samples"])
     serve = result["serve_apply"]                                       # the page's latency
     assert serve["images"] == 256 and 0 < serve["median_ms"] <= serve["p95_ms"] <= serve["max_ms"]

@@ -13,8 +13,9 @@ C = 128, 64x64 images), in this order:
   fresh child process during the step above its resident set before it (the peak is reset
   first through /proc/self/clear_refs; ru_maxrss where that is impossible); on CUDA
   ``torch.cuda.max_memory_allocated`` above the memory held before the step;
-- the other head families against the paper's fused heads (context masks: the same fused tiles;
-  per-channel masks: blocks of heads by torch ops), training and inference images/s, alternately;
+- every head family against the paper's fused heads (context masks: the same fused tiles;
+  per-channel masks: their own compiled loops; linear: no masks), training and inference images/s
+  measured alternately with the paper's, and each against its own FLOP limit (2 x its MACs);
 - the physically pruned network at 50% of the channels (``prune_physical``) against the full one;
 - drawing a batch from an in-memory uint8 data set (``hpnet.core.stream.batches`` + ``to_input``)
   against a fused training step;
@@ -23,9 +24,10 @@ C = 128, 64x64 images), in this order:
 
 A table goes to stderr; the last line of stdout is one JSON object with every raw number and
 train_speedup, infer_speedup, peak_memory_ratio (fused / naive), flop_limit_fraction (fused
-inference / the FLOP limit) and pruned50_infer_speedup. The matrix-multiply rate is measured at the
-start and at the end, each the best of several products, and the best of the two calibrates the
-FLOP limit (a rate measured while other processes load the machine would put the limit too low).
+inference / the FLOP limit), pruned50_infer_speedup and, under "heads", every family's
+train_vs_attention, infer_vs_attention and train/infer_flop_limit_fraction. The matrix-multiply
+rate is measured at the start and at the end, each the best of several products, and the best of
+the two calibrates the FLOP limit (a rate measured while other processes load the machine would put the limit too low).
 
 Here: the configuration and the run; in :mod:`.workload` the networks, inputs and steps measured,
 in :mod:`.timing` and :mod:`.memory` the measurements, in :mod:`.__main__` the command line.
@@ -39,7 +41,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ..model import ModelConfig, count_macs, count_parameters
+from ..model import HEADS, ModelConfig, count_macs, count_parameters
 from .hitl import apply_latency
 from .memory import naive_batch_that_fits, step_peak_memory
 from .timing import Timing, alternate, data_seconds_per_batch, log, matmul_gflops, start_clock
@@ -77,7 +79,7 @@ def run(cfg: BenchConfig, device: torch.device, quick: bool) -> dict:
     x, y, xi = _fused_vs_naive(cfg, fused, device, out)
     _peak_memory(cfg, device, out)
     log("head families ...")                       # the other head families against the paper's
-    out["heads"] = _head_families(cfg, fused, x, y, xi, device)
+    out["heads"] = _head_families(cfg, fused, x, y, xi, device, out)
     _pruned(cfg, fused, xi, device, out)
     _data_loading(cfg, device, out)
     # the page of `hpnet serve`: one perturbation applied and measured (CPU, the demo's network)
@@ -196,31 +198,42 @@ def _data_loading(cfg: BenchConfig, device: torch.device, out: dict) -> None:
     out["data_fraction"] = data_s / out["fused"]["train_step_s"]
 
 
-NEW_HEADS = ("channel", "context")
-
-
-def _head_families(cfg: BenchConfig, attention, x, y, xi, device: torch.device) -> dict:
-    """Training and inference images/s of the other head families beside the paper's fused heads."""
-    out = {}
-    for head in NEW_HEADS:
-        model = make_model(cfg, "fused", device, head=head)
-        train = [Timing(train_step_fn(attention, x, y), device), Timing(train_step_fn(model, x, y), device)]
-        alternate(train, cfg.repeat)
-        infer = [Timing(infer_fn(attention, xi), device), Timing(infer_fn(model, xi), device)]
-        alternate(infer, cfg.repeat)
-        out[head] = {"train_images_per_s": x.shape[0] / train[1].best, "infer_images_per_s": xi.shape[0] / infer[1].best,
-                     "train_vs_attention": train[0].best / train[1].best,
-                     "infer_vs_attention": infer[0].best / infer[1].best,
-                     "macs": count_macs(model, cfg.image_size), "params": count_parameters(model)}
+def _head_families(cfg: BenchConfig, attention, x, y, xi, device: torch.device, out: dict) -> dict:
+    """Every head family's training and inference images/s, each measured side by side with the
+    paper's fused heads (whose own entry is the fused measurement above), and its MACs."""
+    families = {}
+    for head in HEADS.names():
+        if head == "attention":
+            model, train_s, infer_s = attention, out["fused"]["train_step_s"], out["fused"]["infer_batch_s"]
+            ratios = (1.0, 1.0)
+        else:
+            model = make_model(cfg, "fused", device, head=head)
+            train = [Timing(train_step_fn(attention, x, y), device), Timing(train_step_fn(model, x, y), device)]
+            alternate(train, cfg.repeat)
+            infer = [Timing(infer_fn(attention, xi), device), Timing(infer_fn(model, xi), device)]
+            alternate(infer, cfg.repeat)
+            train_s, infer_s = train[1].best, infer[1].best
+            ratios = (train[0].best / train_s, infer[0].best / infer_s)
+        families[head] = {"train_images_per_s": x.shape[0] / train_s, "infer_images_per_s": xi.shape[0] / infer_s,
+                          "train_vs_attention": ratios[0], "infer_vs_attention": ratios[1],
+                          "macs": count_macs(model, cfg.image_size), "params": count_parameters(model)}
+        log(f"  {head}: train {ratios[0]:.2f}x, inference {ratios[1]:.2f}x the paper's heads")
         del model
-    return out
+    return families
 
 
 def _set_flop_limits(out: dict, rate: float, flops: int) -> None:
+    """The FLOP limits of the paper's network and of every head family's (2 x its MACs per image
+    for inference, 3 times that for training) at ``rate`` GFLOP/s, and the fractions reached."""
     out.update(matmul_gflops=rate, flop_limit_images_per_s=rate * 1e9 / flops,
                train_flop_limit_images_per_s=rate * 1e9 / (3 * flops))
     out["flop_limit_fraction"] = out["fused"]["infer_images_per_s"] / out["flop_limit_images_per_s"]
     out["train_flop_limit_fraction"] = out["fused"]["train_images_per_s"] / out["train_flop_limit_images_per_s"]
+    for h in out.get("heads", {}).values():
+        limit = rate * 1e9 / (2 * h["macs"])
+        h.update(infer_flop_limit_images_per_s=limit, train_flop_limit_images_per_s=limit / 3,
+                 infer_flop_limit_fraction=h["infer_images_per_s"] / limit,
+                 train_flop_limit_fraction=h["train_images_per_s"] / (limit / 3))
 
 
 def _load_average() -> float | None:

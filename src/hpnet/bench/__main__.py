@@ -36,8 +36,9 @@ def table(r: dict) -> str:
         f"of {', '.join(f'{v:.0f}' for v in r['matmul_gflops_samples'])}; "
         f"{r['flops_per_image'] / 1e9:.2f} GFLOP/image): fused reaches {100 * r['flop_limit_fraction']:.0f}%; "
         f"training {100 * r['train_flop_limit_fraction']:.0f}% of {r['train_flop_limit_images_per_s']:.1f} img/s",
-        *[f"{name} heads: train {h['train_images_per_s']:.2f} img/s ({h['train_vs_attention']:.2f}x the paper's), "
-          f"inference {h['infer_images_per_s']:.2f} img/s ({h['infer_vs_attention']:.2f}x), "
+        *[f"{name} heads: train {h['train_images_per_s']:.2f} img/s ({h['train_vs_attention']:.2f}x the paper's, "
+          f"{100 * h['train_flop_limit_fraction']:.0f}% of its FLOP limit), inference {h['infer_images_per_s']:.2f} "
+          f"img/s ({h['infer_vs_attention']:.2f}x, {100 * h['infer_flop_limit_fraction']:.0f}%), "
           f"{h['macs'] / 1e9:.2f} GMAC/image" for name, h in r["heads"].items()],
         f"pruned to {p['channels']} channels ({p['method']}): {p['infer_images_per_s']:.2f} vs "
         f"{p['full_infer_images_per_s']:.2f} img/s = {r['pruned50_infer_speedup']:.2f}x",
