@@ -15,7 +15,8 @@ C = 128, 64x64 images), in this order:
   ``torch.cuda.max_memory_allocated`` above the memory held before the step;
 - every head family against the paper's fused heads (context masks: the same fused tiles;
   per-channel masks: their own compiled loops; linear: no masks), training and inference images/s
-  measured alternately with the paper's, and each against its own FLOP limit (2 x its MACs);
+  measured alternately with the paper's (and the CPU time per image, which other processes' load
+  sways less), and each against its own FLOP limit (2 x its MACs);
 - the physically pruned network at 50% of the channels (``prune_physical``) against the full one;
 - drawing a batch from an in-memory uint8 data set (``hpnet.core.stream.batches`` + ``to_input``)
   against a fused training step;
@@ -204,8 +205,8 @@ def _head_families(cfg: BenchConfig, attention, x, y, xi, device: torch.device, 
     families = {}
     for head in HEADS.names():
         if head == "attention":
-            model, train_s, infer_s = attention, out["fused"]["train_step_s"], out["fused"]["infer_batch_s"]
-            ratios = (1.0, 1.0)
+            model, f = attention, out["fused"]
+            train_s, infer_s, ratios = f["train_step_s"], f["infer_batch_s"], (1.0, 1.0, 1.0, 1.0)
         else:
             model = make_model(cfg, "fused", device, head=head)
             train = [Timing(train_step_fn(attention, x, y), device), Timing(train_step_fn(model, x, y), device)]
@@ -213,9 +214,11 @@ def _head_families(cfg: BenchConfig, attention, x, y, xi, device: torch.device, 
             infer = [Timing(infer_fn(attention, xi), device), Timing(infer_fn(model, xi), device)]
             alternate(infer, cfg.repeat)
             train_s, infer_s = train[1].best, infer[1].best
-            ratios = (train[0].best / train_s, infer[0].best / infer_s)
+            ratios = (train[0].best / train_s, infer[0].best / infer_s,
+                      train[0].cpu_seconds / train[1].cpu_seconds, infer[0].cpu_seconds / infer[1].cpu_seconds)
         families[head] = {"train_images_per_s": x.shape[0] / train_s, "infer_images_per_s": xi.shape[0] / infer_s,
                           "train_vs_attention": ratios[0], "infer_vs_attention": ratios[1],
+                          "train_cpu_vs_attention": ratios[2], "infer_cpu_vs_attention": ratios[3],
                           "macs": count_macs(model, cfg.image_size), "params": count_parameters(model)}
         log(f"  {head}: train {ratios[0]:.2f}x, inference {ratios[1]:.2f}x the paper's heads")
         del model

@@ -39,7 +39,8 @@ def table(r: dict) -> str:
         *[f"{name} heads: train {h['train_images_per_s']:.2f} img/s ({h['train_vs_attention']:.2f}x the paper's, "
           f"{100 * h['train_flop_limit_fraction']:.0f}% of its FLOP limit), inference {h['infer_images_per_s']:.2f} "
           f"img/s ({h['infer_vs_attention']:.2f}x, {100 * h['infer_flop_limit_fraction']:.0f}%), "
-          f"{h['macs'] / 1e9:.2f} GMAC/image" for name, h in r["heads"].items()],
+          f"{h['macs'] / 1e9:.2f} GMAC/image; CPU per image {h['train_cpu_vs_attention']:.2f}x / "
+          f"{h['infer_cpu_vs_attention']:.2f}x less (train / inference)" for name, h in r["heads"].items()],
         f"pruned to {p['channels']} channels ({p['method']}): {p['infer_images_per_s']:.2f} vs "
         f"{p['full_infer_images_per_s']:.2f} img/s = {r['pruned50_infer_speedup']:.2f}x",
         f"hpnet serve: apply and measure one perturbation on {r['serve_apply']['images']} cached images "
