@@ -83,6 +83,32 @@ def test_compiled_loops_equal_naive(case, transform):
         close(x, y, what)
 
 
+@pytest.fixture(scope="module")
+def portable_cache(tmp_path_factory):
+    return tmp_path_factory.mktemp("portable-loops")   # built once for the module
+
+
+@pytest.fixture
+def portable(monkeypatch, portable_cache):
+    """The loops built without their AVX-512 versions (what CPUs without AVX-512 run)."""
+    monkeypatch.setattr(_channel_kernels, "SOURCE", _channel_kernels.SOURCE.replace("#define AVX512 1", "#define AVX512 0"))
+    monkeypatch.setattr(_channel_kernels, "_TRIED", False)
+    monkeypatch.setattr(_channel_kernels, "_LIB", None)
+    monkeypatch.setenv("HPNET_KERNEL_CACHE", str(portable_cache))
+    assert _channel_kernels.library() is not None
+
+
+@pytest.mark.parametrize("transform", [False, True], ids=["identity", "transformed"])
+@pytest.mark.parametrize("case", CASES[1:3] + CASES[4:], ids=IDS[1:3] + IDS[4:])
+def test_the_portable_loops_equal_naive(case, transform, portable):
+    B, K, C, H, W, tiles = case
+    inputs = random_heads(B, K, C, H, W, transform)
+    expected = outputs_and_grads(naive, *inputs, transform)
+    actual = outputs_and_grads(lambda *args: channel_heads(*args, tiles=tiles), *inputs, transform)
+    for what, x, y in zip(("pooled", "mask sum", "grad z", "grad D", "grad a"), actual, expected):
+        close(x, y, what)
+
+
 @pytest.mark.parametrize("transform", [False, True], ids=["identity", "transformed"])
 @pytest.mark.parametrize("tiles", [(1, 1, 1), (2, 2, 2), (2, 3, 5)], ids=["plane-row", "blocks", "whole"])
 def test_the_float64_loops_pass_gradcheck(transform, tiles):

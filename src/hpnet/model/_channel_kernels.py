@@ -28,7 +28,8 @@ import ctypes
 import os
 import threading
 
-from ._channel_loops import BODY, VECTOR
+from ._channel_loops import BODY
+from ._channel_vector import VECTOR
 from ._kernels import MATH_SOURCE, build_and_load
 
 PRELUDE = r"""
