@@ -9,12 +9,12 @@ work around them, which in torch ops takes a dozen passes over the tile:
   and the direct term dz += coef M, in one pass (training never has a transformation set; with one,
   the backward pass uses torch ops).
 
-The C source below (and the channel heads' loops, :mod:`hpnet.model._channel_kernels`, through
-:func:`build_and_load`, which shares ``MATH_SOURCE``) is compiled once (a second or two) with the
-system C compiler (``$CC``,
+The C source below is compiled once (a second or two) with the system C compiler (``$CC``,
 default ``cc``) into ``$HPNET_KERNEL_CACHE`` (default ``~/.cache/hpnet``, else a folder in the temp
 directory), keyed by a hash of the source, the flags and the CPU, and loaded with ctypes (calls
-release the GIL, so the worker threads run them in parallel). Where there is no compiler, or with
+release the GIL, so the worker threads run them in parallel); :func:`build_and_load` does the
+same for the channel heads' loops (:mod:`hpnet.model._channel_kernels`), which share
+``MATH_SOURCE``. Where there is no compiler, or with
 ``HPNET_KERNELS=0``, :func:`library` returns None and the heads use torch ops, which compute the
 same thing (to float rounding) about 10-30% slower.
 """
