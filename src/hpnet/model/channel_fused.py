@@ -94,7 +94,8 @@ def channel_pooled_many(z: torch.Tensor, mask_weight: torch.Tensor, mask_bias: t
 
 
 class _Call:
-    """One call's inputs in the loops' layout (contiguous, z's dtype) and its tile walk."""
+    """One call's inputs as the loops take them (z with any strides: the loops copy each plane;
+    the parameters contiguous, in z's dtype) and its tile walk."""
 
     def __init__(self, z: torch.Tensor, D: torch.Tensor, a: torch.Tensor, n: torch.Tensor | None,
                  beta: torch.Tensor | None, setup: tuple[tuple[int, int, int], int]):
