@@ -16,7 +16,10 @@ BODY = r"""
 static void FN(shifted_copies)(const real *z, long sc, long sh, long sw, int nc, int H, int W, real *S)
 {
     const long plane = (long)(H + 2) * W;
-    memset(S, 0, 3 * plane * nc * sizeof(real));
+    for (int q = 0; q < 3 * nc; q++) {                      /* the zero rows above and below */
+        memset(S + q * plane, 0, W * sizeof(real));
+        memset(S + q * plane + (long)(H + 1) * W, 0, W * sizeof(real));
+    }
     if (sc < sw)
         for (int y = 0; y < H; y++)
             for (int x = 0; x < W; x++) {
@@ -36,6 +39,8 @@ static void FN(shifted_copies)(const real *z, long sc, long sh, long sw, int nc,
                 r0[x + 1] = r1[x];
                 r2[x] = r1[x + 1];
             }
+            r0[0] = 0;
+            r2[W - 1] = 0;
         }
 }
 
