@@ -28,7 +28,8 @@ class ModelConfig:
         hpnet.model.fused) or "naive" (the whole (B, K, C, H, W) tensor: the reference it is tested
         against).
     head_chunk_mb: size in MB of one tile's mask in the fused path; 0 picks the device's default
-        (a few MB on CPU, where tiles must stay in cache; hundreds of MB on CUDA).
+        (a few MB on CPU, where tiles must stay in cache; hundreds of MB on CUDA). The channel
+        heads' compiled CPU loops hold one strip of rows per thread and do not read it.
     """
 
     attribute_names: list[str]
