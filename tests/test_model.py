@@ -77,6 +77,26 @@ def test_fused_equals_naive_in_eval():
     torch.testing.assert_close(a.eval()(x).logits, b.eval()(x).logits, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("head", ["attention", "context"])
+def test_inference_runs_the_extractor_in_chunks_with_the_same_features(head, monkeypatch):
+    import hpnet.model.network as network
+    model = tiny(head=head, backbone="strided").eval()
+    x = torch.rand(5, 3, 16, 16)
+    with torch.enable_grad():
+        whole = model.encode(x)                                    # gradients: one call
+    monkeypatch.setattr(network, "EXTRACT_CHUNK_BYTES", 2 * 8 * 16 * 16 * 4)   # two images per call
+    calls = []
+    model.extractor.last_conv.register_forward_hook(lambda m, inputs, out: calls.append(inputs[0].shape[0]))
+    with torch.no_grad():
+        chunked = model.encode(x)
+        assert calls == [2, 2, 1]
+        for a, b in zip(chunked, whole):
+            assert (a is None and b is None) or torch.allclose(a, b, atol=1e-6)
+        calls.clear()
+        model.train()(x)                                           # BatchNorm's batch statistics: whole
+        assert calls == [5]
+
+
 def test_channel_keep_zeroes_features():
     model = tiny().eval()
     keep = torch.tensor([1, 0, 1, 1, 0, 1, 1, 1.0])

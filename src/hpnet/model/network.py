@@ -31,6 +31,12 @@ class OperationState(NamedTuple):
     beta: torch.Tensor | None            # (K,) tone curve offset per attribute
 
 
+# inference on CPU: bytes of one extractor call's widest activation (about a core's L2 cache);
+# measured on the paper's network at 64x64, 2 threads: 10.0 ms per image at 32 images per call,
+# 7.0 at 8, 5.3 at 4, 5.1 at 2, 5.7 at 1
+EXTRACT_CHUNK_BYTES = 4 << 20
+
+
 class HPNet(nn.Module):
     """Feature extractor + K attention-masked binary classifiers, with operation state.
 
@@ -65,9 +71,28 @@ class HPNet(nn.Module):
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """(z, context): the features and, for heads that read them (``heads.needs_context``), the
         previous block's output average-pooled to z's size (None otherwise). Pruning never removes
-        a context channel. Every head call takes both: ``model.heads(z, context)``."""
+        a context channel. Every head call takes both: ``model.heads(z, context)``.
+
+        For inference on CPU (eval mode, no gradients) the extractor runs on chunks of images whose
+        widest activation fits in the second-level cache: the same features (BatchNorm uses its
+        running statistics), about twice as fast at the paper's size and a batch of 32."""
         if x.device.type == "cpu":
             x = x.contiguous(memory_format=torch.channels_last)
+        chunk = self._inference_chunk(x)
+        if chunk < x.shape[0]:
+            parts = [self._encode(x[i:i + chunk]) for i in range(0, x.shape[0], chunk)]
+            z = torch.cat([p[0] for p in parts])
+            return z, None if parts[0][1] is None else torch.cat([p[1] for p in parts])
+        return self._encode(x)
+
+    def _inference_chunk(self, x: torch.Tensor) -> int:
+        """Images per extractor call: all of them, except for inference on CPU."""
+        if x.device.type != "cpu" or torch.is_grad_enabled() or self.extractor.training:
+            return x.shape[0]
+        per_image = max(self.config.widths) * x.shape[-2] * x.shape[-1] * x.element_size()
+        return max(1, EXTRACT_CHUNK_BYTES // per_image)
+
+    def _encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         keep = self.channel_keep.view(1, -1, 1, 1)
         if not self.heads.needs_context:
             return self.extractor(x) * keep, None
