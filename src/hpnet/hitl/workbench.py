@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import os
 import secrets
 import threading
 import time
@@ -100,6 +101,31 @@ class Workbench:
         if order is None or sorted(order) != list(range(model.config.channels)):
             order = SCORERS.get("semantic")(ScanInputs(model, ScanSettings(), views))["semantic"]
         return cls(nets, data, run.path.resolve().name, order, seed)
+
+    @classmethod
+    def from_runs(cls, runs: Sequence[str | Path | Run], images: int = 256, usage_images: int = 256,
+                  batch_size: int = 128, progress: bool = False, seed: int | None = None) -> "Workbench":
+        """Several runs' networks side by side on the first ``images`` images of the first run's
+        evaluation split (views from ``usage_images`` others), named relative to their common folder.
+        The runs must predict the same attributes."""
+        runs = [Run.of(r) for r in runs]
+        if not runs:
+            raise HPNetError("give at least one run")
+        first = runs[0].model_config
+        for run in runs[1:]:
+            theirs = run.model_config
+            if theirs.attribute_names != first.attribute_names:
+                raise HPNetError(f"{run.path}: predicts {', '.join(theirs.attribute_names)}, but {runs[0].path} "
+                                 f"predicts {', '.join(first.attribute_names)}; the networks must share attributes")
+        split, data = runs[0].eval_data(progress=progress)
+        views = runs[0].split("valid" if split == "test" else "train", progress)
+        root = Path(os.path.commonpath([str(r.path.resolve().parent) for r in runs]))
+        nets = [Network(run.network_name(root), run.model("cpu"), data, views, images,
+                        usage_images, batch_size, run) for run in runs]
+        names = [net.name for net in nets]
+        if len(set(names)) < len(names):
+            raise HPNetError(f"a run is named twice: {', '.join(names)}")
+        return cls(nets, data, root.name, None, seed)
 
     # -- perturbations ------------------------------------------------------------------------
 
