@@ -881,10 +881,14 @@ def test_the_demo_ends_with_the_serve_command_and_it_loads(tmp_path, capsys):
     from hpnet.commands import demo
     out = tmp_path / "demo"
     demo(out, images=64, image_size=16, epochs=1, progress=False)
-    last = capsys.readouterr().out.strip().splitlines()[-1]
-    assert f"hpnet serve {out}" in last and "http://127.0.0.1:8000/" in last
+    serve, study = capsys.readouterr().out.strip().splitlines()[-2:]
+    assert f"hpnet serve {out}" in serve and "http://127.0.0.1:8000/" in serve
+    assert f"hpnet study serve {out / 'study'}" in study and f"hpnet study invite {out / 'study'} -n 20" in study
     bench = Workbench.from_run(out, images=16)                  # what that command loads
     assert list(bench.networks) == ["demo (attention)", "demo/plain (linear)"] and bench.channels == 64
+    from hpnet.study import Study
+    identities = sorted(n["identity"] for n in Study(out / "study").networks.values())
+    assert identities == ["demo (attention)", "demo/channel (channel)", "demo/plain (linear)"]
 
 
 def test_the_bench_of_the_page_runs():

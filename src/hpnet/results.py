@@ -257,6 +257,33 @@ class TrialScoreResult(Result):
     level: float = 0.95
 
 
+@dataclass
+class StudyScoreResult(Result):
+    """``hpnet study score``: the people's predictions in a study (STUDY/study.sqlite) against the
+    measured changes, per blind network label, with intervals from a bootstrap over participants and
+    items jointly (see :mod:`hpnet.study.score`)."""
+
+    FILE: ClassVar[str] = "score.json"
+    KIND: ClassVar[str] = "study score"
+
+    participants: int                # joined
+    consented: int
+    finished: int
+    included: int                    # answered and not excluded
+    excluded: dict[str, str]         # participant id -> why
+    answers: int
+    scored_answers: int              # test items, no attention checks, included participants
+    pairs: int                       # scored (answer, attribute) pairs
+    exclusion: dict                  # {"rule", "checks_answered", "pass_rate"}
+    networks: dict[str, dict]        # label -> {"identity", "head", "items", "pairs", "person", "formula",
+                                     #   "no_change", "by_condition", "by_operation", "rating"}
+    paired: list[dict] = field(default_factory=list)          # {"a", "b", "score_difference", "ci_low", ...}
+    learning_curve: list[dict] = field(default_factory=list)  # {"position", "phase", "mean", "ci_low", ...}
+    n_boot: int = 1000
+    seed: int = 0
+    level: float = 0.95
+
+
 # the results of the pipeline's commands on a run; not TrialScoreResult (it needs people's trials)
 # nor CompareResult (written outside a run folder)
 RESULTS: tuple[type[Result], ...] = (EvaluationResult, AnalysisResult, PruningResult, RobustnessResult,

@@ -45,6 +45,10 @@ def table(r: dict) -> str:
         f"(K={r['serve_apply']['attributes']}, C={r['serve_apply']['channels']}): median "
         f"{r['serve_apply']['median_ms']:.1f} ms, p95 {r['serve_apply']['p95_ms']:.1f} ms "
         f"over {r['serve_apply']['requests']} requests",
+        f"hpnet study serve: {r['study_commit']['participants']} participants at once, "
+        f"{r['study_commit']['answers']} answers: commit median {r['study_commit']['median_ms']:.1f} ms, p95 "
+        f"{r['study_commit']['p95_ms']:.1f} ms, {r['study_commit']['lost']} lost, "
+        f"{len(r['study_commit']['errors'])} errors",
         f"data: {1e3 * r['data']['batch_s']:.2f} ms per batch = {100 * r['data_fraction']:.3f}% of a training step",
         f"total {r['seconds']:.0f} s; load average {r['load_average_at_start']} at start, "
         f"{r['load_average_at_end']} at end ({r['threads']} threads)",

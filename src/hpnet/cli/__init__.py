@@ -189,6 +189,27 @@ def cmd_hitl_score(args: argparse.Namespace) -> int:
 
 
 @command
+def cmd_study(args: argparse.Namespace) -> int:
+    from ..commands import study as steps
+    from ..report.text import format_study
+    from ..study import StudySettings
+    if args.study_command == "create":
+        study = steps.study_create(args.study, settings(args, StudySettings), progress=not args.quiet)
+        print(f"created {study.path} ({len(study.learn)} learning and {len(study.test)} test items; networks "
+              + ", ".join(f"{label} = {net['identity']}" for label, net in study.networks.items()) + ")")
+        print(f"next: hpnet study serve {study.path}   and   hpnet study invite {study.path} -n 20")
+    elif args.study_command == "invite":
+        print("\n".join(steps.study_invite(args.study, args.n, args.url)))
+    elif args.study_command == "serve":
+        steps.study_serve(args.study, args.host, args.port, tuple(args.allow_host), args.threads,
+                          ready=lambda line: print(line, flush=True))
+    else:
+        result = steps.study_score(args.study, args.boot, args.csv)
+        print(json.dumps(result.to_json(), indent=2) if args.json else format_study(result))
+    return 0
+
+
+@command
 def cmd_demo(args: argparse.Namespace) -> int:
     from ..commands import demo
     asked = {"images": args.max_images, "epochs": args.epochs}

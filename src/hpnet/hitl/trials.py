@@ -171,7 +171,7 @@ def read_prediction(body, shown: list[str], keys: tuple[str, ...] = ("prediction
     extra = sorted(set(predictions) - set(shown))
     if missing or extra:
         raise HPNetError(f"predictions must cover exactly the shown attributes {shown}: "
-                         + (f"{missing[0]!r} is missing" if missing else f"{short(extra[0])} was not shown"))
+                         + (f"{missing[0]!r} is missing" if missing else f"{extra[0][:40]!r} was not shown"))
     direction, size = [], []
     for a in shown:
         item = predictions[a]
