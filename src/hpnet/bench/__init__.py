@@ -19,7 +19,9 @@ C = 128, 64x64 images), in this order:
 - drawing a batch from an in-memory uint8 data set (``hpnet.core.stream.batches`` + ``to_input``)
   against a fused training step;
 - the page of ``hpnet serve`` (:mod:`.hitl`): POST /api/apply on the demo's network with 256
-  cached images, median and 95th percentile latency (CPU).
+  cached images, median and 95th percentile latency (CPU);
+- the score of a trial log of 20,000 trials (``hpnet hitl-score``, and the page after each commit):
+  seconds, the share of parsing, the bootstrap's peak memory.
 
 A table goes to stderr; the last line of stdout is one JSON object with every raw number and
 train_speedup, infer_speedup, peak_memory_ratio (fused / naive), flop_limit_fraction (fused
@@ -40,7 +42,7 @@ from dataclasses import dataclass
 import torch
 
 from ..model import ModelConfig, count_macs, count_parameters
-from .hitl import apply_latency
+from .hitl import apply_latency, score_latency
 from .memory import naive_batch_that_fits, step_peak_memory
 from .timing import Timing, alternate, data_seconds_per_batch, log, matmul_gflops, start_clock
 from .workload import batch, infer_fn, make_model, pruned_model, train_step_fn
@@ -83,6 +85,8 @@ def run(cfg: BenchConfig, device: torch.device, quick: bool) -> dict:
     # the page of `hpnet serve`: one perturbation applied and measured (CPU, the demo's network)
     log("hpnet serve: apply-and-measure latency ...")
     out["serve_apply"] = apply_latency(quick=quick)
+    log("hpnet serve: scoring a long trial log ...")
+    out["serve_score"] = score_latency(quick=quick)
     # the FLOP limit from the best matrix-multiply rate of the run
     rates = [rate, matmul_gflops(device, quick)]
     out["matmul_gflops_samples"] = rates
