@@ -28,4 +28,7 @@ def test_quick_bench_prints_json_last():
     serve = result["serve_apply"]                                       # the page's latency
     assert serve["images"] == 256 and 0 < serve["median_ms"] <= serve["p95_ms"] <= serve["max_ms"]
     assert "hpnet serve: apply and measure" in proc.stderr
+    score = result["serve_score"]                                       # the score of a trial log
+    assert score["trials"] == 200 and score["pairs"] == 800 and 0 < score["parse_s"] < score["score_s"]
+    assert "hpnet serve: score of 200 trials" in proc.stderr
     assert "naive" in proc.stderr and "fused" in proc.stderr  # the table

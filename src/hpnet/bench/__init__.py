@@ -21,7 +21,9 @@ C = 128, 64x64 images), in this order:
 - the page of ``hpnet serve`` (:mod:`.hitl`): POST /api/apply on the demo's network with 256
   cached images, median and 95th percentile latency (CPU);
 - the study server (:mod:`.study`): 50 simulated participants answering 16 items each over HTTP at
-  once, commit latency (median, 95th percentile) and answers lost (must be 0).
+  once, commit latency (median, 95th percentile) and answers lost (must be 0);
+- the score of a trial log of 20,000 trials (``hpnet hitl-score``, and the page after each commit):
+  seconds, the share of parsing, the bootstrap's peak memory.
 
 A table goes to stderr; the last line of stdout is one JSON object with every raw number and
 train_speedup, infer_speedup, peak_memory_ratio (fused / naive), flop_limit_fraction (fused
@@ -42,9 +44,9 @@ from dataclasses import dataclass
 import torch
 
 from ..model import ModelConfig, count_macs, count_parameters
-from .hitl import apply_latency
-from .study import commit_latency
+from .hitl import apply_latency, score_latency
 from .memory import naive_batch_that_fits, step_peak_memory
+from .study import commit_latency
 from .timing import Timing, alternate, data_seconds_per_batch, log, matmul_gflops, start_clock
 from .workload import batch, infer_fn, make_model, pruned_model, train_step_fn
 
@@ -88,6 +90,8 @@ def run(cfg: BenchConfig, device: torch.device, quick: bool) -> dict:
     out["serve_apply"] = apply_latency(quick=quick)
     log("hpnet study serve: 50 participants committing answers over HTTP ...")
     out["study_commit"] = commit_latency(quick=quick)
+    log("hpnet serve: scoring a long trial log ...")
+    out["serve_score"] = score_latency(quick=quick)
     # the FLOP limit from the best matrix-multiply rate of the run
     rates = [rate, matmul_gflops(device, quick)]
     out["matmul_gflops_samples"] = rates

@@ -31,7 +31,7 @@ from pathlib import Path
 
 from ..errors import HPNetError
 from ..operations.base import short
-from ..predictability.human import LOG_VERSION, SIZE_LEVELS, append_trial, check_log_writable, score_log
+from ..predictability.human import LOG_VERSION, SIZE_LEVELS, append_trial, check_log_writable, score_log_bytes
 from .perturbation import Perturbation
 from .workbench import Workbench
 
@@ -149,9 +149,13 @@ class TrialDesk:
                 "score": self.score()}
 
     def score(self) -> dict:
-        """The score of every logged trial (see :func:`hpnet.predictability.human.score_trials`)."""
+        """The score of every logged trial (see :func:`hpnet.predictability.human.score_trials`).
+
+        The log is read under the lock (so no half-appended line is read as damage) and scored after
+        it is released: commits never wait for a score."""
         with self.lock:
-            result = score_log(self.log, self.n_boot)
+            raw = self.log.read_bytes() if self.log.is_file() else b""
+        result = score_log_bytes(raw, self.log, self.n_boot)
         result.pop("log")                                         # the page has no use for the server's paths
         return result
 
