@@ -935,7 +935,7 @@ def test_the_bench_of_the_page_runs(tmp_path):
     got = apply_latency(images=16, requests=6, quick=True)
     assert got["requests"] == 6 and got["median_ms"] > 0 and got["channels"] == 8
     score = score_latency(trials=50, n_boot=20)
-    assert (score["trials"], score["pairs"], score["n_boot"]) == (50, 200, 20) and score["bootstrap_peak_mb"] > 0
+    assert (score["trials"], score["pairs"], score["n_boot"]) == (50, 200, 20) and score["score_peak_mb"] > 0
     write_trial_log(tmp_path / "trials.jsonl", 10)              # lines a server could have appended
     trials, warnings = read_trials(tmp_path / "trials.jsonl")
     assert len(trials) == 10 and not warnings and {t["network"] for t in trials} == {"bench (attention)",

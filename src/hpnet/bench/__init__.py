@@ -23,7 +23,7 @@ C = 128, 64x64 images), in this order:
 - the study server (:mod:`.study`): 50 simulated participants answering 16 items each over HTTP at
   once, commit latency (median, 95th percentile) and answers lost (must be 0);
 - the score of a trial log of 20,000 trials (``hpnet hitl-score``, and the page after each commit):
-  seconds, the share of parsing, the bootstrap's peak memory.
+  seconds, the share of parsing, the peak memory of scoring.
 
 A table goes to stderr; the last line of stdout is one JSON object with every raw number and
 train_speedup, infer_speedup, peak_memory_ratio (fused / naive), flop_limit_fraction (fused

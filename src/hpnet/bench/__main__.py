@@ -51,7 +51,8 @@ def table(r: dict) -> str:
         f"{len(r['study_commit']['errors'])} errors",
         f"hpnet serve: score of {r['serve_score']['trials']} trials ({r['serve_score']['log_mb']:.1f} MB, "
         f"{r['serve_score']['n_boot']} resamples) {r['serve_score']['score_s']:.2f} s, "
-        f"{r['serve_score']['parse_s']:.2f} s of it parsing; bootstrap peak {r['serve_score']['bootstrap_peak_mb']:.0f} MB",
+        f"{r['serve_score']['parse_s']:.2f} s of it parsing; scoring's peak traced memory "
+        f"{r['serve_score']['score_peak_mb']:.0f} MB",
         f"data: {1e3 * r['data']['batch_s']:.2f} ms per batch = {100 * r['data_fraction']:.3f}% of a training step",
         f"total {r['seconds']:.0f} s; load average {r['load_average_at_start']} at start, "
         f"{r['load_average_at_end']} at end ({r['threads']} threads)",

@@ -9,7 +9,7 @@ are every registered operation that applies (``Workbench.random_perturbation``).
 
 The score (:func:`score_latency`): a log of random trials of the demo's two networks, 4 attributes
 each (a person's integer predictions -3..3, a formula, a measured change), scored as ``hpnet
-hitl-score`` and the page do it, with the bootstrap's peak traced memory.
+hitl-score`` and the page do it, with the peak traced memory of scoring the parsed trials.
 """
 from __future__ import annotations
 
@@ -71,8 +71,8 @@ def apply_latency(images: int = 256, requests: int = 60, quick: bool = False, se
 def score_latency(trials: int = 20000, n_boot: int = 1000, quick: bool = False, seed: int = 0) -> dict:
     """Seconds to score a log of ``trials`` random trials (``score_trial_log``: read, parse, bootstrap
     every predictor overall and per network), the share of parsing, and the peak traced memory (MB)
-    of scoring the parsed trials (the bootstrap's blocks; measured with fewer resamples, as the blocks
-    do not grow with them)."""
+    of scoring the parsed trials (their arrays and the bootstrap's blocks; measured with fewer
+    resamples, as the blocks do not grow with them)."""
     trials = 200 if quick else trials
     with tempfile.TemporaryDirectory() as tmp:
         log = Path(tmp) / "trials.jsonl"
@@ -89,7 +89,7 @@ def score_latency(trials: int = 20000, n_boot: int = 1000, quick: bool = False, 
         tracemalloc.stop()
         size = log.stat().st_size
     return {"trials": result.trials, "pairs": result.pairs, "log_mb": size / 2 ** 20, "n_boot": n_boot,
-            "score_s": score_s, "parse_s": parse_s, "bootstrap_peak_mb": peak / 2 ** 20}
+            "score_s": score_s, "parse_s": parse_s, "score_peak_mb": peak / 2 ** 20}
 
 
 def write_trial_log(path: Path, trials: int, seed: int = 0) -> None:
