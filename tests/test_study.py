@@ -4,11 +4,14 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import sqlite3
 from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from clihelp import one_line, run_cli
 from hpnet.commands import train_run
@@ -17,7 +20,7 @@ from hpnet.data import DataSpec
 from hpnet.errors import HPNetError
 from hpnet.study import Study, StudySettings, create_study, score_study
 from hpnet.study.app import create_study_app
-from hpnet.study.score import Pairs, joint_counts, make_pairs, network_scores, replicate_scores
+from hpnet.study.score import joint_counts, make_pairs, network_scores, replicate_scores
 from hpnet.study.session import Expired, Refused, Unknown
 from hpnet.train import TrainConfig
 
@@ -40,7 +43,7 @@ def runs(tmp_path_factory) -> list[Path]:
     return [root / "att", root / "att" / "plain", root / "chan"]
 
 
-def settings(runs, **more) -> StudySettings:
+def study_settings(runs, **more) -> StudySettings:
     return StudySettings(networks=[str(r) for r in runs], **{"learn": 1, "test": 2, "checks": 2, "images": 32,
                                                               "attributes": 2, **more})
 
@@ -48,7 +51,7 @@ def settings(runs, **more) -> StudySettings:
 @pytest.fixture(scope="module")
 def made(runs, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("study") / "s"
-    create_study(out, settings(runs), progress=False)
+    create_study(out, study_settings(runs), progress=False)
     return out
 
 
@@ -102,7 +105,7 @@ def test_the_item_bank_is_balanced_blind_and_complete(made, runs):
 
 def test_the_same_seed_draws_the_same_bank(runs, made, tmp_path):
     again = tmp_path / "again"
-    create_study(again, settings(runs), progress=False)
+    create_study(again, study_settings(runs), progress=False)
     assert Study(again).items == Study(made).items
 
 
@@ -425,3 +428,27 @@ def test_the_report_of_a_study_renders_its_score(study, capsys):
     code, _, err = run_cli(capsys, "report", study.path)
     html = (study.path / "report.html").read_text()
     assert code == 0 and html.count("<img") == 2 and "A minus B" in html and "no change" in html
+
+
+KEYS = ["item", "predictions", "confidence", "direction", "size", "A", "B", "Smiling", "Male", "x"]
+BODIES = st.recursive(st.none() | st.booleans() | st.integers(-3, 9) | st.floats(allow_nan=True, allow_infinity=True) |
+                      st.sampled_from(["", "A", "i00000000", "Smiling", "x" * 300]),
+                      lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.sampled_from(KEYS), inner, max_size=4),
+                      max_leaves=10)
+
+
+@settings(max_examples=int(os.environ.get("HPNET_FUZZ_EXAMPLES", "40")), deadline=None, derandomize=True,
+          database=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(body=BODIES, path=st.sampled_from(["consent", "answer", "rating", "current answer"]))
+def test_generated_bodies_never_get_a_500(made, body, path):
+    study = Study(made)
+    client = create_study_app(study, ADMIN, port=PORT).test_client()
+    token = study.invite(1)[0]
+    client.post(f"/p/{token}/api/consent", json={}, **BASE)
+    if path == "current answer" and isinstance(body, dict):
+        body = {**body, "item": client.get(f"/p/{token}/api/item", **BASE).json["item"]}
+    response = client.post(f"/p/{token}/api/{path.split()[-1]}", data=json.dumps(body), content_type="application/json",
+                           **BASE)
+    assert response.status_code < 500, (path, body, response.json)
+    if response.status_code >= 400:
+        assert response.json["error"] and "\n" not in response.json["error"]

@@ -26,6 +26,7 @@ from pathlib import Path
 from flask import Flask, Response, request, send_from_directory
 from werkzeug.exceptions import Forbidden
 
+from ..errors import HPNetError
 from ..hitl.web import allowed_hosts, body, error, guard, json_response
 from .score import answers_csv, score_study
 from .session import Expired, Refused, Study, Unknown
@@ -122,7 +123,7 @@ def _admin_routes(app: Flask, study: Study, admin_token: str) -> None:
         check(token)
         n_boot = request.args.get("boot", "1000")
         if not n_boot.isdigit() or not 10 <= int(n_boot) <= 100_000:
-            raise Forbidden("boot must be an integer in 10..100000")
+            raise HPNetError("boot must be an integer in 10..100000")
         return json_response(score_study(study, n_boot=int(n_boot)).to_json())
 
     @app.get("/admin/<token>/api/answers.csv")
