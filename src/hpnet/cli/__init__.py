@@ -192,11 +192,14 @@ def cmd_hitl_score(args: argparse.Namespace) -> int:
 def cmd_study(args: argparse.Namespace) -> int:
     from ..commands import study as steps
     from ..report.text import format_study
+    from ..predictability.human import DIRECTION_TOLERANCE
     from ..study import StudySettings
     if args.study_command == "create":
         study = steps.study_create(args.study, settings(args, StudySettings), progress=not args.quiet)
-        print(f"created {study.path} ({len(study.learn)} learning and {len(study.test)} test items; networks "
-              + ", ".join(f"{label} = {net['identity']}" for label, net in study.networks.items()) + ")")
+        print(f"created {study.path} ({len(study.learn)} learning and {len(study.test)} test items)")
+        for label, share in study.measurable().items():
+            print(f"  {label} = {study.networks[label]['identity']}: {100 * share:.0f}% of its shown attributes "
+                  f"change by at least {DIRECTION_TOLERANCE:g} logit sd")
         print(f"next: hpnet study serve {study.path}   and   hpnet study invite {study.path} -n 20")
     elif args.study_command == "invite":
         print("\n".join(steps.study_invite(args.study, args.n, args.url)))

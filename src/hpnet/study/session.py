@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hmac
 import json
+import math
 import secrets
 import sqlite3
 import time
@@ -62,6 +63,17 @@ class Study:
 
     def connect(self) -> sqlite3.Connection:
         return store.connect(self.db)
+
+    def measurable(self) -> dict[str, float]:
+        """Per network label, the share of its items' shown attributes (checks left out) whose
+        measured change is at least ``DIRECTION_TOLERANCE`` logit sd: an item bank where few are
+        says little about people (they are right to say "no change")."""
+        out = {}
+        for label in self.networks:
+            changes = [abs(m) for item in self.items.values() if item["network"] == label and not item["is_check"]
+                       for m in item["measured"]]
+            out[label] = float(np.mean(np.asarray(changes) >= DIRECTION_TOLERANCE)) if changes else math.nan
+        return out
 
     # -- joining ------------------------------------------------------------------------------
 
