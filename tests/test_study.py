@@ -452,3 +452,10 @@ def test_generated_bodies_never_get_a_500(made, body, path):
     assert response.status_code < 500, (path, body, response.json)
     if response.status_code >= 400:
         assert response.json["error"] and "\n" not in response.json["error"]
+
+
+def test_the_share_of_measurable_changes_per_network(made):
+    study = Study(made)
+    for label, share in study.measurable().items():
+        changes = [m for i in study.items.values() if i["network"] == label and not i["is_check"] for m in i["measured"]]
+        assert len(changes) == 3 * 2 and share == sum(abs(m) >= 0.1 for m in changes) / len(changes)
