@@ -13,7 +13,8 @@ from ..distributed import launched_rank
 from ..errors import HPNetError
 from ..folders import claimed, clear
 from ..io import check_output
-from ..model import HPNet, ModelConfig
+from ..model import BACKBONES, HPNet, ModelConfig
+from ..model.weights import fitted_state, read_state
 from ..predictability.human import HITL_DIR
 from ..results import RESULTS, EvaluationResult
 from ..run import Run
@@ -50,6 +51,8 @@ def train_run(out: str | Path, data: DataSpec | None, model: dict | None = None,
         else:
             _refuse_finished(out)
         train = train or TrainConfig()
+        if train.backbone_weights and not resume:   # one line before the data are read
+            _check_weights(train.backbone_weights, dict(model or {}))
         train_data = require_nonempty(load_split(data, "train", progress), data, "train",
                                       "training needs images in it (see the partition file or the CSV's split column)")
         valid_data = load_split(data, "valid", progress)
@@ -86,6 +89,12 @@ def _resume_settings(out: Path, data: dict, model: dict, train: dict) -> tuple[D
     stored.epochs = max(stored.epochs, epochs or 0)
     recorded = {k: v for k, v in run.model_config.to_dict().items() if k != "attribute_names"}
     return run.data_spec, recorded, stored
+
+
+def _check_weights(path: str, model: dict) -> None:
+    """Refuse backbone weights that do not fit the backbone ``model`` describes (one line)."""
+    config = ModelConfig(attribute_names=["-"], **model)
+    fitted_state(read_state(path), BACKBONES.get(config.backbone).make(config), path, config.backbone)
 
 
 def _fields(settings) -> dict:
