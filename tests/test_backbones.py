@@ -312,7 +312,7 @@ def test_own_backbone_goes_through_every_command_and_the_page(own_run, tmp_path)
     assert list(result.networks) == ["run (attention)", "run/plain (linear)"]
     plain = Run.open(own_run / "plain")
     assert plain.model_config.module == "tinybackbone:TinyNet" and plain.model_config.head == "linear"
-    assert report_run(own_run).is_file()
+    assert "module tinybackbone:TinyNet(" in report_run(own_run).read_text()
     bench = Workbench.from_run(own_run, images=16)
     assert list(bench.networks) == ["run (attention)", "run/plain (linear)"]
     path, channels = bench.export(bench.perturbation({"network": "run (attention)", "off": [0, 7]}), tmp_path / "off")
