@@ -362,3 +362,15 @@ def test_from_backbone_refuses_what_does_not_fit():
         HPNet.from_backbone(TinyNet(8), 8, NAMES, kwargs={"width": object()})
     with pytest.raises(HPNetError, match="nn.Module"):
         HPNet.from_backbone(lambda x: x, 8, NAMES)
+
+
+def test_resnet_configs_are_checked_and_round_trip_through_json():
+    config = ModelConfig(NAMES, backbone="resnet34", widths=TINY, stem="small")
+    assert ModelConfig.from_dict(json.loads(json.dumps(config.to_dict()))) == config
+    for kw, message in ((dict(widths=(4, 8)), "has 4 stages"), (dict(stem="big"), "--stem must be one of"),
+                        (dict(pruned_to=9), "at most the last width 8"),
+                        (dict(backbone="paper", widths=(4, 8), pruned_to=2), "needs a ResNet or module")):
+        with pytest.raises(HPNetError, match=message):
+            ModelConfig(NAMES, **{"backbone": "resnet18", "widths": TINY, **kw})
+    with pytest.raises(HPNetError, match="package.module:Class"):
+        ModelConfig(NAMES, backbone="module", widths=(8,))

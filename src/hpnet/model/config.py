@@ -84,6 +84,9 @@ class ModelConfig:
             raise HPNetError(f"--widths must be positive integers, got {self.widths}")
         checks.counts(self.dilations, "--dilations")
         checks.number(self.head_chunk_mb, "head_chunk_mb", 0)
+        if self.pruned_to and (backbone.layers is not None or self.pruned_to > self.widths[-1]):
+            raise HPNetError(f"model config: pruned_to {self.pruned_to} needs a ResNet or module backbone and at most "
+                             f"the last width {self.widths[-1]} (a plain stack's pruned width is its last width)")
         backbone.validate(self)  # raises on a config the backbone cannot build
         heads.check(self)
 

@@ -132,6 +132,4 @@ def check_resnet(config) -> tuple[int, ...]:
                          f"(torchvision's are {','.join(map(str, RESNET_WIDTHS))}), got {list(config.widths)}")
     if config.stem not in STEMS:
         raise HPNetError(f"--stem must be one of {', '.join(STEMS)}, got {config.stem!r}")
-    if config.pruned_to and config.pruned_to > config.widths[-1]:
-        raise HPNetError(f"model config: pruned_to {config.pruned_to} is more than the last width {config.widths[-1]}")
     return config.widths

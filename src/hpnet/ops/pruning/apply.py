@@ -31,11 +31,11 @@ def prune_physical(model: HPNet, keep: Sequence[int] | torch.Tensor) -> HPNet:
     no ``last_conv`` is refused in one line (it can be pruned masked only).
     """
     index = keep_index(keep, model.config.channels)
-    model.extractor.channel_dims  # noqa: B018 (one line when the backbone's channels cannot be removed)
+    state = _sliced_state(model, index)           # one line when the backbone's channels cannot be removed
     config = model.config.pruned(len(index))
     own = copy.deepcopy(model.extractor.module) if config.backbone == MODULE else None   # not re-imported
     small = HPNet(config, own)
-    small.load_tensors(_sliced_state(model, index), "prune_physical")
+    small.load_tensors(state, "prune_physical")
     param = next(model.parameters())
     return small.to(device=param.device, dtype=param.dtype).train(model.training)
 
@@ -44,10 +44,10 @@ def prunable(model: HPNet) -> bool:
     """Whether the backbone's channels of z can be removed physically (a module backbone declaring
     no ``last_conv`` cannot: it is pruned masked)."""
     try:
-        model.extractor.channel_dims  # noqa: B018
+        dims = model.extractor.channel_dims
     except HPNetError:
         return False
-    return True
+    return bool(dims)
 
 
 def keep_index(keep: Sequence[int] | torch.Tensor, channels: int) -> torch.Tensor:
