@@ -197,20 +197,23 @@ def test_cli_trains_a_resnet_on_celeba_from_backbone_weights(capsys, tmp_path, f
     out = tmp_path / "run"
     args = ["train", "--dataset", "celeba", "--root", fake_celeba.parent, "--backbone", "resnet18",
             "--widths", "4,4,8,8", "--image-size", "32", "--epochs", "1", "--batch-size", "8", "--lr", "1e-12",
-            "--cache-dir", tmp_path / "cache", "--quiet", "--out", out]
+            "--cache-dir", tmp_path / "cache", "--workers", "0", "--quiet", "--out", out]
     code, _, err = run_cli(capsys, *args, "--backbone-weights", weights)
     assert code == 0, err
     run = Run.open(out)
     assert run.train_settings["backbone_weights"] == str(weights) and run.model_config.backbone == "resnet18"
     conv = run.model().extractor.state_dict()["layer3.0.conv1.weight"]
     assert torch.allclose(conv, torchvision_state()["layer3.0.conv1.weight"], atol=1e-6)   # lr ~ 0: as loaded
+    pruned = prune_run(out, PruneSettings(curves=CurveSettings(grid=[0, 4]), keep=4), progress=False)
+    assert pruned.physical["channels_after"] == 4 and pruned.physical["max_abs_logit_diff_vs_masked"] < 1e-5
     bad = _saved(tmp_path, torchvision_state(stem=5))
     shutil.rmtree(tmp_path / "cache")
     code, _, err = run_cli(capsys, *args[:-1], tmp_path / "other", "--backbone-weights", bad)
     one_line(code, err, naming="'conv1.weight' has shape (4, 3, 5, 5)")
     assert not (tmp_path / "cache").exists()                        # refused before the images were read
-    code, _, err = run_cli(capsys, "train", "--backbone", "resnet34", "--widths", "4,8", "--out", tmp_path / "x")
+    code, _, err = run_cli(capsys, *args[:-1], tmp_path / "x", "--backbone", "resnet34", "--widths", "4,8")
     one_line(code, err, naming="--backbone resnet34 has 4 stages")
+    assert not (tmp_path / "cache").exists()
 
 
 def test_the_resnets_mac_count_is_the_sum_of_its_convs():

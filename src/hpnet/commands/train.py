@@ -51,8 +51,7 @@ def train_run(out: str | Path, data: DataSpec | None, model: dict | None = None,
         else:
             _refuse_finished(out)
         train = train or TrainConfig()
-        if train.backbone_weights and not resume:   # one line before the data are read
-            _check_weights(train.backbone_weights, dict(model or {}))
+        _check_model(dict(model or {}), None if resume else train.backbone_weights)
         train_data = require_nonempty(load_split(data, "train", progress), data, "train",
                                       "training needs images in it (see the partition file or the CSV's split column)")
         valid_data = load_split(data, "valid", progress)
@@ -91,10 +90,12 @@ def _resume_settings(out: Path, data: dict, model: dict, train: dict) -> tuple[D
     return run.data_spec, recorded, stored
 
 
-def _check_weights(path: str, model: dict) -> None:
-    """Refuse backbone weights that do not fit the backbone ``model`` describes (one line)."""
+def _check_model(model: dict, weights: str | None) -> None:
+    """One line before the data are read for model settings that no data could make valid (a
+    backbone's widths, a head it cannot carry) and for backbone ``weights`` that do not fit it."""
     config = ModelConfig(attribute_names=["-"], **model)
-    fitted_state(read_state(path), BACKBONES.get(config.backbone).make(config), path, config.backbone)
+    if weights:
+        fitted_state(read_state(weights), BACKBONES.get(config.backbone).make(config), weights, config.backbone)
 
 
 def _fields(settings) -> dict:
