@@ -24,6 +24,9 @@ def test_quick_bench_prints_json_last():
     assert sorted(result["heads"]) == sorted(others)                    # the other head families, side by side
     for head in others:
         assert result["heads"][head]["train_images_per_s"] > 0 and result["heads"][head]["infer_vs_attention"] > 0
+    resnet = result["backbones"]["resnet18"]                             # the residual backbone, side by side
+    assert resnet["train_images_per_s"] > 0 and resnet["infer_vs_paper"] > 0 and resnet["channels"] == 8
+    assert "backbone resnet18" in proc.stderr
     assert result["matmul_gflops"] == max(result["matmul_gflops_samples"])
     serve = result["serve_apply"]                                       # the page's latency
     assert serve["images"] == 256 and 0 < serve["median_ms"] <= serve["p95_ms"] <= serve["max_ms"]

@@ -16,6 +16,8 @@ C = 128, 64x64 images), in this order:
 - the other head families against the paper's fused heads (context masks: the same fused tiles;
   per-channel masks: blocks of heads by torch ops), training and inference images/s, alternately;
 - the physically pruned network at 50% of the channels (``prune_physical``) against the full one;
+- the resnet18 backbone (torchvision's widths and stem, the same heads) against the paper's network,
+  training and inference images/s, alternately (:mod:`.backbones`);
 - drawing a batch from an in-memory uint8 data set (``hpnet.core.stream.batches`` + ``to_input``)
   against a fused training step;
 - the page of ``hpnet serve`` (:mod:`.hitl`): POST /api/apply on the demo's network with 256
@@ -44,6 +46,7 @@ from dataclasses import dataclass
 import torch
 
 from ..model import ModelConfig, count_macs, count_parameters
+from .backbones import backbone_speeds
 from .hitl import apply_latency, score_latency
 from .memory import naive_batch_that_fits, step_peak_memory
 from .study import commit_latency
@@ -61,6 +64,7 @@ class BenchConfig:
     infer_batch: int = 32
     memory_batch: int = 32
     repeat: int = 2
+    resnet_widths: tuple[int, ...] = (64, 128, 256, 512)
 
     def model_config(self, impl: str, head: str = "attention") -> ModelConfig:
         return ModelConfig([f"attr{i}" for i in range(self.attributes)], widths=self.widths,
@@ -68,7 +72,7 @@ class BenchConfig:
 
 
 QUICK = BenchConfig(attributes=6, widths=(8, 16, 16, 16), image_size=16, train_batch=8,
-                    infer_batch=8, memory_batch=8, repeat=1)
+                    infer_batch=8, memory_batch=8, repeat=1, resnet_widths=(4, 4, 8, 8))
 
 
 def run(cfg: BenchConfig, device: torch.device, quick: bool) -> dict:
@@ -84,6 +88,7 @@ def run(cfg: BenchConfig, device: torch.device, quick: bool) -> dict:
     log("head families ...")                       # the other head families against the paper's
     out["heads"] = _head_families(cfg, fused, x, y, xi, device)
     _pruned(cfg, fused, xi, device, out)
+    out["backbones"] = backbone_speeds(cfg, fused, x, y, xi, device)
     _data_loading(cfg, device, out)
     # the page of `hpnet serve`: one perturbation applied and measured (CPU, the demo's network)
     log("hpnet serve: apply-and-measure latency ...")

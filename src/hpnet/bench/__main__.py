@@ -39,6 +39,11 @@ def table(r: dict) -> str:
         *[f"{name} heads: train {h['train_images_per_s']:.2f} img/s ({h['train_vs_attention']:.2f}x the paper's), "
           f"inference {h['infer_images_per_s']:.2f} img/s ({h['infer_vs_attention']:.2f}x), "
           f"{h['macs'] / 1e9:.2f} GMAC/image" for name, h in r["heads"].items()],
+        *[f"backbone {name} (C={b['channels']}, {b['feature_side']}x{b['feature_side']} map): train "
+          f"{b['train_images_per_s']:.2f} img/s vs the paper's {b['paper_train_images_per_s']:.2f} "
+          f"({b['train_vs_paper']:.2f}x), inference {b['infer_images_per_s']:.2f} vs "
+          f"{b['paper_infer_images_per_s']:.2f} img/s ({b['infer_vs_paper']:.2f}x), {b['macs'] / 1e9:.2f} GMAC/image"
+          for name, b in r["backbones"].items()],
         f"pruned to {p['channels']} channels ({p['method']}): {p['infer_images_per_s']:.2f} vs "
         f"{p['full_infer_images_per_s']:.2f} img/s = {r['pruned50_infer_speedup']:.2f}x",
         f"hpnet serve: apply and measure one perturbation on {r['serve_apply']['images']} cached images "

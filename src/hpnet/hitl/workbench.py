@@ -38,7 +38,7 @@ from ..data.base import MultiLabelDataset
 from ..errors import HPNetError
 from ..operations import OPERATIONS, Operation
 from ..operations.base import short
-from ..ops.pruning import SCORERS, ScanInputs, ScanSettings, prune_physical
+from ..ops.pruning import SCORERS, ScanInputs, ScanSettings, prunable, prune_physical
 from ..predictability.human import SIZE_LEVELS
 from ..results import PruningResult
 from ..run import Run
@@ -304,7 +304,8 @@ class Workbench:
         """The perturbed network as a run folder at ``out``, and its number of channels.
 
         The model is ``op.persist`` of each operation in turn; channels whose keep-mask is 0 are then
-        cut out (``prune_physical``), the others keep their keep-mask value (1, or a scale)."""
+        cut out (``prune_physical``; kept masked where the backbone cannot remove them), the others
+        keep their keep-mask value (1, or a scale)."""
         net = self.networks[p.network]
         if net.run is None:
             raise HPNetError("this workbench was not opened from a run folder: nothing to export from")
@@ -314,7 +315,7 @@ class Workbench:
             kept = torch.nonzero(keep != 0).flatten().tolist()
             if not kept:
                 raise HPNetError("every channel is switched off: an exported model must keep at least one")
-            if len(kept) < self.channels:
+            if len(kept) < self.channels and prunable(model):
                 model = prune_physical(model, kept)
         net.run.derive(model, out, perturbed_from=str(net.run.path.resolve()), kept_channels=kept,
                        perturbation=p.to_json())

@@ -10,10 +10,12 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .. import checks
 from ..errors import HPNetError
 from ..io import atomic_save_tensors, atomic_write_json, load_tensors, read_json
-from .backbones import FeatureExtractor, extractor_macs
+from .backbones import BACKBONES
 from .config import ModelConfig
+from .custom import MODULE, ModuleExtractor, import_path
 from .heads import build_heads
 
 
@@ -38,13 +40,36 @@ class HPNet(nn.Module):
     the per-attribute transformation lives in ``heads.transform_n`` / ``heads.transform_beta``.
     """
 
-    def __init__(self, config: ModelConfig):
+    def __init__(self, config: ModelConfig, backbone: nn.Module | None = None):
         super().__init__()
         self.config = config
         C = config.channels
-        self.extractor = FeatureExtractor(config)
+        if backbone is not None and config.backbone != MODULE:
+            raise HPNetError(f"a backbone module is given, but the config's backbone is {config.backbone!r}; "
+                             f"use HPNet.from_backbone")
+        self.extractor = ModuleExtractor(config, backbone) if backbone is not None \
+            else BACKBONES.get(config.backbone).make(config)
         self.heads = build_heads(config)
         self.register_buffer("channel_keep", torch.ones(C))
+
+    @classmethod
+    def from_backbone(cls, module: nn.Module, channels: int, attributes: list[str], head: str = "attention",
+                      kwargs: dict | None = None, **settings) -> "HPNet":
+        """An HPNet on your own backbone: ``module`` (an ``nn.Module`` mapping images (B, 3, S, S) to
+        features (B, ``channels``, H, W); used itself, with its weights), ``attributes`` the names
+        of the K attributes, ``head`` a head family, ``settings`` more ModelConfig fields.
+
+        The config records the module's class as "package.module:Class" and ``kwargs``, the JSON
+        keywords that rebuild it as ``Class(**kwargs)``, so a saved model or run folder reopens where
+        that class is importable. Physical pruning needs the module to declare ``last_conv`` (see
+        :mod:`hpnet.model.custom`); without it channels are pruned masked.
+        """
+        if not isinstance(module, nn.Module):
+            raise HPNetError(f"from_backbone needs an nn.Module, got {type(module).__name__}")
+        checks.count(channels, "channels")
+        config = ModelConfig(attributes, backbone=MODULE, widths=(channels,), head=head, module=import_path(module),
+                             module_kwargs=dict(kwargs or {}), **settings)
+        return cls(config, module)
 
     @property
     def attribute_names(self) -> list[str]:
@@ -179,5 +204,5 @@ def count_parameters(model: nn.Module) -> int:
 
 def count_macs(model: HPNet, image_size: int) -> int:
     """Multiply-accumulates of one forward pass at ``image_size`` (convs and heads)."""
-    macs, size = extractor_macs(model.config, image_size)
+    macs, size = model.extractor.macs(image_size)
     return macs + model.heads.macs(size * size)
