@@ -15,6 +15,7 @@ from ..ops.pruning import CurveSettings, PruneSettings, ScanSettings
 from ..report.text import format_table
 from ..train import TrainConfig
 from .analyse import analyse_run
+from .dissect import dissect_run
 from .evaluate import evaluate_run
 from .predictability import predictability_run
 from .prune import prune_run
@@ -38,7 +39,7 @@ DEMO_CURVES = {"grid": list(range(0, 65, 8)), "fit_images": 500}
 
 def demo(out: str | Path = "runs/demo", images: int = 8000, image_size: int = 64, epochs: int = 5,
          progress: bool = True) -> Path:
-    """train -> eval -> analyse -> prune -> robust -> predictability -> report on synthetic faces.
+    """train -> eval -> analyse -> dissect -> prune -> robust -> predictability -> report on synthetic faces.
 
     Returns the report's path.
 
@@ -59,6 +60,7 @@ def demo(out: str | Path = "runs/demo", images: int = 8000, image_size: int = 64
                                     progress=progress)),
         ("eval", lambda: print(format_table(evaluate_run(out, progress=progress)))),
         ("analyse", lambda: analyse_run(out, progress=progress)),
+        ("dissect", lambda: dissect_run(out, progress=progress)),
         ("prune", lambda: prune_run(out, PruneSettings(scan=ScanSettings(**DEMO_SCAN),
                                                        curves=CurveSettings(**DEMO_CURVES)), progress=progress)),
         ("robust", lambda: robust_run(out, progress=progress)),

@@ -126,7 +126,8 @@ class LandmarkFaces(ArrayDataset):
                  landmarks: torch.Tensor, landmark_source: str):
         super().__init__(images, targets, attribute_names)
         if landmarks.shape != (images.shape[0], 5, 2):
-            raise ValueError(f"landmarks shape {tuple(landmarks.shape)} does not match {images.shape[0]} images x 5 x 2")
+            raise ValueError(f"landmarks shape {tuple(landmarks.shape)} does not match "
+                             f"{images.shape[0]} images x 5 x 2")
         self.landmarks = landmarks.float()
         self.landmark_source = landmark_source
 

@@ -36,7 +36,7 @@ def part_masks(data: object, indices: Sequence[int] | torch.Tensor) -> torch.Ten
 
 
 def coverage(labels: np.ndarray, sub: int, parts: int) -> np.ndarray:
-    """Part shares (n, P, S, S) float32 from labels (n, S * sub, S * sub) given on ``sub`` x ``sub`` points per pixel."""
+    """Part shares (n, P, S, S) float32 from part labels (n, S * sub, S * sub): ``sub`` x ``sub`` points per pixel."""
     index = torch.from_numpy(labels).long().unsqueeze(1)                                    # (n, 1, Sf, Sf)
     onehot = torch.zeros(index.shape[0], parts, *index.shape[2:]).scatter_(1, index, 1.0)   # (n, P, Sf, Sf)
     return (F.avg_pool2d(onehot, sub) if sub > 1 else onehot).numpy()

@@ -62,7 +62,8 @@ def _part_masks(geometry: np.ndarray, info: np.ndarray, size: int) -> np.ndarray
         X, Y, _ = _face_coords(g, fine)
         geo = {k: _col(g[:, i]) for i, k in enumerate(GEOMETRY)}
         flags = {k: _col(f[:, i]) for i, k in enumerate(PART_INFO)}
-        flags["face"] = _head_outline(X, Y, geo, flags)           # several parts stay inside it
+        flags["face_r"] = _head_radius(X, Y, geo, flags)
+        flags["face"] = flags["face_r"] <= 1.0                    # several parts stay inside it
         labels = np.zeros(X.shape, np.int8)
         for part, region in _TABLE:
             labels[region(X, Y, geo, flags)] = PARTS.index(part)
@@ -77,12 +78,13 @@ def _face(X, Y, g, f) -> np.ndarray:
     return f["face"]
 
 
-def _head_outline(X, Y, g, f) -> np.ndarray:
-    """The head outline as _View.face draws it: the lower half squarer for Male."""
+def _head_radius(X, Y, g, f) -> np.ndarray:
+    """The head outline as _View.face draws it (the lower half squarer for Male), as a radius: 1 on the
+    outline, (radius - 1) * face_ax the signed distance to it."""
     u2, v2 = (X / g["face_ax"]) ** 2, (Y / g["face_ay"]) ** 2
     round_ = np.sqrt(u2 + v2)
     square = 0.5 * (round_ + np.sqrt(np.sqrt(u2 * u2 + v2 * v2)))
-    return np.where((Y > 0) & (f["Male"] > 0), square, round_) <= 1.0
+    return np.where((Y > 0) & (f["Male"] > 0), square, round_)
 
 
 def _neck(X, Y, g, f) -> np.ndarray:
@@ -109,10 +111,11 @@ def _inside_face(region: Callable) -> Part:
 
 
 def _chin(X, Y, g, f) -> np.ndarray:
-    face = f["face"]
-    beard = (f["No_Beard"] == 0) & (f["Goatee"] == 0) & (Y > 0.22 - 0.25 * (X / g["face_ax"]) ** 2)
-    goatee = (f["Goatee"] > 0) & _in_ellipse(X, Y, 0, g["mouth_y"] + 0.15, 0.12, 0.16)
-    return face & (_r_chin(X, Y, g) | beard | goatee)
+    """The chin, and a beard as _beard draws it (a little beyond the head outline)."""
+    beyond = (f["face_r"] - 1.0) * g["face_ax"]                  # distance outside the head outline
+    beard = (f["No_Beard"] == 0) & (f["Goatee"] == 0) & (Y > 0.22 - 0.25 * (X / g["face_ax"]) ** 2) & (beyond <= 0.015)
+    goatee = (f["Goatee"] > 0) & _in_ellipse(X, Y, 0, g["mouth_y"] + 0.15, 0.12, 0.16) & (beyond <= 0.03)
+    return (f["face"] & _r_chin(X, Y, g)) | beard | goatee
 
 
 def _plain(region: Callable) -> Part:
