@@ -134,3 +134,25 @@ def test_dissect_refuses_data_without_parts_in_one_line(tmp_path, capsys):
     assert code == 0, err
     one_line(*run_cli(capsys, "dissect", run, "--boot", "10", "--quiet")[::2], naming="face parts")
     assert not (run / "dissect.json").exists()
+
+
+def test_hpnet_dissect_on_celeba_with_its_own_data_or_another_folder(tmp_path, capsys):
+    import json
+    first = make_fake_celeba(tmp_path / "a", attributes=["Smiling", "Mouth_Slightly_Open", "Male"])
+    other = make_fake_celeba(tmp_path / "b", attributes=["Smiling", "Mouth_Slightly_Open", "Male"], seed=1)
+    write_fake_landmarks(other, FILES, points(24))
+    run = tmp_path / "run"
+    code, _, err = run_cli(capsys, "train", "--dataset", "celeba", "--root", first.parent, "--image-size", "16",
+                           "--backbone", "strided", "--widths", "4,6", "--epochs", "1", "--quiet", "--no-eval",
+                           "--cache-dir", tmp_path / "cache", "--out", run)
+    assert code == 0, err
+    code, out, err = run_cli(capsys, "dissect", run, "--json", "--boot", "10")
+    assert code == 0, err
+    own = json.loads(out)
+    assert own["split"] == "valid" and own["images"] == 4 and own["parts"] == list(LAYOUT_PARTS)
+    assert own["part_source"] == MEAN_SOURCE and own["dataset"] == "celeba"
+    assert own["fig4"]["attributes"] == ["Smiling", "Mouth_Slightly_Open"]
+    code, out, err = run_cli(capsys, "dissect", run, "--json", "--boot", "10", "--root", other.parent,
+                             "--cache-dir", tmp_path / "cache")
+    assert code == 0, err
+    assert json.loads(out)["part_source"] == "list_landmarks_align_celeba.txt"

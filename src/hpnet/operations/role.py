@@ -39,7 +39,7 @@ class PartScaled:
 @register
 class Role(Operation):
     name = "role"
-    title = "Scale a face part's channels"
+    title = "Scale the channels of a face part"
     summary = ("Multiply every channel whose role is one face part (where it fires, by network dissection) by "
                "alpha in [0, 2] for every attribute: alpha = 0 switches off 'the mouth channels'.")
     shown = ("The part and its channels, and for each attribute the evidence they carry (head weight x mean mask, "
