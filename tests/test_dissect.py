@@ -223,3 +223,12 @@ def test_bad_arguments_are_one_line(trained, capsys):
     one_line(*run_cli(capsys, "dissect", trained / "nope")[::2], naming="nope")
     one_line(*run_cli(capsys, "dissect", trained, "--dataset", "celeba", "--root", trained / "nope")[::2],
              naming="nope")
+
+
+def test_with_little_memory_features_are_recomputed_and_quantiles_sampled(monkeypatch):
+    model, data = handset(32, 16)
+    whole = dissect(model, data, DissectSettings(max_images=16, n_boot=20))
+    monkeypatch.setattr("hpnet.analysis.dissect._ELEMENTS", 4096)      # 64 of 1,024 positions per image
+    small = dissect(model, data, DissectSettings(max_images=16, n_boot=20))
+    assert small.roles() == whole.roles() == {"background": [3], "mouth": [0], "none": [1, 2]}
+    assert small.channels[0]["iou"] == whole.channels[0]["iou"]       # its threshold is 0 either way

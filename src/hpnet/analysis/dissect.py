@@ -144,8 +144,10 @@ def _thresholds(model: HPNet, data: MultiLabelDataset, s: DissectSettings, n: in
     for z in _features(model, data, s, n, progress, "activation quantiles"):
         B, C, H, W = z.shape
         held += z.numel()
-        if kept is not None:
-            kept = kept + [z.cpu()] if held <= 2 * _ELEMENTS else None
+        if held > 2 * _ELEMENTS:
+            kept = None                                          # too many to keep: the second pass recomputes
+        elif kept is not None:
+            kept.append(z.cpu())
         flat = z.permute(1, 0, 2, 3).reshape(C, B, H * W)
         keep = max(1, _ELEMENTS // (C * n))
         if keep < H * W:
