@@ -21,6 +21,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
+from dissecthelp import every_channel_named
 from extra_operation import flip_registered
 from hpnet.cli import main
 from hpnet.commands import report_run, train_run
@@ -64,7 +65,8 @@ def run(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def bench(run) -> Workbench:
-    return Workbench.from_run(run, images=IMAGES)
+    with every_channel_named():                 # so that the role operation applies (see dissecthelp)
+        return Workbench.from_run(run, images=IMAGES)
 
 
 @pytest.fixture
@@ -334,7 +336,7 @@ def test_every_read_endpoint(client, bench):
     assert client.get("/api/score", **BASE).json["trials"] == 0
 
 
-KINDS = ("channels", "number", "attributes")
+KINDS = ("channels", "number", "attributes", "choice")
 BAD = [
     ("post", "/api/apply", {"off": [99]}, 400, "off: a channel must be an id in 0..7, got 99"),
     ("post", "/api/apply", {"off": [1, 1]}, 400, "listed twice"),

@@ -9,6 +9,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from dissecthelp import every_channel_named
 from hpnet.commands import predictability_run, train_run
 from hpnet.core.stats import (
     ResampleRanks, average_ranks, cluster_bootstrap_spearman, mean_ci, predictability_score, resample_counts,
@@ -257,7 +258,8 @@ def test_every_operation_is_scored_on_a_trained_model(run):
     model = Run.open(run).model()
     spec = DataSpec(dataset="synthetic", image_size=16, max_images=256, attributes=NAMES)
     train, test = load_split(spec, "train", False), load_split(spec, "test", False)
-    view = read_view(model, train, "run (attention)", 64)
+    with every_channel_named():             # so that the role operation applies (see dissecthelp)
+        view = read_view(model, train, "run (attention)", 64)
     settings = PredictabilitySettings(max_images=64, groups=4, n_boot=100, transforms=[(2.0, 0.0), (1.0, 0.5)])
     before = model.operation_state()
     scores = score_operations(model, test, view, settings)
@@ -283,8 +285,10 @@ def test_localisation_of_a_trained_model(run):
 
 
 def test_predictability_run_writes_the_interface(run):
-    result = predictability_run(run, PredictabilitySettings(max_images=64, localisation_images=4, usage_images=64,
-                                                            groups=4, n_boot=100, batch_size=32), progress=False)
+    with every_channel_named():             # so that the role operation applies (see dissecthelp)
+        result = predictability_run(run, PredictabilitySettings(max_images=64, localisation_images=4,
+                                                                usage_images=64, groups=4, n_boot=100, batch_size=32),
+                                    progress=False)
     saved = json.loads((run / PredictabilityResult.FILE).read_text())
     assert saved == result.to_json()
     own, plain = "run (attention)", "run/plain (linear)"        # named as trials.jsonl and compare.json name them

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Callable
 
 from ..analysis.attention import AnalysisSettings
+from ..analysis.dissect import DissectSettings
 from ..commands.compare import CompareSettings
 from ..commands.evaluate import EvalSettings
 from ..data import DataSpec
@@ -135,6 +136,26 @@ def cmd_analyse(args: argparse.Namespace) -> int:
         top = ", ".join(f"{t['name']} ({t['correlation']:.2f})" for t in row["top"])
         print(f"{row['attribute']:>20}: {top}")
     print(f"wrote {Path(args.run) / result.file_name} and figures in {Path(args.run) / 'figures'}")
+    return 0
+
+
+@command
+def cmd_dissect(args: argparse.Namespace) -> int:
+    from ..commands import dissect_run
+    from ..report.text import format_dissect
+    from ..run import Run
+    spec, data = None, given(args, DataSpec)
+    if "dataset" in data or "root" in data:  # other data, by default of the run's kind and image size
+        recorded = Run.open(args.run).record.get("data") or {}
+        for key in ("dataset", "image_size"):
+            if recorded.get(key):
+                data.setdefault(key, recorded[key])
+        spec = DataSpec(**data)
+    result = dissect_run(args.run, settings(args, DissectSettings), data=spec, device=args.device,
+                         progress=not (args.quiet or args.json))
+    print(json.dumps(result.to_json()) if args.json else format_dissect(result))
+    if not args.json:
+        print(f"wrote {Path(args.run) / result.file_name} and {Path(args.run) / result.figures['roles']}")
     return 0
 
 

@@ -6,6 +6,7 @@ import argparse
 import inspect
 
 from ..analysis.attention import AnalysisSettings
+from ..analysis.dissect import DissectSettings
 from ..commands.compare import CompareSettings
 from ..commands.evaluate import EvalSettings
 from ..data import DataSpec
@@ -67,6 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run", help="run folder")
     p.add_argument("--out", default=None, help="HTML file (default RUN/report.html)")
 
+    add_dissect_command(sub)
     add_run_command(sub, "predictability", PredictabilitySettings, "score how predictable pruning and the mask "
                     "transformation are, against a plain CNN and post-hoc explainers", run="attention run folder")
 
@@ -118,6 +120,17 @@ def add_run_command(sub, name: str, settings: type, help: str, aliases=(), run: 
     p = sub.add_parser(name, aliases=list(aliases), help=help)
     p.add_argument("run", help=run)
     add_flags(p, settings)
+    p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:1, ...")
+    add_quiet(p)
+
+
+def add_dissect_command(sub) -> None:
+    p = sub.add_parser("dissect", help="the face part where each feature channel fires (network dissection)")
+    p.add_argument("run", help="run folder")
+    add_flags(p, DissectSettings)
+    add_flags(p.add_argument_group("data (default: the run's own)"), DataSpec, skip=["max_images"],
+              helps={"image_size": "images are resized to S x S (default {default}, or the run's)"})
+    p.add_argument("--json", action="store_true", help="print the JSON written to RUN/dissect.json")
     p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:1, ...")
     add_quiet(p)
 

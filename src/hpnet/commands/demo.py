@@ -16,6 +16,7 @@ from ..report.text import format_table
 from ..study import StudySettings
 from ..train import TrainConfig
 from .analyse import analyse_run
+from .dissect import dissect_run
 from .evaluate import evaluate_run
 from .predictability import predictability_run
 from .prune import prune_run
@@ -44,9 +45,9 @@ DEMO_CHANNEL_L1 = 2e-4
 
 def demo(out: str | Path = "runs/demo", images: int = 8000, image_size: int = 64, epochs: int = 5,
          progress: bool = True) -> Path:
-    """train -> eval -> analyse -> prune -> robust -> predictability -> report on synthetic faces,
-    then the networks of a study (the paper head, its plain CNN, the channel head at L1 2e-4 in
-    ``out/channel``) and the study of them (``out/study``). Returns the report's path.
+    """train -> eval -> analyse -> dissect -> prune -> robust -> predictability -> report on
+    synthetic faces, then the networks of a study (the paper head, its plain CNN, the channel head at
+    L1 2e-4 in ``out/channel``) and the study of them (``out/study``). Returns the report's path.
 
     The default fits in about five minutes on a 2-core CPU: the strided backbone (the paper's
     extractor never downsamples and is about 15x slower), 25 attributes, 8,000 training images at
@@ -65,6 +66,7 @@ def demo(out: str | Path = "runs/demo", images: int = 8000, image_size: int = 64
                                     progress=progress)),
         ("eval", lambda: print(format_table(evaluate_run(out, progress=progress)))),
         ("analyse", lambda: analyse_run(out, progress=progress)),
+        ("dissect", lambda: dissect_run(out, progress=progress)),
         ("prune", lambda: prune_run(out, PruneSettings(scan=ScanSettings(**DEMO_SCAN),
                                                        curves=CurveSettings(**DEMO_CURVES)), progress=progress)),
         ("robust", lambda: robust_run(out, progress=progress)),

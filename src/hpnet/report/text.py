@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from ..predictability.explainers import EXPLAINERS
-from ..results import EvaluationResult, PredictabilityResult, StudyScoreResult, TrialScoreResult
+from ..results import DissectResult, EvaluationResult, PredictabilityResult, StudyScoreResult, TrialScoreResult
 
 
 def pct(v) -> str:
@@ -135,4 +135,29 @@ def format_study(result: StudyScoreResult) -> str:
     for pair in r["paired"]:
         diff = {"score": pair["score_difference"], "ci_low": pair["ci_low"], "ci_high": pair["ci_high"]}
         lines.append(f"people on {pair['a']} minus {pair['b']}: rank score {score_text(diff)}")
+    return "\n".join(lines)
+
+
+def format_dissect(result: DissectResult) -> str:
+    """Each part's channels (IoU), how the roles match the attributes' evidence, and the Fig. 4 pair."""
+    named = sum(c["part"] != "none" for c in result.channels)
+    lines = [f"{named} of {len(result.channels)} channels have a face part (IoU >= "
+             f"{result.settings.get('threshold')}, {result.images} {result.split or ''} images; parts from "
+             f"{result.part_source}):"]
+    for part, chans in result.roles().items():
+        shown = ", ".join(f"{c} ({result.channels[c]['iou']:.2f})" for c in chans)
+        lines.append(f"{part:>10}  {shown}")
+    c = result.consistency
+    if c.get("score") is not None:
+        lines.append(f"evidence on channels of the attribute's parts: {100 * c['score']:.1f}% "
+                     f"(random roles {100 * c['chance']:.1f}%, p = {c['p_value']:.3g}, {c['attributes']} attributes)")
+    f = result.fig4
+    if "skipped" in f:
+        lines.append(f"Fig. 4: {f['skipped']}")
+    else:
+        for a in f["attributes"]:
+            top = ", ".join(f"{e['channel']} ({e['part']})" for e in f["top"][a])
+            lines.append(f"Fig. 4: top {f['k']} channels of {a}: {top}")
+        shared = ", ".join(f"{e['channel']} ({e['part']})" for e in f["shared"]) or "none"
+        lines.append(f"Fig. 4: shared: {shared}")
     return "\n".join(lines)
