@@ -72,6 +72,14 @@ def build_parser() -> argparse.ArgumentParser:
     add_run_command(sub, "predictability", PredictabilitySettings, "score how predictable pruning and the mask "
                     "transformation are, against a plain CNN and post-hoc explainers", run="attention run folder")
 
+    add_page_commands(sub)
+    add_study_command(sub)
+    add_demo_command(sub)
+    return parser
+
+
+def add_page_commands(sub) -> None:
+    """``hpnet serve`` (the page) and ``hpnet hitl-score`` (the score of its trial log)."""
     p = sub.add_parser("serve", help="a local page to look at a run, perturb it, predict, then see, and be scored")
     p.add_argument("run", help="run folder (its plain-CNN baseline in RUN/plain is served too)")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
@@ -83,10 +91,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run", help="run folder (reads RUN/hitl/trials.jsonl, writes RUN/hitl/score.json)")
     p.add_argument("--boot", type=int, default=1000, help="bootstrap resamples of the trials for the 95%% intervals")
     p.add_argument("--json", action="store_true", help="print the JSON instead of a table")
-
-    add_study_command(sub)
-    add_demo_command(sub)
-    return parser
 
 
 def add_study_command(sub) -> None:
