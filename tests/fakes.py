@@ -111,3 +111,22 @@ def make_fake_csv_dataset(root: Path, n: int = 24, attributes: Sequence[str] = (
         lines.append(",".join([f"images/{i:03d}.jpg", *map(str, row)] + ([split] if with_split else [])))
     _write(root / "labels.csv", lines, "\n")
     return root / "labels.csv"
+
+
+def write_fake_landmarks(base: Path, files: Sequence[str], points: np.ndarray, layout: str = "txt") -> Path:
+    """Write ``list_landmarks_align_celeba.txt`` (or ``.csv``) into the CelebA folder ``base``: ``points``
+    (n, 10) integer pixels of the 178 x 218 frame. The text file as the official one: CRLF line ends, the
+    count line, the header ending in a space, rows ``000001.jpg 69  109  106  113   77  142 ...`` (one
+    space, then every later value right-aligned in four characters after a space)."""
+    header = ("lefteye_x lefteye_y righteye_x righteye_y nose_x nose_y leftmouth_x leftmouth_y rightmouth_x "
+              "rightmouth_y").split()
+    points = np.asarray(points, dtype=int).reshape(len(files), 10)
+    if layout == "txt":
+        rows = [f"{name} {row[0]}" + "".join(f" {v:4d}" for v in row[1:]) for name, row in zip(files, points)]
+        path = base / "list_landmarks_align_celeba.txt"
+        _write(path, [str(len(files)), " ".join(header) + " ", *rows], "\r\n")
+    else:
+        rows = [",".join([name, *map(str, row)]) for name, row in zip(files, points)]
+        path = base / "list_landmarks_align_celeba.csv"
+        _write(path, [",".join(["image_id", *header]), *rows], "\n")
+    return path

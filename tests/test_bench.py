@@ -26,8 +26,14 @@ def test_quick_bench_prints_json_last():
         assert h["train_images_per_s"] > 0 and h["train_vs_attention"] > 0 and h["infer_vs_attention"] > 0
         assert 0 < h["train_flop_limit_fraction"] and 0 < h["infer_flop_limit_fraction"], head
         assert f"{head} heads: train" in proc.stderr
+    resnet = result["backbones"]["resnet18"]                             # the residual backbone, side by side
+    assert resnet["train_images_per_s"] > 0 and resnet["infer_vs_paper"] > 0 and resnet["channels"] == 8
+    assert "backbone resnet18" in proc.stderr
     assert result["matmul_gflops"] == max(result["matmul_gflops_samples"])
     serve = result["serve_apply"]                                       # the page's latency
     assert serve["images"] == 256 and 0 < serve["median_ms"] <= serve["p95_ms"] <= serve["max_ms"]
     assert "hpnet serve: apply and measure" in proc.stderr
+    score = result["serve_score"]                                       # the score of a trial log
+    assert score["trials"] == 200 and score["pairs"] == 800 and 0 < score["parse_s"] < score["score_s"]
+    assert "hpnet serve: score of 200 trials" in proc.stderr
     assert "naive" in proc.stderr and "fused" in proc.stderr  # the table

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from dissecthelp import every_channel_named
 from hpnet.commands import train_run
 from hpnet.data import DataSpec
 from hpnet.train import TrainConfig
@@ -47,7 +48,8 @@ def served(tmp_path_factory):
     spec = DataSpec(dataset="synthetic", image_size=16, max_images=256, attributes=NAMES)
     train_run(out, spec, dict(TINY), TrainConfig(epochs=1, batch_size=32), progress=False)
     train_run(out / "plain", spec, {**TINY, "head": "linear"}, TrainConfig(epochs=1, batch_size=32), progress=False)
-    bench = Workbench.from_run(out, images=32)
+    with every_channel_named():            # so that the role operation applies (see dissecthelp)
+        bench = Workbench.from_run(out, images=32)
     server = make_server("127.0.0.1", 0, lambda environ, start_response: [], threaded=True)
     port = server.server_port
     app = create_app(bench, host="127.0.0.1", port=port, n_boot=200)

@@ -59,6 +59,7 @@ def test_every_result_the_report_reads_was_written_by_its_command(tmp_path, caps
     steps = [
         [*TRAIN, "--head", head, "--out", run],
         ["analyse", run, "--samples", "2", "--max-images", "32", "--quiet"],
+        ["dissect", run, "--max-images", "32", "--boot", "50", "--quiet"],
         ["prune", run, "--grid", "0,4,8", "--seeds", "2", "--fit-images", "16", "--quiet"],
         ["robust", run, "--n", "1,2", "--beta", "0,0.5", "--noise", "0,0.2", "--select", "--max-images", "32",
          "--quiet"],

@@ -223,6 +223,6 @@ def test_a_busy_port_is_one_line_before_anything_loads(killed_run, capsys, monke
         port = busy.getsockname()[1]
         code, _, err = run_cli(capsys, "serve", killed_run, "--port", port, "--quiet")
         one_line(code, err, rf"cannot listen on 127.0.0.1:{port} \(the port is in use by another program")
-        monkeypatch.setattr(serve, "_check_listen", lambda host, port: None)   # taken between the check and the bind
+        monkeypatch.setattr(serve, "check_listen", lambda host, port: None)   # taken between the check and the bind
         code, _, err = run_cli(capsys, "serve", killed_run, "--port", port, "--quiet", "--images", "8")
         one_line(code, err, rf"cannot listen on 127.0.0.1:{port} \(Address already in use")

@@ -26,9 +26,11 @@ from hpnet.train import TrainConfig
 SETTINGS = [DataSpec, ModelConfig, TrainConfig, EvalSettings, PruneSettings, RobustSettings, AnalysisSettings,
             PredictabilitySettings, CompareSettings]
 COMMANDS = ["train", "compare", "eval", "prune", "robust", "analyse", "predictability"]
-# values the type alone cannot give (a device, a split, a path; heads among the --heads)
+# values the type alone cannot give (a device, a split, a path; heads among the --heads; a backbone
+# that the sampled widths fit)
 SAMPLES = {"device": "cpu", "split": "valid", "root": "data", "cache_dir": "none", "save": "small",
-           "plain_run": "plain", "variant_heads": ["channel"]}
+           "plain_run": "plain", "variant_heads": ["channel"], "backbone": "strided",
+           "backbone_weights": "w.safetensors"}
 
 
 def flagged(cls, at=None):

@@ -68,16 +68,19 @@ def test_writers_racing_for_one_folder_never_mix_it(tmp_path_factory, kinds, fil
             outcome[i] = "wrote"
         except (FolderTaken, Refused) as e:
             outcome[i] = type(e).__name__
+        except Exception as e:                               # named in the assertion below
+            outcome[i] = f"{type(e).__name__}: {e}"
 
     threads = [threading.Thread(target=writer, args=(i,)) for i in range(len(kinds))]
     for t in threads:
         t.start()
     for t in threads:
-        t.join(timeout=60)
+        t.join(timeout=120)
     landed = sorted(p.name for p in folder.iterdir())
     winners = [i for i, o in outcome.items() if o == "wrote"]
-    assert len(outcome) == len(kinds) and max(most, default=1) == 1           # every writer ended; one holder at a time
-    assert len(winners) == 1 and landed == sorted(sets[winners[0]])           # exactly one writer's whole set
+    seen = (kinds, outcome, landed, most)
+    assert len(outcome) == len(kinds) and max(most, default=1) == 1, seen    # every writer ended; one holder at a time
+    assert len(winners) == 1 and landed == sorted(sets[winners[0]]), seen    # exactly one writer's whole set
     assert all((folder / name).read_text() == sets[winners[0]][0] for name in landed)
     assert sorted(p.name for p in folder.parent.iterdir()) == ["out"]         # no staging folder or lock left behind
     assert not (folder / LOCK_FILE).exists()

@@ -146,7 +146,7 @@ def test_a_model_older_than_the_checkpoint_is_not_used(trained, tmp_path, capsys
      r"model\.json: missing attribute_names"),
     (lambda run: (run / "model.json").write_text(
         json.dumps({**json.loads((run / "model.json").read_text()), "backbone": "resnet"})),
-     r"model\.json: --backbone must be one of paper, strided, got 'resnet'"),
+     r"model\.json: --backbone must be one of paper, strided, resnet18, resnet34, module, got 'resnet'"),
     (lambda run: (run / "model.safetensors").write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00{}"),
      r"model\.safetensors: (not a readable safetensors file|checkpoint does not match)"),
 ])

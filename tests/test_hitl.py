@@ -21,16 +21,18 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
+from dissecthelp import every_channel_named
 from extra_operation import flip_registered
 from hpnet.cli import main
 from hpnet.commands import report_run, train_run
 from hpnet.commands.serve import hitl_score_run
 from hpnet.data import DataSpec
 from hpnet.errors import HPNetError
-from hpnet.hitl import Workbench
+from hpnet.hitl import TrialDesk, Workbench
 from hpnet.hitl.app import create_app
 from hpnet.core.tone import mask_transform
 from hpnet.operations import OPERATIONS, measure_operations, per_std
+from hpnet.predictability import human
 from hpnet.predictability.human import (
     append_trial,
     direction_agreement,
@@ -39,6 +41,7 @@ from hpnet.predictability.human import (
     score_log,
     score_trial_log,
     trial_bootstrap,
+    trial_bootstraps,
 )
 from hpnet.results import TrialScoreResult, json_ready
 from hpnet.run import Run
@@ -62,7 +65,8 @@ def run(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def bench(run) -> Workbench:
-    return Workbench.from_run(run, images=IMAGES)
+    with every_channel_named():                 # so that the role operation applies (see dissecthelp)
+        return Workbench.from_run(run, images=IMAGES)
 
 
 @pytest.fixture
@@ -332,7 +336,7 @@ def test_every_read_endpoint(client, bench):
     assert client.get("/api/score", **BASE).json["trials"] == 0
 
 
-KINDS = ("channels", "number", "attributes")
+KINDS = ("channels", "number", "attributes", "choice")
 BAD = [
     ("post", "/api/apply", {"off": [99]}, 400, "off: a channel must be an id in 0..7, got 99"),
     ("post", "/api/apply", {"off": [1, 1]}, 400, "listed twice"),
@@ -676,6 +680,43 @@ def test_a_score_is_stale_once_the_log_changes(tmp_path):
     assert score_is_current(score_trial_log(log, n_boot=10), log)   # a missing log scored stays current
 
 
+def test_every_predictor_is_scored_on_the_same_resamples():
+    rng = np.random.default_rng(0)
+    measured = [rng.normal(size=k) for k in rng.integers(1, 5, 30)]
+    guess = [np.round(m + rng.normal(size=m.size)) for m in measured]
+    scores = trial_bootstraps({"a": guess, "b": guess, "none": [np.zeros(m.size) for m in measured]}, measured, 300)
+    assert scores["a"] == scores["b"] == trial_bootstrap(guess, measured, 300)     # the same seed, the same counts
+    assert scores["none"] == {"score": 0.0, "ci_low": 0.0, "ci_high": 0.0, "n": sum(m.size for m in measured)}
+    assert scores["a"]["ci_low"] < scores["a"]["score"] < scores["a"]["ci_high"]
+
+
+def test_the_desk_scores_a_snapshot_without_holding_its_lock(bench, tmp_path, monkeypatch):
+    desk = TrialDesk(bench, tmp_path / "trials.jsonl", n_boot=20)
+    for trial in TRIALS:
+        append_trial(desk.log, trial)
+    scoring, finish = threading.Event(), threading.Event()
+    score_trials = human.score_trials
+
+    def slow_score(*args, **kwargs):
+        scoring.set()
+        assert finish.wait(30)
+        return score_trials(*args, **kwargs)
+
+    monkeypatch.setattr(human, "score_trials", slow_score)
+    result = {}
+    worker = threading.Thread(target=lambda: result.update(desk.score()))
+    worker.start()
+    assert scoring.wait(30)
+    assert desk.lock.acquire(timeout=5)                         # a commit appends while the score runs
+    append_trial(desk.log, TRIALS[0])
+    desk.lock.release()
+    finish.set()
+    worker.join(30)
+    assert result["trials"] == 3 and not result["warnings"] and "log" not in result   # the bytes read before
+    monkeypatch.setattr(human, "score_trials", score_trials)
+    assert desk.score()["trials"] == 4
+
+
 def test_hitl_score_command(run, client, capsys):
     log = run / "hitl" / "trials.jsonl"
     log.parent.mkdir(parents=True, exist_ok=True)
@@ -881,16 +922,26 @@ def test_the_demo_ends_with_the_serve_command_and_it_loads(tmp_path, capsys):
     from hpnet.commands import demo
     out = tmp_path / "demo"
     demo(out, images=64, image_size=16, epochs=1, progress=False)
-    last = capsys.readouterr().out.strip().splitlines()[-1]
-    assert f"hpnet serve {out}" in last and "http://127.0.0.1:8000/" in last
+    serve, study = capsys.readouterr().out.strip().splitlines()[-2:]
+    assert f"hpnet serve {out}" in serve and "http://127.0.0.1:8000/" in serve
+    assert f"hpnet study serve {out / 'study'}" in study and f"hpnet study invite {out / 'study'} -n 20" in study
     bench = Workbench.from_run(out, images=16)                  # what that command loads
     assert list(bench.networks) == ["demo (attention)", "demo/plain (linear)"] and bench.channels == 64
+    from hpnet.study import Study
+    identities = sorted(n["identity"] for n in Study(out / "study").networks.values())
+    assert identities == ["demo (attention)", "demo/channel (channel)", "demo/plain (linear)"]
 
 
-def test_the_bench_of_the_page_runs():
-    from hpnet.bench.hitl import apply_latency
+def test_the_bench_of_the_page_runs(tmp_path):
+    from hpnet.bench.hitl import apply_latency, score_latency, write_trial_log
     got = apply_latency(images=16, requests=6, quick=True)
     assert got["requests"] == 6 and got["median_ms"] > 0 and got["channels"] == 8
+    score = score_latency(trials=50, n_boot=20)
+    assert (score["trials"], score["pairs"], score["n_boot"]) == (50, 200, 20) and score["score_peak_mb"] > 0
+    write_trial_log(tmp_path / "trials.jsonl", 10)              # lines a server could have appended
+    trials, warnings = read_trials(tmp_path / "trials.jsonl")
+    assert len(trials) == 10 and not warnings and {t["network"] for t in trials} == {"bench (attention)",
+                                                                                     "bench/plain (linear)"}
 
 
 def test_a_newly_registered_operation_is_served_with_no_edit(run, bench, client, tmp_path):

@@ -14,6 +14,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from hpnet.analysis.dissect import DissectSettings, channel_roles
 from hpnet.data import DataSpec, load_split
 from hpnet.errors import HPNetError
 from hpnet.model import HEADS
@@ -38,7 +39,11 @@ class Net:
         self.model = tiny(head)
         if self.model.has_masks:
             self.model.set_transform(*OWN_TONE)
-        self.view = read_view(self.model, data, head, max_images=None)
+        view = read_view(self.model, data, head, max_images=None)
+        assert view.roles is not None and view.parts == data.parts      # synthetic faces know their parts
+        # these tiny untrained networks seldom pass the dissection's threshold: every channel gets its best
+        # part here, so that operations on the channels' roles have channels to act on
+        self.view = view.replace(roles=channel_roles(self.model, data, DissectSettings(threshold=0.0)))
         self.x = data.images.float() / 255
         self.exact = self._exact(0.0)                  # pruning removes exactly a channel's term
         self.linear_in_scale = self._exact(0.5)        # scaling a channel scales exactly its term
@@ -117,6 +122,8 @@ def neutral_spec(op, view) -> dict | None:
         elif f.kind == "number":
             own = getattr(view, f.name, None)
             spec[f.name] = own.tolist() if isinstance(own, torch.Tensor) else f.default
+        elif f.kind == "choice":
+            spec[f.name] = f.default
     return spec
 
 
@@ -135,6 +142,8 @@ def bad_values(field, view) -> list:
         return [field.low - 0.5, field.high + 0.5, math.nan, "1", None, True]
     if field.kind == "attributes":
         return [["Nope"], [NAMES[0], "Nope"], [], "some", 3]
+    if field.kind == "choice":
+        return ["nope", "", None, 3, list(field.choices[:1]), field.default.upper()]
     raise AssertionError(f"a control of kind {field.kind!r}: add its bad values here")
 
 

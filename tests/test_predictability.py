@@ -6,9 +6,14 @@ from collections import namedtuple
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from dissecthelp import every_channel_named
 from hpnet.commands import predictability_run, train_run
-from hpnet.core.stats import average_ranks, mean_ci, predictability_score, spearman
+from hpnet.core.stats import (
+    ResampleRanks, average_ranks, cluster_bootstrap_spearman, mean_ci, predictability_score, resample_counts,
+    resampled_spearman, spearman)
 from hpnet.data import DataSpec, load_split
 from hpnet.errors import HPNetError
 from hpnet.model import HPNet, ModelConfig
@@ -79,6 +84,49 @@ def test_bootstrap_is_seeded_and_mean_ci_brackets_the_mean():
     assert predictability_score(x, x + y, seed=7) == predictability_score(x, x + y, seed=7)
     m = mean_ci(rng.normal(1.0, 1.0, 200), n_boot=400)
     assert m["ci_low"] < m["score"] < m["ci_high"] and m["ci_low"] < 1.0 < m["ci_high"]
+
+
+def written_out(p, m, owner, counts):
+    """Spearman's rho of each resample written out (each cluster's pairs repeated by its count); a
+    resample whose prediction is constant scores 0."""
+    out = []
+    for row in counts:
+        idx = np.repeat(np.arange(len(p)), row[owner])
+        out.append(0.0 if np.ptp(p[idx]) == 0 else float(spearman(p[idx], m[idx])))
+    return np.array(out)
+
+
+VALUE = st.one_of(st.integers(-3, 3), st.sampled_from([0.0, 0.0, 0.5, -1.25]), st.floats(-2, 2, width=16))
+TRIAL = st.integers(1, 4).flatmap(lambda k: st.tuples(st.lists(VALUE, min_size=k, max_size=k),
+                                                       st.lists(VALUE, min_size=k, max_size=k)))
+
+
+@settings(max_examples=150, derandomize=True, database=None, deadline=None)
+@given(trials=st.lists(TRIAL, min_size=1, max_size=8), data=st.data())
+def test_resampled_spearman_is_the_spearman_of_the_resample_written_out(trials, data):
+    """Heavy ties (a person's sizes -3..3, zeros) and repeated clusters: equal to 1e-12, constant sides included."""
+    p = np.array([v for pred, _ in trials for v in pred], dtype=float)
+    m = np.array([v for _, meas in trials for v in meas], dtype=float)
+    owner = np.repeat(np.arange(len(trials)), [len(pred) for pred, _ in trials])
+    row = st.lists(st.integers(0, 3), min_size=len(trials), max_size=len(trials)).filter(any)
+    counts = np.array(data.draw(st.lists(row, min_size=1, max_size=4)))
+    fast = resampled_spearman({"p": ResampleRanks(p, owner)}, ResampleRanks(m, owner), counts)["p"]
+    np.testing.assert_allclose(fast, written_out(p, m, owner, counts), rtol=0, atol=1e-12)
+
+
+def test_the_cluster_bootstrap_draws_clusters_with_replacement_in_blocks():
+    rng = np.random.default_rng(5)
+    sizes = rng.integers(1, 5, 40)
+    owner = np.repeat(np.arange(40), sizes)
+    m = rng.normal(size=owner.size)
+    p = {"person": rng.integers(-3, 4, owner.size).astype(float), "formula": m + rng.normal(size=owner.size)}
+    draws = np.random.default_rng(9)                          # n draws with replacement per resample
+    counts = np.array([np.bincount(draws.integers(0, 40, 40), minlength=40) for _ in range(30)])
+    assert np.array_equal(resample_counts(np.random.default_rng(9), 40, 30), counts)
+    for block in (1, 4 * owner.size, 1 << 17):                 # one resample per block, four, all
+        boots = cluster_bootstrap_spearman(p, m, owner, n_boot=30, seed=9, block_elements=block)
+        for name, values in p.items():
+            np.testing.assert_allclose(boots[name], written_out(values, m, owner, counts), rtol=0, atol=1e-12)
 
 
 # ---------------------------------------------------------------------------- human-side predictions
@@ -210,7 +258,8 @@ def test_every_operation_is_scored_on_a_trained_model(run):
     model = Run.open(run).model()
     spec = DataSpec(dataset="synthetic", image_size=16, max_images=256, attributes=NAMES)
     train, test = load_split(spec, "train", False), load_split(spec, "test", False)
-    view = read_view(model, train, "run (attention)", 64)
+    with every_channel_named():             # so that the role operation applies (see dissecthelp)
+        view = read_view(model, train, "run (attention)", 64)
     settings = PredictabilitySettings(max_images=64, groups=4, n_boot=100, transforms=[(2.0, 0.0), (1.0, 0.5)])
     before = model.operation_state()
     scores = score_operations(model, test, view, settings)
@@ -236,8 +285,10 @@ def test_localisation_of_a_trained_model(run):
 
 
 def test_predictability_run_writes_the_interface(run):
-    result = predictability_run(run, PredictabilitySettings(max_images=64, localisation_images=4, usage_images=64,
-                                                            groups=4, n_boot=100, batch_size=32), progress=False)
+    with every_channel_named():             # so that the role operation applies (see dissecthelp)
+        result = predictability_run(run, PredictabilitySettings(max_images=64, localisation_images=4,
+                                                                usage_images=64, groups=4, n_boot=100, batch_size=32),
+                                    progress=False)
     saved = json.loads((run / PredictabilityResult.FILE).read_text())
     assert saved == result.to_json()
     own, plain = "run (attention)", "run/plain (linear)"        # named as trials.jsonl and compare.json name them

@@ -8,8 +8,8 @@ import torch
 from hpnet.errors import HPNetError
 from hpnet.io import atomic_write_json
 from hpnet.model import HPNet, ModelConfig
-from hpnet.results import (RESULTS, AnalysisResult, EvaluationResult, PredictabilityResult, PruningResult,
-                           RobustnessResult)
+from hpnet.results import (RESULTS, AnalysisResult, DissectResult, EvaluationResult, PredictabilityResult,
+                           PruningResult, RobustnessResult)
 from hpnet.run import Run
 
 NAMES = ["Smiling", "Male", "Eyeglasses"]
@@ -43,6 +43,10 @@ def examples():
                          selection={"noise_std": 0.1}),
         PredictabilityResult(operations={"prune": {"demo (attention)": {"score": 0.5}}},
                              networks={"demo (attention)": {"head": "attention"}}, accuracy={"demo (attention)": {}}),
+        DissectResult(parts=["background", "mouth"], channels=[{"channel": 0, "part": "mouth", "iou": 0.2,
+                                                                "iou_ci_low": 0.1, "iou_ci_high": 0.3}],
+                      consistency={"score": 0.5, "chance": 0.25}, fig4={"skipped": "no Smiling"}, iou=[[0.0, 0.2]],
+                      images=4, split="valid", figures={"roles": "figures/x.png"}),
     ]
 
 
@@ -65,7 +69,7 @@ def test_results_round_trip_through_the_run_folder(tmp_path, result):
 def test_file_names_and_optional_fields():
     assert EvaluationResult.file_for("valid,test") == "eval_valid+test.json"
     assert [r.file_name for r in examples()[1:]] == ["analysis.json", "pruning.json", "robustness.json",
-                                                     "predictability.json"]
+                                                     "predictability.json", "dissect.json"]
     plain = PruningResult(methods={}, channels=4)
     assert {"fit_images", "methods_heads_unchanged", "skipped", "physical"}.isdisjoint(plain.to_json())
     assert "majority_baseline" in plain.to_json() and plain.to_json()["majority_baseline"] is None

@@ -221,6 +221,38 @@ class PredictabilityResult(Result):
 
 
 @dataclass
+class DissectResult(Result):
+    """``hpnet dissect``: the face part where each feature channel fires (network dissection), how the
+    roles match the attributes' evidence, and the Fig. 4 comparison of Smiling and Mouth_Slightly_Open."""
+
+    FILE: ClassVar[str] = "dissect.json"
+    KIND: ClassVar[str] = "dissection"
+
+    parts: list[str]
+    channels: list[dict]             # {"channel", "part" (or "none"), "best_part", "iou", "iou_ci_low", "iou_ci_high", "area"}
+    consistency: dict                # {"score", "chance", "p_value", "attributes", "left_out", "per_attribute"}
+    fig4: dict                       # {"attributes", "top", "k", "shared", "mouth"} or {"skipped"}
+    iou: list[list[float]] = field(default_factory=list)      # (C, P): every channel with every part
+    images: int | None = None
+    attribute_names: list[str] = field(default_factory=list)
+    part_source: str | None = None
+    settings: dict = field(default_factory=dict)
+    split: str | None = None
+    dataset: str | None = None
+    run: str | None = None
+    figures: dict[str, str] = field(default_factory=dict)
+
+    def roles(self) -> dict[str, list[int]]:
+        """part -> its channels (parts without channels left out; "none" last)."""
+        out: dict[str, list[int]] = {}
+        for part in [*self.parts, "none"]:
+            chosen = [c["channel"] for c in self.channels if c["part"] == part]
+            if chosen:
+                out[part] = chosen
+        return out
+
+
+@dataclass
 class CompareResult(Result):
     """``hpnet compare``: configurations trained and scored over several seeds, each metric with a
     95% Student-t interval over the seeds (in the comparison's own folder, not a run's)."""
@@ -257,7 +289,34 @@ class TrialScoreResult(Result):
     level: float = 0.95
 
 
+@dataclass
+class StudyScoreResult(Result):
+    """``hpnet study score``: the people's predictions in a study (STUDY/study.sqlite) against the
+    measured changes, per blind network label, with intervals from a bootstrap over participants and
+    items jointly (see :mod:`hpnet.study.score`)."""
+
+    FILE: ClassVar[str] = "score.json"
+    KIND: ClassVar[str] = "study score"
+
+    participants: int                # joined
+    consented: int
+    finished: int
+    included: int                    # answered and not excluded
+    excluded: dict[str, str]         # participant id -> why
+    answers: int
+    scored_answers: int              # test items, no attention checks, included participants
+    pairs: int                       # scored (answer, attribute) pairs
+    exclusion: dict                  # {"rule", "checks_answered", "pass_rate"}
+    networks: dict[str, dict]        # label -> {"identity", "head", "items", "pairs", "person", "formula",
+                                     #   "no_change", "by_condition", "by_operation", "rating"}
+    paired: list[dict] = field(default_factory=list)          # {"a", "b", "score_difference", "ci_low", ...}
+    learning_curve: list[dict] = field(default_factory=list)  # {"position", "phase", "mean", "ci_low", ...}
+    n_boot: int = 1000
+    seed: int = 0
+    level: float = 0.95
+
+
 # the results of the pipeline's commands on a run; not TrialScoreResult (it needs people's trials)
 # nor CompareResult (written outside a run folder)
 RESULTS: tuple[type[Result], ...] = (EvaluationResult, AnalysisResult, PruningResult, RobustnessResult,
-                                     PredictabilityResult)
+                                     PredictabilityResult, DissectResult)

@@ -37,7 +37,8 @@ PLAIN_DIR = "plain"             # RUN/plain: the run's plain-CNN baseline
 NOT_LEARNT = {"train": {"amp", "device", "num_workers"}, "model": {"head_impl", "head_chunk_mb"},
               "data": {"root", "cache_dir"}}
 # the fields of ModelConfig that define the network (the others choose how the heads are computed)
-ARCHITECTURE = ("attribute_names", "backbone", "widths", "dilations", "head", "l1_norm")
+ARCHITECTURE = ("attribute_names", "backbone", "widths", "dilations", "stem", "pruned_to", "module", "module_kwargs",
+                "head", "l1_norm")
 
 
 class Run:

@@ -28,7 +28,7 @@ from .errors import HPNetError
 from .evaluation import evaluate, mask_statistics
 from .io import atomic_write_json
 from .model import HPNet
-from .model.backbones import extractor_macs
+from .model.weights import load_backbone_weights
 from .progress import bar, write
 
 
@@ -57,6 +57,10 @@ class TrainConfig:
         "help": "augmentation: Gaussian noise of this std on [0, 1] training images (default off)"})
     train_noise_p: float = field(default=0.5, metadata={
         "flag": "--train-noise-p", "help": "the share of training images that get it (default {default})"})
+    backbone_weights: str | None = field(default=None, metadata={
+        "flag": "--backbone-weights",
+        "help": "start from these backbone weights: safetensors, or a PyTorch state dict read with weights_only "
+                "(the ResNets: torchvision's or timm's names; fc.* ignored)"})
 
     def __post_init__(self) -> None:
         checks.count(self.epochs, "--epochs")
@@ -72,6 +76,7 @@ class TrainConfig:
         checks.number(self.max_loss_ratio, "--max-loss-ratio", 0)
         checks.number(self.train_noise, "--train-noise", 0)
         checks.number(self.train_noise_p, "--train-noise-p", 0, 1)
+        checks.path(self.backbone_weights, "--backbone-weights", optional=True)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -123,6 +128,8 @@ def fit(model: HPNet, train_data: MultiLabelDataset, valid_data: MultiLabelDatas
     device = distributed.device_for_rank(device)
     rank, world_size = world()
     torch.manual_seed(cfg.seed)
+    if cfg.backbone_weights and not resume:
+        load_backbone_weights(model, cfg.backbone_weights)
     model.to(device)
     net = model
     if world_size > 1:
@@ -303,7 +310,7 @@ def _smallest_batch(model: HPNet, data: MultiLabelDataset, cfg: TrainConfig, wor
     needs more than one value per channel). One line when no batch can be that large."""
     per_rank = 1
     if len(data):
-        if extractor_macs(model.config, int(data[0][0].shape[-1]))[1] == 1:
+        if model.extractor.macs(int(data[0][0].shape[-1]))[1] == 1:
             per_rank = 2
     smallest = per_rank * world_size
     if cfg.batch_size < smallest:

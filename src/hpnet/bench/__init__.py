@@ -18,10 +18,16 @@ C = 128, 64x64 images), in this order:
   measured alternately with the paper's (and the CPU time per image, which other processes' load
   sways less), and each against its own FLOP limit (2 x its MACs);
 - the physically pruned network at 50% of the channels (``prune_physical``) against the full one;
+- the resnet18 backbone (torchvision's widths and stem, the same heads) against the paper's network,
+  training and inference images/s, alternately (:mod:`.backbones`);
 - drawing a batch from an in-memory uint8 data set (``hpnet.core.stream.batches`` + ``to_input``)
   against a fused training step;
 - the page of ``hpnet serve`` (:mod:`.hitl`): POST /api/apply on the demo's network with 256
-  cached images, median and 95th percentile latency (CPU).
+  cached images, median and 95th percentile latency (CPU);
+- the study server (:mod:`.study`): 50 simulated participants answering 16 items each over HTTP at
+  once, commit latency (median, 95th percentile) and answers lost (must be 0);
+- the score of a trial log of 20,000 trials (``hpnet hitl-score``, and the page after each commit):
+  seconds, the share of parsing, the peak memory of scoring.
 
 A table goes to stderr; the last line of stdout is one JSON object with every raw number and
 train_speedup, infer_speedup, peak_memory_ratio (fused / naive), flop_limit_fraction (fused
@@ -43,8 +49,10 @@ from dataclasses import dataclass
 import torch
 
 from ..model import HEADS, ModelConfig, count_macs, count_parameters
-from .hitl import apply_latency
+from .backbones import backbone_speeds
+from .hitl import apply_latency, score_latency
 from .memory import naive_batch_that_fits, step_peak_memory
+from .study import commit_latency
 from .timing import Timing, alternate, data_seconds_per_batch, log, matmul_gflops, start_clock
 from .workload import batch, infer_fn, make_model, pruned_model, train_step_fn
 
@@ -59,6 +67,7 @@ class BenchConfig:
     infer_batch: int = 32
     memory_batch: int = 32
     repeat: int = 2
+    resnet_widths: tuple[int, ...] = (64, 128, 256, 512)
 
     def model_config(self, impl: str, head: str = "attention") -> ModelConfig:
         return ModelConfig([f"attr{i}" for i in range(self.attributes)], widths=self.widths,
@@ -66,7 +75,7 @@ class BenchConfig:
 
 
 QUICK = BenchConfig(attributes=6, widths=(8, 16, 16, 16), image_size=16, train_batch=8,
-                    infer_batch=8, memory_batch=8, repeat=1)
+                    infer_batch=8, memory_batch=8, repeat=1, resnet_widths=(4, 4, 8, 8))
 
 
 def run(cfg: BenchConfig, device: torch.device, quick: bool) -> dict:
@@ -82,10 +91,15 @@ def run(cfg: BenchConfig, device: torch.device, quick: bool) -> dict:
     log("head families ...")                       # the other head families against the paper's
     out["heads"] = _head_families(cfg, fused, x, y, xi, device, out)
     _pruned(cfg, fused, xi, device, out)
+    out["backbones"] = backbone_speeds(cfg, fused, x, y, xi, device)
     _data_loading(cfg, device, out)
     # the page of `hpnet serve`: one perturbation applied and measured (CPU, the demo's network)
     log("hpnet serve: apply-and-measure latency ...")
     out["serve_apply"] = apply_latency(quick=quick)
+    log("hpnet study serve: 50 participants committing answers over HTTP ...")
+    out["study_commit"] = commit_latency(quick=quick)
+    log("hpnet serve: scoring a long trial log ...")
+    out["serve_score"] = score_latency(quick=quick)
     # the FLOP limit from the best matrix-multiply rate of the run
     rates = [rate, matmul_gflops(device, quick)]
     out["matmul_gflops_samples"] = rates

@@ -41,12 +41,25 @@ def table(r: dict) -> str:
           f"img/s ({h['infer_vs_attention']:.2f}x, {100 * h['infer_flop_limit_fraction']:.0f}%), "
           f"{h['macs'] / 1e9:.2f} GMAC/image; CPU per image {h['train_cpu_vs_attention']:.2f}x / "
           f"{h['infer_cpu_vs_attention']:.2f}x less (train / inference)" for name, h in r["heads"].items()],
+        *[f"backbone {name} (C={b['channels']}, {b['feature_side']}x{b['feature_side']} map): train "
+          f"{b['train_images_per_s']:.2f} img/s vs the paper's {b['paper_train_images_per_s']:.2f} "
+          f"({b['train_vs_paper']:.2f}x), inference {b['infer_images_per_s']:.2f} vs "
+          f"{b['paper_infer_images_per_s']:.2f} img/s ({b['infer_vs_paper']:.2f}x), {b['macs'] / 1e9:.2f} GMAC/image"
+          for name, b in r["backbones"].items()],
         f"pruned to {p['channels']} channels ({p['method']}): {p['infer_images_per_s']:.2f} vs "
         f"{p['full_infer_images_per_s']:.2f} img/s = {r['pruned50_infer_speedup']:.2f}x",
         f"hpnet serve: apply and measure one perturbation on {r['serve_apply']['images']} cached images "
         f"(K={r['serve_apply']['attributes']}, C={r['serve_apply']['channels']}): median "
         f"{r['serve_apply']['median_ms']:.1f} ms, p95 {r['serve_apply']['p95_ms']:.1f} ms "
         f"over {r['serve_apply']['requests']} requests",
+        f"hpnet study serve: {r['study_commit']['participants']} participants at once, "
+        f"{r['study_commit']['answers']} answers: commit median {r['study_commit']['median_ms']:.1f} ms, p95 "
+        f"{r['study_commit']['p95_ms']:.1f} ms, {r['study_commit']['lost']} lost, "
+        f"{len(r['study_commit']['errors'])} errors",
+        f"hpnet serve: score of {r['serve_score']['trials']} trials ({r['serve_score']['log_mb']:.1f} MB, "
+        f"{r['serve_score']['n_boot']} resamples) {r['serve_score']['score_s']:.2f} s, "
+        f"{r['serve_score']['parse_s']:.2f} s of it parsing; scoring's peak traced memory "
+        f"{r['serve_score']['score_peak_mb']:.0f} MB",
         f"data: {1e3 * r['data']['batch_s']:.2f} ms per batch = {100 * r['data_fraction']:.3f}% of a training step",
         f"total {r['seconds']:.0f} s; load average {r['load_average_at_start']} at start, "
         f"{r['load_average_at_end']} at end ({r['threads']} threads)",

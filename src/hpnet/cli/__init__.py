@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Callable
 
 from ..analysis.attention import AnalysisSettings
+from ..analysis.dissect import DissectSettings
 from ..commands.compare import CompareSettings
 from ..commands.evaluate import EvalSettings
 from ..data import DataSpec
@@ -139,6 +140,26 @@ def cmd_analyse(args: argparse.Namespace) -> int:
 
 
 @command
+def cmd_dissect(args: argparse.Namespace) -> int:
+    from ..commands import dissect_run
+    from ..report.text import format_dissect
+    from ..run import Run
+    spec, data = None, given(args, DataSpec)
+    if "dataset" in data or "root" in data:  # other data, by default of the run's kind and image size
+        recorded = Run.open(args.run).record.get("data") or {}
+        for key in ("dataset", "image_size"):
+            if recorded.get(key):
+                data.setdefault(key, recorded[key])
+        spec = DataSpec(**data)
+    result = dissect_run(args.run, settings(args, DissectSettings), data=spec, device=args.device,
+                         progress=not (args.quiet or args.json))
+    print(json.dumps(result.to_json()) if args.json else format_dissect(result))
+    if not args.json:
+        print(f"wrote {Path(args.run) / result.file_name} and {Path(args.run) / result.figures['roles']}")
+    return 0
+
+
+@command
 def cmd_report(args: argparse.Namespace) -> int:
     from ..commands import report_run
     print(report_run(args.run, args.out))
@@ -185,6 +206,30 @@ def cmd_hitl_score(args: argparse.Namespace) -> int:
     for warning in result.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     print(json.dumps(result.to_json(), indent=2) if args.json else format_hitl(result))
+    return 0
+
+
+@command
+def cmd_study(args: argparse.Namespace) -> int:
+    from ..commands import study as steps
+    from ..report.text import format_study
+    from ..predictability.human import DIRECTION_TOLERANCE
+    from ..study import StudySettings
+    if args.study_command == "create":
+        study = steps.study_create(args.study, settings(args, StudySettings), progress=not args.quiet)
+        print(f"created {study.path} ({len(study.learn)} learning and {len(study.test)} test items)")
+        for label, share in study.measurable().items():
+            print(f"  {label} = {study.networks[label]['identity']}: {100 * share:.0f}% of its shown attributes "
+                  f"change by at least {DIRECTION_TOLERANCE:g} logit sd")
+        print(f"next: hpnet study serve {study.path}   and   hpnet study invite {study.path} -n 20")
+    elif args.study_command == "invite":
+        print("\n".join(steps.study_invite(args.study, args.n, args.url)))
+    elif args.study_command == "serve":
+        steps.study_serve(args.study, args.host, args.port, tuple(args.allow_host), args.threads,
+                          ready=lambda line: print(line, flush=True))
+    else:
+        result = steps.study_score(args.study, args.boot, args.csv)
+        print(json.dumps(result.to_json(), indent=2) if args.json else format_study(result))
     return 0
 
 

@@ -6,6 +6,7 @@ import argparse
 import inspect
 
 from ..analysis.attention import AnalysisSettings
+from ..analysis.dissect import DissectSettings
 from ..commands.compare import CompareSettings
 from ..commands.evaluate import EvalSettings
 from ..data import DataSpec
@@ -67,9 +68,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run", help="run folder")
     p.add_argument("--out", default=None, help="HTML file (default RUN/report.html)")
 
+    add_dissect_command(sub)
     add_run_command(sub, "predictability", PredictabilitySettings, "score how predictable pruning and the mask "
                     "transformation are, against a plain CNN and post-hoc explainers", run="attention run folder")
 
+    add_page_commands(sub)
+    add_study_command(sub)
+    add_demo_command(sub)
+    return parser
+
+
+def add_page_commands(sub) -> None:
+    """``hpnet serve`` (the page) and ``hpnet hitl-score`` (the score of its trial log)."""
     p = sub.add_parser("serve", help="a local page to look at a run, perturb it, predict, then see, and be scored")
     p.add_argument("run", help="run folder (its plain-CNN baseline in RUN/plain is served too)")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
@@ -82,8 +92,31 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--boot", type=int, default=1000, help="bootstrap resamples of the trials for the 95%% intervals")
     p.add_argument("--json", action="store_true", help="print the JSON instead of a table")
 
-    add_demo_command(sub)
-    return parser
+
+def add_study_command(sub) -> None:
+    from ..study import StudySettings
+    study = sub.add_parser("study", help="a predictability study with real people: create, invite, serve, score")
+    steps = study.add_subparsers(dest="study_command", required=True, parser_class=Parser)
+    p = steps.add_parser("create", help="draw the item bank of a study of some networks into a new folder")
+    p.add_argument("study", help="study folder to create (holds study.sqlite)")
+    add_flags(p, StudySettings)
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p = steps.add_parser("invite", help="print links for new participants, one per line")
+    p.add_argument("study", help="study folder")
+    p.add_argument("-n", type=int, default=1, help="participants to invite (default 1)")
+    p.add_argument("--url", default="http://127.0.0.1:8000", help="the server's address as people reach it")
+    p = steps.add_parser("serve", help="serve the study to many people at once (waitress)")
+    p.add_argument("study", help="study folder")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
+    p.add_argument("--port", type=int, default=8000, help="port (default 8000; 0 takes a free one)")
+    p.add_argument("--allow-host", action="append", default=[], metavar="NAME",
+                   help="a name people reach the server by; needed to bind anything but localhost")
+    p.add_argument("--threads", type=int, default=8, help="worker threads (default 8)")
+    p = steps.add_parser("score", help="the people's score per network, with intervals over people and items")
+    p.add_argument("study", help="study folder (writes STUDY/score.json)")
+    p.add_argument("--boot", type=int, default=1000, help="bootstrap resamples (default 1000)")
+    p.add_argument("--csv", default=None, help="also write every answer, one row per attribute, to this CSV file")
+    p.add_argument("--json", action="store_true", help="print the JSON instead of a table")
 
 
 def add_run_command(sub, name: str, settings: type, help: str, aliases=(), run: str = "run folder") -> None:
@@ -91,6 +124,17 @@ def add_run_command(sub, name: str, settings: type, help: str, aliases=(), run: 
     p = sub.add_parser(name, aliases=list(aliases), help=help)
     p.add_argument("run", help=run)
     add_flags(p, settings)
+    p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:1, ...")
+    add_quiet(p)
+
+
+def add_dissect_command(sub) -> None:
+    p = sub.add_parser("dissect", help="the face part where each feature channel fires (network dissection)")
+    p.add_argument("run", help="run folder")
+    add_flags(p, DissectSettings)
+    add_flags(p.add_argument_group("data (default: the run's own)"), DataSpec, skip=["max_images"],
+              helps={"image_size": "images are resized to S x S (default {default}, or the run's)"})
+    p.add_argument("--json", action="store_true", help="print the JSON written to RUN/dissect.json")
     p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:1, ...")
     add_quiet(p)
 

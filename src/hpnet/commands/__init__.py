@@ -12,6 +12,7 @@ The command line (:mod:`hpnet.cli`) only parses arguments into these settings an
 """
 from .analyse import analyse_run
 from .demo import demo
+from .dissect import dissect_run
 from .evaluate import EvalSettings, evaluate_run
 from .predictability import predictability_run
 from .prune import prune_run, save_pruned
@@ -19,5 +20,5 @@ from .report import report_run
 from .robust import robust_run
 from .train import train_run
 
-__all__ = ["EvalSettings", "analyse_run", "demo", "evaluate_run", "predictability_run", "prune_run",
+__all__ = ["EvalSettings", "analyse_run", "demo", "dissect_run", "evaluate_run", "predictability_run", "prune_run",
            "report_run", "robust_run", "save_pruned", "train_run"]

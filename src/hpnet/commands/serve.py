@@ -30,7 +30,7 @@ def serve_run(run: str | Path | Run, host: str = "127.0.0.1", port: int = 8000, 
     if not isinstance(port, int) or isinstance(port, bool) or not 0 <= port <= 65535:
         raise HPNetError(f"--port must be in 0..65535, got {port!r}")
     run = Run.of(run)
-    _check_listen(host, port)                  # before the seconds of loading
+    check_listen(host, port)                  # before the seconds of loading
     bench = Workbench.from_run(run, images=images, progress=progress)
     app = create_app(bench, host, port)
     try:
@@ -48,7 +48,7 @@ def serve_run(run: str | Path | Run, host: str = "127.0.0.1", port: int = 8000, 
         server.server_close()
 
 
-def _check_listen(host: str, port: int) -> None:
+def check_listen(host: str, port: int) -> None:
     """One line when ``host:port`` cannot be listened on (taken by another program, no such address)."""
     try:
         family = socket.AF_INET6 if ":" in host else socket.AF_INET

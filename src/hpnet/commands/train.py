@@ -13,7 +13,8 @@ from ..distributed import launched_rank
 from ..errors import HPNetError
 from ..folders import claimed, clear
 from ..io import check_output
-from ..model import HPNet, ModelConfig
+from ..model import BACKBONES, HPNet, ModelConfig
+from ..model.weights import fitted_state, read_state
 from ..predictability.human import HITL_DIR
 from ..results import RESULTS, EvaluationResult
 from ..run import Run
@@ -50,6 +51,7 @@ def train_run(out: str | Path, data: DataSpec | None, model: dict | None = None,
         else:
             _refuse_finished(out)
         train = train or TrainConfig()
+        _check_model(dict(model or {}), None if resume else train.backbone_weights)
         train_data = require_nonempty(load_split(data, "train", progress), data, "train",
                                       "training needs images in it (see the partition file or the CSV's split column)")
         valid_data = load_split(data, "valid", progress)
@@ -86,6 +88,14 @@ def _resume_settings(out: Path, data: dict, model: dict, train: dict) -> tuple[D
     stored.epochs = max(stored.epochs, epochs or 0)
     recorded = {k: v for k, v in run.model_config.to_dict().items() if k != "attribute_names"}
     return run.data_spec, recorded, stored
+
+
+def _check_model(model: dict, weights: str | None) -> None:
+    """One line before the data are read for model settings that no data could make valid (a
+    backbone's widths, a head it cannot carry) and for backbone ``weights`` that do not fit it."""
+    config = ModelConfig(attribute_names=["-"], **model)
+    if weights:
+        fitted_state(read_state(weights), BACKBONES.get(config.backbone).make(config), weights, config.backbone)
 
 
 def _fields(settings) -> dict:

@@ -2,7 +2,9 @@
 
 :func:`predictability_score` is Spearman's rank correlation between predicted and measured changes
 (ties get average ranks) with a percentile bootstrap interval over the pairs; :func:`mean_ci` is a
-mean with the same kind of interval. Pure numpy; nothing here knows the network.
+mean with the same kind of interval. :func:`cluster_bootstrap_spearman` is Spearman's rho in resamples
+of whole clusters of pairs (the trials of ``hpnet serve``), computed from each resample's weights
+(:class:`ResampleRanks`, :func:`resampled_spearman`). Pure numpy; nothing here knows the network.
 """
 from __future__ import annotations
 
@@ -107,6 +109,84 @@ def _percentiles(boots: np.ndarray, level: float) -> tuple[float, float]:
     tail = 50.0 * (1.0 - level)
     low, high = np.percentile(boots, [tail, 100.0 - tail])
     return float(low), float(high)
+
+
+class ResampleRanks:
+    """The mid-ranks of a sample's values within resamples of its clusters, without sorting again.
+
+    ``owner[i]`` is the cluster of value ``i``; a resample is a count per cluster (how many times it
+    was drawn), so each value counts with its cluster's count. The rank of a value in the resample is
+    the total count of the smaller values plus (the count of its equal values + 1) / 2.
+    """
+
+    def __init__(self, values: np.ndarray, owner: np.ndarray):
+        _, group, ties = np.unique(np.asarray(values, dtype=float), return_inverse=True, return_counts=True)
+        group = group.ravel()                                             # the distinct value of each value
+        self.owner = np.asarray(owner)
+        self.owner_sorted = self.owner[np.argsort(group, kind="stable")]
+        tied = ties.size < group.size
+        self.starts = np.concatenate([[0], np.cumsum(ties)[:-1]]) if tied else None   # of each distinct value
+        self.group = group if tied or np.any(np.diff(group) < 0) else None          # None: sorted, no ties
+
+    def centered(self, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Per resample (rows of ``counts``, float, one column per cluster): each value's rank less the
+        mean rank, (B, n), and the counted sum of squared deviations of the ranks, (B,)."""
+        weights = np.take(counts, self.owner_sorted, axis=1)             # in sorted order
+        if self.starts is not None:                                       # the count of each distinct value
+            weights = np.add.reduceat(weights, self.starts, axis=1)
+        through = np.cumsum(weights, axis=1)                              # the count up to each distinct value
+        total = through[:, -1].copy()
+        spread = (total ** 3 - np.einsum("bi,bi->b", weights * weights, weights)) / 12.0
+        through -= 0.5 * weights                                          # mid-rank: through - (w - 1) / 2
+        through -= (total / 2.0)[:, None]                                 # less the mean rank (total + 1) / 2
+        return (through if self.group is None else np.take(through, self.group, axis=1)), spread
+
+
+def resampled_spearman(predicted: dict[str, ResampleRanks], measured: ResampleRanks,
+                       counts: np.ndarray) -> dict[str, np.ndarray]:
+    """Spearman's rho of each predictor against ``measured`` (the same pairs, in the same order) in the
+    resamples ``counts`` (B, clusters): the weighted Pearson r of the resample's mid-ranks, equal to
+    :func:`spearman` of the resample written out. A resample whose prediction is constant scores 0;
+    one whose measured side is constant (and the prediction not), NaN."""
+    counts = np.asarray(counts, dtype=float)
+    rm, spread_m = measured.centered(counts)
+    rm *= np.take(counts, measured.owner, axis=1)
+    out = {}
+    for name, side in predicted.items():
+        rp, spread_p = side.centered(counts)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            rho = np.einsum("bi,bi->b", rp, rm) / np.sqrt(spread_p * spread_m)
+        out[name] = np.where(spread_p > 0, np.where(spread_m > 0, rho, np.nan), 0.0)
+    return out
+
+
+def cluster_bootstrap_spearman(predicted: dict[str, np.ndarray], measured: np.ndarray, owner: np.ndarray,
+                               n_boot: int = 1000, seed: int = 0,
+                               block_elements: int = 1 << 17) -> dict[str, np.ndarray]:
+    """Spearman's rho of each predictor against ``measured`` in ``n_boot`` resamples of the clusters
+    (``owner[i]`` is the cluster of pair ``i``, 0..C-1; a cluster's pairs are drawn together), the same
+    resamples for every predictor. Resamples are scored in blocks of about ``block_elements`` pairs,
+    which bounds the memory."""
+    order = np.argsort(np.asarray(measured, dtype=float), kind="stable")     # pairs in measured order
+    owner = np.asarray(owner)[order]
+    clusters = int(owner.max()) + 1 if owner.size else 0
+    truth = ResampleRanks(np.asarray(measured, dtype=float)[order], owner)
+    sides = {name: ResampleRanks(np.asarray(p, dtype=float)[order], owner) for name, p in predicted.items()}
+    rng = np.random.default_rng(seed)
+    rows = max(1, block_elements // max(owner.size, 1))
+    out = {name: [np.zeros(0)] for name in predicted}
+    for start in range(0, n_boot if clusters else 0, rows):
+        counts = resample_counts(rng, clusters, min(rows, n_boot - start))
+        for name, rho in resampled_spearman(sides, truth, counts).items():
+            out[name].append(rho)
+    return {name: np.concatenate(parts) for name, parts in out.items()}
+
+
+def resample_counts(rng: np.random.Generator, n: int, rows: int) -> np.ndarray:
+    """``rows`` bootstrap resamples of ``n`` items as counts, (rows, n): how many times each item was
+    drawn in ``n`` draws with replacement (a multinomial with equal probabilities)."""
+    picks = rng.integers(0, n, size=(rows, n)) + (np.arange(rows) * n)[:, None]
+    return np.bincount(picks.ravel(), minlength=rows * n).reshape(rows, n)
 
 
 # two-sided 97.5% quantiles of Student's t by degrees of freedom (beyond the table: the normal's)

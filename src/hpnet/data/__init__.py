@@ -132,9 +132,12 @@ def _load_one(spec: DataSpec, split: str, progress: bool) -> ArrayDataset:
     source = SOURCES.get(spec.dataset)
     if not source.files:
         return source.open(spec, split)
+    from .landmarks import with_landmarks  # aligned faces with landmarks know where their parts lie
     if split == "test" or not _holds_out_valid(spec):
-        return _cached(spec, source.open(spec, split), progress)
-    train = _cached(spec, source.open(spec, "train"), progress)  # valid is the tail of train
+        opened = source.open(spec, split)
+        return with_landmarks(_cached(spec, opened, progress), opened)
+    opened = source.open(spec, "train")
+    train = with_landmarks(_cached(spec, opened, progress), opened)  # valid is the tail of train
     cut = len(train) - int(round(len(train) * spec.valid_fraction))
     return train.subset(torch.arange(cut) if split == "train" else torch.arange(cut, len(train)))
 

@@ -9,6 +9,10 @@ Layouts, looked for in ``ROOT/celeba`` and then in ``ROOT`` itself (the text one
   ``list_eval_partition.csv`` (``image_id,partition``); images in ``img_align_celeba/`` or
   ``img_align_celeba/img_align_celeba/``.
 
+Both layouts may hold ``list_landmarks_align_celeba.txt`` (or ``.csv``): the five landmarks of each
+aligned image, which place its face parts (:mod:`hpnet.data.landmarks`); without it every image gets
+the published mean positions.
+
 Labels -1/1 (or 0/1) become float 0/1 once, at load. An image listed twice (in either file) or an
 attribute named twice is refused naming both places, and every malformed line with one
 :class:`~hpnet.errors.HPNetError` line naming its file and line. Images are cropped to their central
@@ -41,6 +45,7 @@ from hpnet.data.labelfiles import (  # noqa: F401
     read_csv_rows,
     read_text,
 )
+from hpnet.data.landmarks import celeba_landmarks
 from hpnet.errors import HPNetError
 
 SPLITS = ("train", "valid", "test")  # partition codes 0, 1, 2
@@ -185,6 +190,8 @@ class CelebA(MultiLabelDataset):
         self.filenames = [files[i] for i in keep]
         self.total = len(files)
         self.targets = torch.from_numpy(labels[np.ix_(np.asarray(keep, dtype=np.int64), columns)]).float()
+        # (n, 5, 2) in [0, 1] of the crop: from list_landmarks_align_celeba.txt when there, else the mean
+        self.landmarks, self.landmark_source = celeba_landmarks(self.base, self.filenames)
 
     def _select_rows(self, files: list[str]) -> list[int]:
         parts = _read_partition(self.partition_file, self.layout)

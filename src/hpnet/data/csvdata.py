@@ -6,7 +6,9 @@ The CSV has a header row, an image path column (``image``, ``path``, ``file``, `
 -1/1. Column names must be distinct, with one image path column (pass ``image_column`` to pick one
 of several). Paths are relative to ``root`` (default: the CSV's folder) and must stay inside it,
 symlinks included; no two rows may name the same file. Images get the same crop and resize as CelebA
-(:func:`hpnet.data.celeba.load_image`).
+(:func:`hpnet.data.celeba.load_image`). Aligned faces may give their five landmarks in the ten columns
+of CelebA's landmark file (``lefteye_x`` ... ``rightmouth_y``, pixels of the image file): they are no
+attributes, and they place each face's parts (:mod:`hpnet.data.landmarks`).
 """
 from __future__ import annotations
 
@@ -30,6 +32,7 @@ from hpnet.data.celeba import (
     read_csv_rows,
     select_attributes,
 )
+from hpnet.data.landmarks import LANDMARK_COLUMNS, crop_normalise
 from hpnet.errors import HPNetError
 
 IMAGE_COLUMNS = ("image", "path", "file", "filename", "image_id")
@@ -75,6 +78,43 @@ def _listed_once(path: Path, value: str, where: str, number: int, lines: dict[Pa
         raise HPNetError(f"{where}: image path {value!r} names the same file as line {first}; "
                          f"each image must appear once")
     return path
+
+
+def _landmark_columns(header: list[str], where: str) -> list[int]:
+    """The ten landmark columns, in LANDMARK_COLUMNS order; none, or one line naming those missing."""
+    present = [name for name in LANDMARK_COLUMNS if name in header]
+    if present and len(present) != len(LANDMARK_COLUMNS):
+        missing = [name for name in LANDMARK_COLUMNS if name not in header]
+        raise HPNetError(f"{where}: landmark columns {', '.join(missing)} are missing (give all ten or none)")
+    return [header.index(name) for name in present]
+
+
+def _coordinate(value: str, column: str, where: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        number = float("nan")
+    if not np.isfinite(number):
+        raise HPNetError(f"{where}: column {column}: landmark coordinate {value!r} is not a number")
+    return number
+
+
+def _crop_landmarks(marks: list[list[float]], paths: list[Path]) -> torch.Tensor:
+    """Pixel landmarks of each image file -> (n, 5, 2) in [0, 1] of its central square crop."""
+    sizes = np.array([_image_size(p) for p in paths], np.float64).reshape(-1, 2)
+    points = np.asarray(marks, np.float64).reshape(-1, 5, 2)
+    return torch.from_numpy(crop_normalise(points, sizes[:, 0], sizes[:, 1]).astype(np.float32))
+
+
+def _image_size(path: Path) -> tuple[int, int]:
+    from PIL import Image
+    try:
+        with Image.open(path) as im:
+            return im.size
+    except FileNotFoundError:
+        raise HPNetError(f"image file not found: {path}") from None
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
+        raise HPNetError(f"cannot decode image {path}: {' '.join(str(exc).split())}") from exc
 
 
 def _split_code(value: str, where: str) -> int:
@@ -125,14 +165,15 @@ class CSVDataset(MultiLabelDataset):
         _check_header(header, at_header)
         image_col = _image_column(header, image_column, self.csv_path, at_header)
         split_col = header.index("split") if "split" in header and image_column != "split" else None
-        label_cols = [i for i in range(len(header)) if i not in (image_col, split_col)]
+        mark_cols = _landmark_columns(header, at_header)
+        label_cols = [i for i in range(len(header)) if i not in (image_col, split_col, *mark_cols)]
         names = [header[i] for i in label_cols]
         if not names:
             raise HPNetError(f"{self.csv_path}: no attribute columns besides {', '.join(header)}")
         chosen = select_attributes(names, attributes, self.csv_path)
         wanted = {SPLITS.index(s) for s in self.splits}
         columns, root = [names[c] for c in chosen], self.root.resolve()
-        paths, labels, lines = [], [], {}
+        paths, labels, lines, marks = [], [], {}, []
         for number, fields in rows[1:]:  # every row is checked, whichever split is kept
             where = f"{self.csv_path}: line {number}"
             if len(fields) != len(header):
@@ -144,12 +185,16 @@ class CSVDataset(MultiLabelDataset):
             if code in wanted and len(paths) != self.max_images:
                 labels.append(label)
                 paths.append(path)
+                if mark_cols:
+                    marks.append([_coordinate(fields[i], header[i], where) for i in mark_cols])
         self.total = len(rows) - 1
         self.has_split_column = split_col is not None
         self.image_column = header[image_col]
         self.attribute_names = [names[c] for c in chosen]
         self.paths = paths
         self.targets = torch.from_numpy(labels_array(labels, len(chosen)).astype(np.float32))
+        self.landmarks = _crop_landmarks(marks, paths) if mark_cols else None
+        self.landmark_source = f"{self.csv_path.name} (landmark columns)"
 
     def image(self, index: int) -> torch.Tensor:  # (3, S, S) uint8
         return load_image(self.paths[index], self.image_size)

@@ -27,40 +27,24 @@ run's own trial log; every bad request gets a 4xx with ``{"error": "one line"}``
 """
 from __future__ import annotations
 
-import ipaddress
 import re
 import sys
 import traceback
 from pathlib import Path
 
-from flask import Flask, Response, jsonify, request, send_from_directory
-from werkzeug.exceptions import Conflict, Forbidden, HTTPException, NotFound, UnsupportedMediaType
+from flask import Flask, Response, send_from_directory
+from werkzeug.exceptions import Conflict, NotFound
 
 from ..errors import HPNetError
 from ..folders import staged
-from ..io import parse_json
 from ..predictability.human import HITL_DIR, LOG_FILE
-from ..results import json_ready
 from .trials import LogUnwritable, TrialDesk
+from .web import MAX_BODY, allowed_hosts, body, error, guard, json_response
 from .workbench import Workbench
 
 STATIC = Path(__file__).with_name("static")
 EXPORTS = "exports"
 EXPORT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
-MAX_BODY = 1 << 20
-
-
-def allowed_hosts(host: str, port: int) -> set[str]:
-    """The Host headers the server answers: the bound address, and the loopback names when it is loopback."""
-    names = {host}
-    try:
-        if ipaddress.ip_address(host).is_loopback:
-            names |= {"127.0.0.1", "localhost", "[::1]"}
-    except ValueError:
-        if host == "localhost":
-            names |= {"127.0.0.1", "[::1]"}
-    out = {f"{name}:{port}" for name in names}
-    return out | (names if port == 80 else set())
 
 
 def create_app(bench: Workbench, host: str = "127.0.0.1", port: int = 8000, log: str | Path | None = None,
@@ -75,53 +59,15 @@ def create_app(bench: Workbench, host: str = "127.0.0.1", port: int = 8000, log:
     app.config.update(MAX_CONTENT_LENGTH=MAX_BODY, HPNET_HOSTS=allowed_hosts(host, port))
     app.json.sort_keys = False          # a card's facts and a perturbation's keys in their own order
     app.extensions["hpnet"] = {"bench": bench, "desk": desk}
-    _guard(app)
-    _read_routes(app, bench)
-    _write_routes(app, bench, desk, run)
-    return app
-
-
-def _guard(app: Flask) -> None:
-    """The checks before every request, and every error as one JSON line."""
-
-    @app.before_request
-    def guard() -> None:
-        if request.routing_exception is not None:      # an unknown path or method: say so first
-            raise request.routing_exception
-        if request.host not in app.config["HPNET_HOSTS"]:
-            raise Forbidden(f"Host {request.host[:60]!r} is not this server's address")
-        if request.method not in ("GET", "HEAD", "OPTIONS"):
-            origin = request.headers.get("Origin")
-            if origin is not None and origin not in {f"http://{h}" for h in app.config["HPNET_HOSTS"]}:
-                raise Forbidden(f"writes from origin {origin[:60]!r} are refused")
-            if request.headers.get("Sec-Fetch-Site", "same-origin") not in ("same-origin", "none"):
-                raise Forbidden("cross-site writes are refused")
-            if request.mimetype != "application/json":
-                raise UnsupportedMediaType("the request body must be JSON (Content-Type: application/json)")
-
-    @app.errorhandler(HTTPException)
-    def http_error(e: HTTPException):
-        if isinstance(e, NotFound) and e.description == NotFound.description:
-            return _error(f"no such page or API: {request.path[:80]}", 404)
-        return _error(e.description or e.name, e.code or 400)
-
-    @app.errorhandler(HPNetError)
-    def bad_request(e: HPNetError):
-        return _error(str(e), 400)
-
-    @app.errorhandler(LookupError)
-    def not_found(e: LookupError):
-        return _error(str(e.args[0]) if e.args else "not found", 404)
+    guard(app)
 
     @app.errorhandler(LogUnwritable)
     def unwritable(e: LogUnwritable):
         traceback.print_exc(file=sys.stderr)
-        return _error(str(e), 503)
-
-    @app.errorhandler(Exception)
-    def internal(e: Exception):
-        traceback.print_exc(file=sys.stderr)
-        return _error(f"internal error ({type(e).__name__}); see the server's log", 500)
+        return error(str(e), 503)
+    _read_routes(app, bench)
+    _write_routes(app, bench, desk, run)
+    return app
 
 
 def _read_routes(app: Flask, bench: Workbench) -> None:
@@ -133,19 +79,19 @@ def _read_routes(app: Flask, bench: Workbench) -> None:
 
     @app.get("/api/model")
     def model():
-        return _json(bench.overview())
+        return json_response(bench.overview())
 
     @app.get("/api/attribute/<name>")
     def attribute(name: str):
-        return _json(bench.attribute_view(name))
+        return json_response(bench.attribute_view(name))
 
     @app.get("/api/channel/<int:c>")
     def channel(c: int):
-        return _json(bench.channel_view(c))
+        return json_response(bench.channel_view(c))
 
     @app.get("/api/correlation")
     def correlation():
-        return _json({"matrix": [[round(v, 4) for v in row] for row in bench.correlation.tolist()]})
+        return json_response({"matrix": [[round(v, 4) for v in row] for row in bench.correlation.tolist()]})
 
     @app.get("/api/image/<int:i>.png")
     def image(i: int):
@@ -157,41 +103,43 @@ def _read_routes(app: Flask, bench: Workbench) -> None:
 def _write_routes(app: Flask, bench: Workbench, desk: TrialDesk, run) -> None:
     @app.post("/api/predict")
     def predict():
-        p = bench.perturbation(_body())
-        return _json({"perturbation": p.to_json(), "cards": bench.cards_json(p), "predicted": bench.predicted(p)})
+        p = bench.perturbation(body())
+        return json_response({"perturbation": p.to_json(), "cards": bench.cards_json(p),
+                              "predicted": bench.predicted(p)})
 
     @app.post("/api/apply")
     def apply():
-        return _json(bench.apply(bench.perturbation(_body())))
+        return json_response(bench.apply(bench.perturbation(body())))
 
     @app.post("/api/trial")
     def trial():
-        return _json(desk.start(_body()))
+        return json_response(desk.start(body()))
 
     @app.post("/api/trial/<trial_id>/commit")
     def commit(trial_id: str):
-        return _json(desk.commit(trial_id, _body()))
+        return json_response(desk.commit(trial_id, body()))
 
     @app.post("/api/export")
     def export():
-        body = _body()
-        if not isinstance(body, dict) or set(body) - {"perturbation", "name"}:
+        spec = body()
+        if not isinstance(spec, dict) or set(spec) - {"perturbation", "name"}:
             raise HPNetError("an export must be {\"perturbation\": {...}, \"name\": \"<folder name>\"}")
-        name = body.get("name")
+        name = spec.get("name")
         if not isinstance(name, str) or not EXPORT_NAME.fullmatch(name) or ".." in name:
             raise HPNetError("name must be 1-64 letters, digits, '_', '-' or '.', starting with a letter or digit")
         if run is None:
             raise HPNetError("this workbench was not opened from a run folder: nothing to export to")
-        p = bench.perturbation(body.get("perturbation") or {})
+        p = bench.perturbation(spec.get("perturbation") or {})
         out = run.path / HITL_DIR / EXPORTS / name
         if out.exists():
             raise Conflict(f"{HITL_DIR}/{EXPORTS}/{name} exists already; choose another name")
         channels = _export_whole(bench, p, out)
-        return _json({"path": f"{HITL_DIR}/{EXPORTS}/{name}", "channels": channels, "perturbation": p.to_json()})
+        return json_response({"path": f"{HITL_DIR}/{EXPORTS}/{name}", "channels": channels,
+                              "perturbation": p.to_json()})
 
     @app.get("/api/score")
     def score():
-        return _json(desk.score())
+        return json_response(desk.score())
 
 
 def _export_whole(bench: Workbench, p, out: Path) -> int:
@@ -203,18 +151,3 @@ def _export_whole(bench: Workbench, p, out: Path) -> int:
     with staged(out, taken) as staging:
         _, channels = bench.export(p, staging)
     return channels
-
-
-def _body():
-    try:
-        return parse_json(request.get_data(as_text=True))
-    except HPNetError as e:
-        raise HPNetError(f"the request body is {e}") from None
-
-
-def _json(obj) -> Response:
-    return jsonify(json_ready(obj))
-
-
-def _error(message: str, code: int) -> tuple[Response, int]:
-    return jsonify({"error": " ".join(str(message).split())[:300]}), code

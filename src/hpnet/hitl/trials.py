@@ -31,7 +31,7 @@ from pathlib import Path
 
 from ..errors import HPNetError
 from ..operations.base import short
-from ..predictability.human import LOG_VERSION, SIZE_LEVELS, append_trial, check_log_writable, score_log
+from ..predictability.human import LOG_VERSION, SIZE_LEVELS, append_trial, check_log_writable, score_log_bytes
 from .perturbation import Perturbation
 from .workbench import Workbench
 
@@ -118,7 +118,7 @@ class TrialDesk:
         if trial is None:
             raise LookupError(f"no trial {short(trial_id)} waiting for a prediction (committed already, "
                               f"or the server restarted)")
-        direction, size, confidence = _prediction(request, trial["attributes"])
+        direction, size, confidence = read_prediction(request, trial["attributes"])
         bench, p = self.bench, trial["perturbation"]
         measured, _ = bench.measure(p)
         predicted = bench.predicted(p)
@@ -149,25 +149,33 @@ class TrialDesk:
                 "score": self.score()}
 
     def score(self) -> dict:
-        """The score of every logged trial (see :func:`hpnet.predictability.human.score_trials`)."""
+        """The score of every logged trial (see :func:`hpnet.predictability.human.score_trials`).
+
+        The log is read under the lock (so no half-appended line is read as damage) and scored after
+        it is released: commits never wait for a score."""
         with self.lock:
-            result = score_log(self.log, self.n_boot)
+            raw = self.log.read_bytes() if self.log.is_file() else b""
+        result = score_log_bytes(raw, self.log, self.n_boot)
         result.pop("log")                                         # the page has no use for the server's paths
         return result
 
 
-def _prediction(request, shown: list[str]) -> tuple[list[int], list[int], float]:
-    if not isinstance(request, dict) or not isinstance(request.get("predictions"), dict):
+def read_prediction(body, shown: list[str], keys: tuple[str, ...] = ("predictions", "confidence")
+                    ) -> tuple[list[int], list[int], float]:
+    """Direction (-1, 0, 1) and size (0..3) per shown attribute, and the confidence (default 0.5),
+    from a committed prediction ``{"predictions": {attribute: {"direction", "size"}}, "confidence"}``
+    whose keys are among ``keys``; one-line errors."""
+    if not isinstance(body, dict) or not isinstance(body.get("predictions"), dict):
         raise HPNetError("a commit must be a JSON object with \"predictions\": {attribute: {\"direction\", \"size\"}}")
-    unknown = sorted(set(request) - {"predictions", "confidence"})
+    unknown = sorted(set(body) - set(keys))
     if unknown:
-        raise HPNetError(f"unknown key {unknown[0]!r} in the commit (known: predictions, confidence)")
-    predictions = request["predictions"]
+        raise HPNetError(f"unknown key {unknown[0][:40]!r} in the commit (known: {', '.join(keys)})")
+    predictions = body["predictions"]
     missing = [a for a in shown if a not in predictions]
     extra = sorted(set(predictions) - set(shown))
     if missing or extra:
         raise HPNetError(f"predictions must cover exactly the shown attributes {shown}: "
-                         + (f"{missing[0]!r} is missing" if missing else f"{extra[0]!r} was not shown"))
+                         + (f"{missing[0]!r} is missing" if missing else f"{extra[0][:40]!r} was not shown"))
     direction, size = [], []
     for a in shown:
         item = predictions[a]
@@ -183,7 +191,7 @@ def _prediction(request, shown: list[str]) -> tuple[list[int], list[int], float]
             raise HPNetError(f"prediction for {a!r}: \"no change\" goes with size none, and a direction with a size")
         direction.append(d)
         size.append(s)
-    confidence = request.get("confidence", 0.5)
+    confidence = body.get("confidence", 0.5)
     if not isinstance(confidence, (int, float)) or isinstance(confidence, bool) or not 0 <= confidence <= 1:
         raise HPNetError(f"confidence must be a number in [0, 1], got {short(confidence)}")
     return direction, size, float(confidence)

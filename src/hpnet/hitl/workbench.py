@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import os
 import secrets
 import threading
 import time
@@ -37,7 +38,7 @@ from ..data.base import MultiLabelDataset
 from ..errors import HPNetError
 from ..operations import OPERATIONS, Operation
 from ..operations.base import short
-from ..ops.pruning import SCORERS, ScanInputs, ScanSettings, prune_physical
+from ..ops.pruning import SCORERS, ScanInputs, ScanSettings, prunable, prune_physical
 from ..predictability.human import SIZE_LEVELS
 from ..results import PruningResult
 from ..run import Run
@@ -100,6 +101,31 @@ class Workbench:
         if order is None or sorted(order) != list(range(model.config.channels)):
             order = SCORERS.get("semantic")(ScanInputs(model, ScanSettings(), views))["semantic"]
         return cls(nets, data, run.path.resolve().name, order, seed)
+
+    @classmethod
+    def from_runs(cls, runs: Sequence[str | Path | Run], images: int = 256, usage_images: int = 256,
+                  batch_size: int = 128, progress: bool = False, seed: int | None = None) -> "Workbench":
+        """Several runs' networks side by side on the first ``images`` images of the first run's
+        evaluation split (views from ``usage_images`` others), named relative to their common folder.
+        The runs must predict the same attributes."""
+        runs = [Run.of(r) for r in runs]
+        if not runs:
+            raise HPNetError("give at least one run")
+        first = runs[0].model_config
+        for run in runs[1:]:
+            theirs = run.model_config
+            if theirs.attribute_names != first.attribute_names:
+                raise HPNetError(f"{run.path}: predicts {', '.join(theirs.attribute_names)}, but {runs[0].path} "
+                                 f"predicts {', '.join(first.attribute_names)}; the networks must share attributes")
+        split, data = runs[0].eval_data(progress=progress)
+        views = runs[0].split("valid" if split == "test" else "train", progress)
+        root = Path(os.path.commonpath([str(r.path.resolve().parent) for r in runs]))
+        nets = [Network(run.network_name(root), run.model("cpu"), data, views, images,
+                        usage_images, batch_size, run) for run in runs]
+        names = [net.name for net in nets]
+        if len(set(names)) < len(names):
+            raise HPNetError(f"a run is named twice: {', '.join(names)}")
+        return cls(nets, data, root.name, None, seed)
 
     # -- perturbations ------------------------------------------------------------------------
 
@@ -278,7 +304,8 @@ class Workbench:
         """The perturbed network as a run folder at ``out``, and its number of channels.
 
         The model is ``op.persist`` of each operation in turn; channels whose keep-mask is 0 are then
-        cut out (``prune_physical``), the others keep their keep-mask value (1, or a scale)."""
+        cut out (``prune_physical``; kept masked where the backbone cannot remove them), the others
+        keep their keep-mask value (1, or a scale)."""
         net = self.networks[p.network]
         if net.run is None:
             raise HPNetError("this workbench was not opened from a run folder: nothing to export from")
@@ -288,7 +315,7 @@ class Workbench:
             kept = torch.nonzero(keep != 0).flatten().tolist()
             if not kept:
                 raise HPNetError("every channel is switched off: an exported model must keep at least one")
-            if len(kept) < self.channels:
+            if len(kept) < self.channels and prunable(model):
                 model = prune_physical(model, kept)
         net.run.derive(model, out, perturbed_from=str(net.run.path.resolve()), kept_channels=kept,
                        perturbation=p.to_json())

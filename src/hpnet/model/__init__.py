@@ -1,7 +1,7 @@
 """The human-predictable network (paper Tables 1-2, Eq. 8-13).
 
 x (B, 3, S, S) in [0, 1]
-  -> feature extractor f_f            z (B, C, H, W)           Table 1 (or a strided variant)
+  -> feature extractor f_f            z (B, C, H, W)           Table 1, a strided variant, a ResNet, yours
   -> channel keep-mask                z * keep                 semantic channel pruning
   -> K attention masks                M_k = sigmoid(A_k z + a_k) in (0, 1)^(C x H x W)
   -> mask transformation              g(M_k; n_k, beta_k)      Eq. 11-12, identity by default
@@ -13,7 +13,8 @@ computed in cache-sized tiles with a hand-written backward that recomputes each 
 (``head_impl="fused"``, see :mod:`hpnet.model.fused`); ``"naive"`` keeps the whole tensor and is
 the reference the fused path is tested against.
 
-Modules: :mod:`.backbones` (the feature extractors, a registry), :mod:`.heads` (the head
+Modules: :mod:`.backbones` (the feature extractors, a registry; the ResNets in :mod:`.resnet`, your
+own module in :mod:`.custom`, weights from files in :mod:`.weights`), :mod:`.heads` (the head
 families, a registry) and :mod:`.mask_heads` (what those with masks share), :mod:`.config` (:class:`ModelConfig`), :mod:`.network` (:class:`HPNet`,
 save/load, counts), :mod:`.fused`, :mod:`.tiles` and :mod:`._kernels` (the fast heads).
 
@@ -39,13 +40,15 @@ work with the same code:
   one value, ``model.operation_state()``, and ``with model.perturbed(keep=..., n=..., beta=...):``,
   which puts it back on leaving (nothing saves and restores it by hand);
 - ``model.extractor.last_conv`` and ``model.extractor.last_norm``: the conv and BatchNorm that
-  produce z (pruning scores their filters and removes their channels).
+  produce z (pruning scores their filters; None where a module backbone declares none), and
+  ``model.extractor.channel_dims``: what physical pruning removes (see :mod:`.backbones`).
 """
 from .backbones import BACKBONES, PAPER_DILATIONS, PAPER_WIDTHS, FeatureExtractor, conv_block
 from .config import L1_NORMS, ModelConfig
 from .heads import HEAD_IMPLS, HEADS, AttentionHeads, ChannelHeads, ContextHeads, LinearHeads, MaskHeads
 from .network import HPNet, OperationState, Output, count_macs, count_parameters
+from .weights import load_backbone_weights
 
 __all__ = ["BACKBONES", "HEADS", "HEAD_IMPLS", "L1_NORMS", "PAPER_DILATIONS", "PAPER_WIDTHS", "AttentionHeads",
            "ChannelHeads", "ContextHeads", "FeatureExtractor", "HPNet", "LinearHeads", "MaskHeads", "ModelConfig",
-           "OperationState", "Output", "conv_block", "count_macs", "count_parameters"]
+           "OperationState", "Output", "conv_block", "count_macs", "count_parameters", "load_backbone_weights"]

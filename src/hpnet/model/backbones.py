@@ -1,12 +1,19 @@
 """Feature extractors f_f, one registry entry each: ``hpnet train --backbone NAME`` lists them.
 
-A backbone is a plain stack of conv blocks (3x3 conv -> BatchNorm -> LeakyReLU(0.01), padding =
-dilation, Table 1), described by a function from the model config to its layers. The last block's
-conv and BatchNorm produce the C channels of z that the heads read and pruning removes
-(:attr:`FeatureExtractor.last_conv`, :attr:`FeatureExtractor.last_norm`).
+- ``paper`` and ``strided``: plain stacks of conv blocks (3x3 conv -> BatchNorm -> LeakyReLU(0.01),
+  padding = dilation, Table 1), each described by a function from the model config to its layers;
+- ``resnet18`` and ``resnet34``: torchvision's ResNets without the classifier (:mod:`.resnet`);
+- ``module``: your own ``nn.Module`` (:mod:`.custom`, through ``HPNet.from_backbone``).
 
-To add a backbone: one function from the config to its layers here, registered as
-``BACKBONES.register("name")(Backbone(layers, help))``, plus its test.
+Every extractor is an ``nn.Module`` with ``forward(x)`` -> z (B, C, H, W); ``last_conv`` and
+``last_norm``, the conv and BatchNorm producing the C channels of z that the heads read and
+pruning removes (None where a module backbone declares none); ``channel_dims``, its parameters and
+buffers indexed by those channels (what physical pruning cuts); ``macs(image_size)``; and, for the
+context heads, ``with_previous(x)`` -> (z, the features before the last block or stage).
+
+To add a plain backbone: one function from the config to its layers here, registered as
+``BACKBONES.register("name")(Backbone(layers, help))``, plus its test; any other extractor is a
+``build`` function from the config to the module, with ``check`` refusing configs it cannot build.
 """
 from __future__ import annotations
 
@@ -17,6 +24,8 @@ import torch.nn as nn
 
 from ..errors import HPNetError
 from ..registry import Registry
+from .custom import MODULE, ModuleExtractor, check_module
+from .resnet import BLOCKS, RESNET_WIDTHS, ResNetExtractor, check_resnet
 
 PAPER_WIDTHS = (32, 64, 64, 128)
 PAPER_DILATIONS = (1, 2, 3, 2)
@@ -28,6 +37,11 @@ class BackboneConfig(Protocol):
     backbone: str
     widths: tuple[int, ...]
     dilations: tuple[int, ...]
+    stem: str                       # the ResNets'
+    pruned_to: int                  # ResNets and modules: z's channels after physical pruning (0: widths[-1])
+    module: str                     # a module backbone's "package.module:Class" and its keywords
+    module_kwargs: dict
+    head: str
 
 
 @dataclass(frozen=True)
@@ -40,12 +54,27 @@ class ConvSpec:
 
 @dataclass(frozen=True)
 class Backbone:
-    """``layers(config)`` gives the conv blocks (and raises HPNetError on a config it cannot build);
-    ``defaults(widths)`` fills settings that depend on the depth when the user gave only widths."""
+    """A plain stack's ``layers(config)`` gives its conv blocks (and raises HPNetError on a config it
+    cannot build); any other extractor is ``build(config)``, ``check(config)`` raising on a config it
+    cannot build. ``defaults(widths)`` fills settings that depend on the depth when the user gave
+    only widths; ``widths`` are those used when none are given; ``pruned(config, n)`` gives the
+    config changes of the network physically pruned to n channels of z."""
 
-    layers: Callable[[BackboneConfig], list[ConvSpec]]
+    layers: Callable[[BackboneConfig], list[ConvSpec]] | None
     help: str
     defaults: Callable[[tuple[int, ...]], dict] = lambda widths: {}
+    build: Callable[[BackboneConfig], nn.Module] | None = None
+    check: Callable[[BackboneConfig], object] | None = None
+    widths: tuple[int, ...] = PAPER_WIDTHS
+    pruned: Callable[[BackboneConfig, int], dict] = lambda config, n: {"widths": config.widths[:-1] + (n,)}
+
+    def make(self, config: BackboneConfig) -> nn.Module:
+        """The extractor of ``config``."""
+        return self.build(config) if self.build is not None else FeatureExtractor(config)
+
+    def validate(self, config: BackboneConfig) -> None:
+        """Raise HPNetError when the backbone cannot be built from ``config``."""
+        (self.check or self.layers)(config)
 
 
 BACKBONES: Registry[Backbone] = Registry("--backbone")
@@ -64,13 +93,6 @@ def _strided(config: BackboneConfig) -> list[ConvSpec]:
     return [ConvSpec(i, o, 1 if n == 0 else 2) for n, (i, o) in enumerate(zip(c_in, config.widths))]
 
 
-BACKBONES.register("paper")(Backbone(
-    _paper, "Table 1: stride 1, dilations, no downsampling (receptive field 17 px)",
-    lambda widths: {"dilations": tuple(PAPER_DILATIONS[i % len(PAPER_DILATIONS)] for i in range(len(widths)))}))
-BACKBONES.register("strided")(Backbone(
-    _strided, "the same widths, 3x3 convs, the last three with stride 2 (masks on an S/8 map)"))
-
-
 def conv_block(c_in: int, c_out: int, stride: int = 1, dilation: int = 1) -> nn.Sequential:
     """3x3 conv -> BatchNorm -> LeakyReLU(0.01), padding keeping the size (Table 1)."""
     return nn.Sequential(
@@ -84,8 +106,8 @@ class FeatureExtractor(nn.Sequential):
     """f_f: the config's backbone as a stack of conv blocks."""
 
     def __init__(self, config: BackboneConfig):
-        layers = BACKBONES.get(config.backbone).layers(config)
-        super().__init__(*(conv_block(s.c_in, s.c_out, s.stride, s.dilation) for s in layers))
+        self.specs = BACKBONES.get(config.backbone).layers(config)
+        super().__init__(*(conv_block(s.c_in, s.c_out, s.stride, s.dilation) for s in self.specs))
 
     def with_previous(self, x):
         """(the output z, the previous block's output u): u is what context heads read."""
@@ -102,11 +124,33 @@ class FeatureExtractor(nn.Sequential):
     def last_norm(self) -> nn.BatchNorm2d:
         return self[-1][1]
 
+    @property
+    def channel_dims(self) -> dict[str, tuple[int, ...]]:
+        """Its parameters and buffers indexed by the channels of z, and their dimensions."""
+        last = len(self) - 1
+        dims = {f"{last}.0.weight": (0,)}
+        dims.update({f"{last}.1.{name}": (0,) for name in ("weight", "bias", "running_mean", "running_var")})
+        return dims
 
-def extractor_macs(config: BackboneConfig, image_size: int) -> tuple[int, int]:
-    """(multiply-accumulates of the extractor at ``image_size``, side of its output map)."""
-    macs, size = 0, image_size
-    for s in BACKBONES.get(config.backbone).layers(config):
-        size = (size - 1) // s.stride + 1          # 3x3, padding = dilation
-        macs += s.c_in * s.c_out * 9 * size * size
-    return macs, size
+    def macs(self, image_size: int) -> tuple[int, int]:
+        """(multiply-accumulates at ``image_size``, side of the output map)."""
+        macs, size = 0, image_size
+        for s in self.specs:
+            size = (size - 1) // s.stride + 1          # 3x3, padding = dilation
+            macs += s.c_in * s.c_out * 9 * size * size
+        return macs, size
+
+
+BACKBONES.register("paper")(Backbone(
+    _paper, "Table 1: stride 1, dilations, no downsampling (receptive field 17 px)",
+    lambda widths: {"dilations": tuple(PAPER_DILATIONS[i % len(PAPER_DILATIONS)] for i in range(len(widths)))}))
+BACKBONES.register("strided")(Backbone(
+    _strided, "the same widths, 3x3 convs, the last three with stride 2 (masks on an S/8 map)"))
+for _name, _blocks in BLOCKS.items():
+    BACKBONES.register(_name)(Backbone(
+        None, f"torchvision's {_name} (basic blocks {'-'.join(map(str, _blocks))}, BatchNorm; --stem, "
+              f"--backbone-weights; default widths {','.join(map(str, RESNET_WIDTHS))})",
+        build=ResNetExtractor, check=check_resnet, widths=RESNET_WIDTHS, pruned=lambda config, n: {"pruned_to": n}))
+BACKBONES.register(MODULE)(Backbone(
+    None, "your own nn.Module (Python: HPNet.from_backbone)", build=ModuleExtractor, check=check_module,
+    widths=(), pruned=lambda config, n: {"pruned_to": n}))

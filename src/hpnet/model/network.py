@@ -10,10 +10,12 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .. import checks
 from ..errors import HPNetError
 from ..io import atomic_save_tensors, atomic_write_json, load_tensors, read_json
-from .backbones import FeatureExtractor, extractor_macs
+from .backbones import BACKBONES
 from .config import ModelConfig
+from .custom import MODULE, ModuleExtractor, import_path
 from .heads import build_heads
 
 
@@ -31,9 +33,9 @@ class OperationState(NamedTuple):
     beta: torch.Tensor | None            # (K,) tone curve offset per attribute
 
 
-# inference on CPU: bytes of one extractor call's widest activation (about a core's L2 cache);
-# measured on the paper's network at 64x64, 2 threads: 10.0 ms per image at 32 images per call,
-# 7.0 at 8, 5.3 at 4, 5.1 at 2, 5.7 at 1
+# inference on CPU: bytes of the features z of one extractor call (a core's L2 cache holds its
+# activations); the paper's extractor at 64x64 (2 MB of z per image), 2 threads: 10.0 ms per image
+# at 32 images per call, 7.0 at 8, 5.3 at 4, 5.1 at 2, 5.7 at 1
 EXTRACT_CHUNK_BYTES = 4 << 20
 
 
@@ -44,13 +46,36 @@ class HPNet(nn.Module):
     the per-attribute transformation lives in ``heads.transform_n`` / ``heads.transform_beta``.
     """
 
-    def __init__(self, config: ModelConfig):
+    def __init__(self, config: ModelConfig, backbone: nn.Module | None = None):
         super().__init__()
         self.config = config
         C = config.channels
-        self.extractor = FeatureExtractor(config)
+        if backbone is not None and config.backbone != MODULE:
+            raise HPNetError(f"a backbone module is given, but the config's backbone is {config.backbone!r}; "
+                             f"use HPNet.from_backbone")
+        self.extractor = ModuleExtractor(config, backbone) if backbone is not None \
+            else BACKBONES.get(config.backbone).make(config)
         self.heads = build_heads(config)
         self.register_buffer("channel_keep", torch.ones(C))
+
+    @classmethod
+    def from_backbone(cls, module: nn.Module, channels: int, attributes: list[str], head: str = "attention",
+                      kwargs: dict | None = None, **settings) -> "HPNet":
+        """An HPNet on your own backbone: ``module`` (an ``nn.Module`` mapping images (B, 3, S, S) to
+        features (B, ``channels``, H, W); used itself, with its weights), ``attributes`` the names
+        of the K attributes, ``head`` a head family, ``settings`` more ModelConfig fields.
+
+        The config records the module's class as "package.module:Class" and ``kwargs``, the JSON
+        keywords that rebuild it as ``Class(**kwargs)``, so a saved model or run folder reopens where
+        that class is importable. Physical pruning needs the module to declare ``last_conv`` (see
+        :mod:`hpnet.model.custom`); without it channels are pruned masked.
+        """
+        if not isinstance(module, nn.Module):
+            raise HPNetError(f"from_backbone needs an nn.Module, got {type(module).__name__}")
+        checks.count(channels, "channels")
+        config = ModelConfig(attributes, backbone=MODULE, widths=(channels,), head=head, module=import_path(module),
+                             module_kwargs=dict(kwargs or {}), **settings)
+        return cls(config, module)
 
     @property
     def attribute_names(self) -> list[str]:
@@ -74,23 +99,18 @@ class HPNet(nn.Module):
         a context channel. Every head call takes both: ``model.heads(z, context)``.
 
         For inference on CPU (eval mode, no gradients) the extractor runs on chunks of images whose
-        widest activation fits in the second-level cache: the same features (BatchNorm uses its
-        running statistics), about twice as fast at the paper's size and a batch of 32."""
+        features take about EXTRACT_CHUNK_BYTES (the first image alone sets the size): the same
+        features (BatchNorm uses its running statistics), the paper's extractor at 64x64 and a
+        batch of 32 about 1.5x as fast as in one call."""
         if x.device.type == "cpu":
             x = x.contiguous(memory_format=torch.channels_last)
-        chunk = self._inference_chunk(x)
-        if chunk < x.shape[0]:
-            parts = [self._encode(x[i:i + chunk]) for i in range(0, x.shape[0], chunk)]
-            z = torch.cat([p[0] for p in parts])
-            return z, None if parts[0][1] is None else torch.cat([p[1] for p in parts])
-        return self._encode(x)
-
-    def _inference_chunk(self, x: torch.Tensor) -> int:
-        """Images per extractor call: all of them, except for inference on CPU."""
-        if x.device.type != "cpu" or torch.is_grad_enabled() or self.extractor.training:
-            return x.shape[0]
-        per_image = max(self.config.widths) * x.shape[-2] * x.shape[-1] * x.element_size()
-        return max(1, EXTRACT_CHUNK_BYTES // per_image)
+        if x.device.type != "cpu" or x.shape[0] < 2 or torch.is_grad_enabled() or self.extractor.training:
+            return self._encode(x)
+        parts = [self._encode(x[:1])]
+        chunk = max(1, EXTRACT_CHUNK_BYTES // parts[0][0].nbytes)
+        parts += [self._encode(x[i:i + chunk]) for i in range(1, x.shape[0], chunk)]
+        z = torch.cat([p[0] for p in parts])
+        return z, None if parts[0][1] is None else torch.cat([p[1] for p in parts])
 
     def _encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         keep = self.channel_keep.view(1, -1, 1, 1)
@@ -204,5 +224,5 @@ def count_parameters(model: nn.Module) -> int:
 
 def count_macs(model: HPNet, image_size: int) -> int:
     """Multiply-accumulates of one forward pass at ``image_size`` (convs and heads)."""
-    macs, size = extractor_macs(model.config, image_size)
+    macs, size = model.extractor.macs(image_size)
     return macs + model.heads.macs(size * size)

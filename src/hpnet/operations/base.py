@@ -73,7 +73,8 @@ def _plain(value: torch.Tensor):
 @dataclass(frozen=True)
 class Field:
     """One control of the operation on the page: ``kind`` is "channels" (a set of channel ids),
-    "number" (``low``..``high`` in ``step``) or "attributes" ("all" or a list of attribute names)."""
+    "number" (``low``..``high`` in ``step``), "attributes" ("all" or a list of attribute names) or
+    "choice" (one of ``choices``)."""
 
     name: str
     kind: str
@@ -82,6 +83,7 @@ class Field:
     high: float | None = None
     step: float | None = None
     default: Any = None
+    choices: tuple[str, ...] = ()
 
 
 class Operation(ABC):

@@ -12,10 +12,12 @@ from dataclasses import dataclass
 
 import torch
 
+from ..analysis.dissect import DissectSettings, channel_roles
 from ..analysis.masks import mean_mask_grid
 from ..core.stream import inference, model_device, stream
 from ..core.tone import mask_transform
 from ..data.base import MultiLabelDataset
+from ..data.parts import has_parts
 from ..model import HPNet
 
 
@@ -32,6 +34,8 @@ class View:
     has_masks: bool
     n: torch.Tensor                   # (K,) the network's own tone curve g(M; n, beta)
     beta: torch.Tensor
+    roles: tuple[str, ...] | None = None   # (C,) each channel's face part or "none"; None: no parts known
+    parts: tuple[str, ...] = ()             # the face parts the roles are named from
 
     @property
     def channels(self) -> int:
@@ -62,18 +66,28 @@ class View:
     def attribute(self, name: str) -> int:
         return self.attributes.index(name)
 
+    def channels_of(self, part: str) -> tuple[int, ...]:
+        """The channels whose role is ``part`` (none when the view has no roles)."""
+        return tuple(c for c, role in enumerate(self.roles or ()) if role == part)
+
 
 def read_view(model: HPNet, data: MultiLabelDataset, network: str, max_images: int | None = 256,
               batch_size: int = 100, progress: bool = False) -> View:
-    """The view of ``model`` from the first ``max_images`` of ``data`` (not the images measured)."""
+    """The view of ``model`` from the first ``max_images`` of ``data`` (not the images measured); the
+    channels' roles from the same images when they say where face parts lie."""
     usage = channel_usage(model, data, max_images, batch_size, progress)
     K = model.config.num_attributes
     state = model.operation_state()
     seen = usage["mean_masks"] if model.has_masks else usage["activation"].view(1, -1).expand(K, -1).clone()
+    roles, parts = None, ()
+    if has_parts(data) and len(data):
+        settings = DissectSettings(max_images=len(data) if max_images is None else max_images)
+        roles, parts = channel_roles(model, data, settings, progress), tuple(data.parts)
     return View(network, tuple(model.attribute_names), usage["weights"], seen, usage["activation"],
                 usage["contributions"], model.has_masks,
                 state.n.double().cpu() if state.n is not None else torch.ones(K, dtype=torch.float64),
-                state.beta.double().cpu() if state.beta is not None else torch.zeros(K, dtype=torch.float64))
+                state.beta.double().cpu() if state.beta is not None else torch.zeros(K, dtype=torch.float64),
+                roles, parts)
 
 
 def channel_usage(model: HPNet, data: MultiLabelDataset, max_images: int | None = 256,

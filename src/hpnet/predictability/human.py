@@ -18,7 +18,9 @@ held "perturbation": {"off", "n", "beta"}; they are read and scored the same):
 
 The score is the one of ``hpnet predictability``: Spearman's rank correlation between predicted and
 measured change over the (trial, attribute) pairs, here with a percentile bootstrap over *trials*
-(a trial's attributes are resampled together). It is given for the person, for the formula (the
+(a trial's attributes are resampled together; every predictor is scored on the same resamples, each
+from the resample's counts without sorting again: :func:`hpnet.core.stats.cluster_bootstrap_spearman`).
+It is given for the person, for the formula (the
 human-side predictor the page shows) and for a "no change" baseline on the same trials; a constant
 prediction carries no rank information, so the baseline's rank score is 0 by the definition
 ("0 = no information"). The direction agreement (share of pairs whose direction is right, a
@@ -41,7 +43,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..core.stats import spearman
+from ..core.stats import cluster_bootstrap_spearman, spearman
 from ..errors import HPNetError
 from ..results import TrialScoreResult
 
@@ -157,11 +159,10 @@ def _score(trials: Sequence[dict], n_boot: int, seed: int, level: float) -> dict
                    "formula": [np.asarray(t["formula"], dtype=float) for t in trials],
                    "no_change": [np.zeros(len(t["measured"])) for t in trials]}
     tolerance = {"person": 0.0, "formula": FORMULA_TOLERANCE, "no_change": 0.0}
+    scores = trial_bootstraps(predictions, measured, n_boot, seed, level)
     out = {"trials": len(trials), "pairs": int(sum(m.size for m in measured))}
     for name, predicted in predictions.items():
-        score = trial_bootstrap(predicted, measured, n_boot, seed, level)
-        score["direction_agreement"] = direction_agreement(predicted, measured, tolerance[name])
-        out[name] = score
+        out[name] = {**scores[name], "direction_agreement": direction_agreement(predicted, measured, tolerance[name])}
     return out
 
 
@@ -172,28 +173,32 @@ def trial_bootstrap(predicted: Sequence[np.ndarray], measured: Sequence[np.ndarr
     A constant prediction (every pair the same) has no rank information: its score is 0 with the
     interval [0, 0]. NaN with fewer than 3 pairs or when the measured side is constant.
     """
-    p = np.concatenate(list(predicted)) if len(predicted) else np.zeros(0)
+    return trial_bootstraps({"predicted": predicted}, measured, n_boot, seed, level)["predicted"]
+
+
+def trial_bootstraps(predictions: dict[str, Sequence[np.ndarray]], measured: Sequence[np.ndarray],
+                     n_boot: int = 1000, seed: int = 0, level: float = 0.95) -> dict[str, dict]:
+    """:func:`trial_bootstrap` of each predictor on the same trials, every one on the same resamples
+    (a resample whose prediction is constant scores 0; non-finite resample scores are left out)."""
     m = np.concatenate(list(measured)) if len(measured) else np.zeros(0)
-    n = int(p.size)
-    nan = {"score": math.nan, "ci_low": math.nan, "ci_high": math.nan, "n": n}
-    if n < 3 or np.ptp(m) == 0:
-        return nan
-    if np.ptp(p) == 0:
-        return {"score": 0.0, "ci_low": 0.0, "ci_high": 0.0, "n": n}
-    sizes = np.array([len(x) for x in measured])
-    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
-    rng = np.random.default_rng(seed)
-    boots = []
-    for _ in range(n_boot):
-        pick = rng.integers(0, len(sizes), size=len(sizes))
-        size = sizes[pick]                                   # the picked trials' pairs, end to end
-        idx = np.repeat(starts[pick] - (np.cumsum(size) - size), size) + np.arange(size.sum())
-        boots.append(spearman(p[idx], m[idx]) if np.ptp(p[idx]) > 0 else 0.0)
-    boots = np.asarray(boots, dtype=float)
-    boots = boots[np.isfinite(boots)]
+    owner = np.repeat(np.arange(len(measured)), [len(x) for x in measured])
+    n = int(m.size)
+    out, ranked = {}, {}
+    for name, predicted in predictions.items():
+        p = np.concatenate(list(predicted)) if len(predicted) else np.zeros(0)
+        if n < 3 or np.ptp(m) == 0:
+            out[name] = {"score": math.nan, "ci_low": math.nan, "ci_high": math.nan, "n": n}
+        elif np.ptp(p) == 0:
+            out[name] = {"score": 0.0, "ci_low": 0.0, "ci_high": 0.0, "n": n}
+        else:
+            ranked[name] = p
+    boots = cluster_bootstrap_spearman(ranked, m, owner, n_boot, seed) if ranked else {}
     tail = 50.0 * (1.0 - level)
-    low, high = np.percentile(boots, [tail, 100.0 - tail]) if boots.size else (math.nan, math.nan)
-    return {"score": float(spearman(p, m)), "ci_low": float(low), "ci_high": float(high), "n": n}
+    for name, p in ranked.items():
+        kept = boots[name][np.isfinite(boots[name])]
+        low, high = np.percentile(kept, [tail, 100.0 - tail]) if kept.size else (math.nan, math.nan)
+        out[name] = {"score": float(spearman(p, m)), "ci_low": float(low), "ci_high": float(high), "n": n}
+    return {name: out[name] for name in predictions}
 
 
 def direction_agreement(predicted: Sequence[np.ndarray], measured: Sequence[np.ndarray],
@@ -213,7 +218,14 @@ def direction_agreement(predicted: Sequence[np.ndarray], measured: Sequence[np.n
 def score_log(path: str | Path, n_boot: int = 1000, seed: int = 0) -> dict:
     """:func:`score_trials` of the log at ``path``, with the skipped lines as ``warnings``, as a plain
     dict (what the page's ``/api/score`` serves; ``hpnet hitl-score`` writes :func:`score_trial_log`)."""
-    trials, warnings = read_trials(path)
+    path = Path(path)
+    return score_log_bytes(path.read_bytes() if path.is_file() else b"", path, n_boot, seed)
+
+
+def score_log_bytes(raw: bytes, path: str | Path, n_boot: int = 1000, seed: int = 0) -> dict:
+    """:func:`score_log` of ``raw``, the bytes read from the log at ``path`` (named in the warnings):
+    a snapshot taken while no trial is being appended is scored without holding anything."""
+    trials, warnings = _parse_trials(raw, Path(path))
     return {**score_trials(trials, n_boot, seed), "warnings": warnings, "log": str(path)}
 
 

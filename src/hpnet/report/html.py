@@ -20,6 +20,7 @@ from ..errors import HPNetError
 from ..io import atomic_write_text, check_output
 from ..results import (
     AnalysisResult,
+    DissectResult,
     EvaluationResult,
     PredictabilityResult,
     PruningResult,
@@ -27,6 +28,7 @@ from ..results import (
     TrialScoreResult,
 )
 from ..run import Run
+from .dissect import dissect_section
 from .hitl import hitl_section
 from .predictability import report_section
 from .regression import regression_section
@@ -47,6 +49,7 @@ SECTIONS = {
     "fig5": "Fig. 5: mean attention mask per attribute and channel",
     "fig6": "Fig. 6: channel correlation",
     "table4": "Table 4: attributes with correlated attention",
+    "dissect": "Channel roles: the face part where each channel fires",
     "fig7": "Fig. 7: semantic channel pruning",
     "fig8": "Fig. 8: robustness with the mask transformation",
     "regression": "Regression example (Eq. 3-7)",
@@ -90,6 +93,7 @@ def write_report(run_dir: str | Path, out: str | Path | None = None,
               "training": _render(training_section, run.record, source=run.file(RUN_FILE)),
               "accuracy": _render(accuracy_section, evaluations, run, source=run.file(EvaluationResult.PATTERN)),
               **_render(analysis_sections, run, source=run.file(AnalysisResult.FILE)),
+              "dissect": _render(dissect_section, run, source=run.file(DissectResult.FILE)),
               "fig7": _render(pruning_section, run, baseline, source=run.file(PruningResult.FILE)),
               "fig8": _render(robustness_section, run, baseline, source=run.file(RobustnessResult.FILE)),
               "regression": regression_section(),

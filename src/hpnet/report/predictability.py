@@ -38,13 +38,31 @@ def write_predictability_figures(run_dir: str | Path, result: PredictabilityResu
     return {name: str(save_png(fig, out / name)) for name, fig in figs.items() if fig is not None}
 
 
-def _group(op_json: dict) -> str:
-    """The colour group of one scored operation: its parameters other than the channels, and how many."""
-    parts = [f"{k}={_short(v)}" for k, v in op_json.items() if k not in ("operation", "channels")]
+def _group(op_json: dict, only: str | None = None) -> str:
+    """The colour group of one scored operation: its parameters other than the channels, and how many
+    (``only``: that one of them)."""
+    parts = {k: f"{k}={_short(v)}" for k, v in op_json.items() if k not in ("operation", "channels")}
     if "channels" in op_json:
         count = len(op_json["channels"])
-        parts.insert(0, f"{count} channel{'s' if count > 1 else ''}")
-    return ", ".join(parts) or op_json.get("operation", "")
+        parts = {"channels": f"{count} channel{'s' if count > 1 else ''}", **parts}
+    if only is not None:
+        parts = {k: v for k, v in parts.items() if k == only}
+    return ", ".join(parts.values()) or op_json.get("operation", "")
+
+
+def _groups(operations: list[dict], most: int = 12) -> list[str]:
+    """Each operation's colour group; with more than ``most`` groups (e.g. every part at every factor),
+    grouped by the one parameter with the fewest values instead."""
+    groups = [_group(o) for o in operations]
+    if len(set(groups)) <= most or not operations:
+        return groups
+    keys = {k for o in operations for k in _group_keys(o)}
+    fewest = min(sorted(keys), key=lambda k: len({_group(o, k) for o in operations}))
+    return [_group(o, fewest) for o in operations]
+
+
+def _group_keys(op_json: dict) -> list[str]:
+    return [k for k in op_json if k != "operation"]
 
 
 def _short(v) -> str:
@@ -63,7 +81,7 @@ def fig_operation(result: PredictabilityResult, operation: str) -> Figure | None
     axes = np.atleast_1d(fig.subplots(1, len(entries)))
     for ax, (name, entry) in zip(axes, entries.items()):
         p, m = (np.asarray(entry["data"][key], dtype=float) for key in ("predicted", "logit"))
-        groups = [_group(o) for o in entry.get("operations", [{}] * len(p))]
+        groups = _groups(entry.get("operations", [{}] * len(p)))
         for g, label in enumerate(dict.fromkeys(groups)):
             rows = [i for i, x in enumerate(groups) if x == label]
             x, y = p[rows].ravel(), m[rows].ravel()

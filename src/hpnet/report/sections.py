@@ -5,6 +5,7 @@ Every section takes the :class:`~hpnet.run.Run` (or its record) and reads its re
 """
 from __future__ import annotations
 
+import json
 from html import escape
 
 import numpy as np
@@ -18,6 +19,18 @@ from .text import pct
 PRUNE_FRACTIONS = (0.0, 0.25, 0.5, 0.75)
 
 
+def _backbone(model: dict) -> str:
+    """The backbone's name, with a ResNet's stem, a module's class, and the width left by pruning."""
+    name = str(model.get("backbone", "-"))
+    if name == "module":
+        name += f" {model.get('module', '?')}({json.dumps(model.get('module_kwargs') or {})})"
+    elif name.startswith("resnet"):
+        name += f" (stem {model.get('stem', '-')}; torchvision's names)"
+    if model.get("pruned_to"):
+        name += f", pruned to {model['pruned_to']} channels of z"
+    return name
+
+
 def settings_section(record: dict) -> str:
     data = record.get("data") or {}
     model = record.get("model") or {}
@@ -29,7 +42,7 @@ def settings_section(record: dict) -> str:
         ("data seed / valid fraction", f"{data.get('seed', '-')} / {data.get('valid_fraction', '-')}"),
         ("training / validation images", f"{record.get('train_images', '-')} / {record.get('valid_images', '-')}"),
         ("attributes", f"{len(attrs)}: " + ", ".join(attrs)),
-        ("backbone", model.get("backbone", "-")), ("widths", value(model.get("widths"))),
+        ("backbone", _backbone(model)), ("widths", value(model.get("widths"))),
         ("head", model.get("head", "-")), ("||M||_1 normalisation", model.get("l1_norm", "-")),
         ("epochs (done)", f"{train.get('epochs', '-')} ({record.get('epochs_done', '-')})"),
         ("batch size / lr / L1 lambda",

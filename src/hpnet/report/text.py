@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from ..predictability.explainers import EXPLAINERS
-from ..results import EvaluationResult, PredictabilityResult, TrialScoreResult
+from ..results import DissectResult, EvaluationResult, PredictabilityResult, StudyScoreResult, TrialScoreResult
 
 
 def pct(v) -> str:
@@ -103,4 +103,61 @@ def format_hitl(result: TrialScoreResult) -> str:
     for network, part in result.get("by_network", {}).items():
         scores = ", ".join(f"{label} {score_text(part[key])}" for key, label in HITL_ROWS)
         lines.append(f"  {network} ({part['trials']} trials): {scores}")
+    return "\n".join(lines)
+
+
+def accuracy_text(s: dict | None) -> str:
+    """A direction accuracy with its interval: "71.2% [64.0, 78.1]"."""
+    if not s or s.get("direction_accuracy") is None:
+        return "-"
+    low, high = s.get("direction_ci_low"), s.get("direction_ci_high")
+    ci = f" [{100 * low:.1f}, {100 * high:.1f}]" if low is not None and high is not None else ""
+    return f"{100 * s['direction_accuracy']:.1f}%{ci}"
+
+
+def format_study(result: StudyScoreResult) -> str:
+    """A study's score (``hpnet study score``): per network the people's, the formula's and the
+    no-change baseline's rank score and direction accuracy, the paired differences, the exclusions."""
+    r = result.to_json()
+    lines = [f"{r['participants']} participants ({r['consented']} consented, {r['finished']} finished, "
+             f"{r['included']} scored, {len(r['excluded'])} excluded: {r['exclusion']['rule']}); "
+             f"{r['scored_answers']} test answers, {r['pairs']} predictions scored",
+             f"intervals: {100 * r['level']:g}% bootstrap over participants and items jointly ({r['n_boot']} resamples)",
+             f"{'network':<28} {'who':<10} {'rank score':<24} direction right"]
+    for label, net in r["networks"].items():
+        name = f"{label} = {net['identity']}"
+        for who in ("person", "formula", "no_change"):
+            lines.append(f"{name:<28} {who.replace('_', ' '):<10} {score_text(net[who]):<24} {accuracy_text(net[who])}")
+            name = ""
+        rating = net.get("rating") or {}
+        if rating.get("n"):
+            lines.append(f"{'':<28} felt predictable (1-7): {rating['mean']:.2f} over {rating['n']} people")
+    for pair in r["paired"]:
+        diff = {"score": pair["score_difference"], "ci_low": pair["ci_low"], "ci_high": pair["ci_high"]}
+        lines.append(f"people on {pair['a']} minus {pair['b']}: rank score {score_text(diff)}")
+    return "\n".join(lines)
+
+
+def format_dissect(result: DissectResult) -> str:
+    """Each part's channels (IoU), how the roles match the attributes' evidence, and the Fig. 4 pair."""
+    named = sum(c["part"] != "none" for c in result.channels)
+    lines = [f"{named} of {len(result.channels)} channels have a face part (IoU >= "
+             f"{result.settings.get('threshold')}, {result.images} {result.split or ''} images; parts from "
+             f"{result.part_source}):"]
+    for part, chans in result.roles().items():
+        shown = ", ".join(f"{c} ({result.channels[c]['iou']:.2f})" for c in chans)
+        lines.append(f"{part:>10}  {shown}")
+    c = result.consistency
+    if c.get("score") is not None:
+        lines.append(f"evidence on channels of the attribute's parts: {100 * c['score']:.1f}% "
+                     f"(random roles {100 * c['chance']:.1f}%, p = {c['p_value']:.3g}, {c['attributes']} attributes)")
+    f = result.fig4
+    if "skipped" in f:
+        lines.append(f"Fig. 4: {f['skipped']}")
+    else:
+        for a in f["attributes"]:
+            top = ", ".join(f"{e['channel']} ({e['part']})" for e in f["top"][a])
+            lines.append(f"Fig. 4: top {f['k']} channels of {a}: {top}")
+        shared = ", ".join(f"{e['channel']} ({e['part']})" for e in f["shared"]) or "none"
+        lines.append(f"Fig. 4: shared: {shared}")
     return "\n".join(lines)

@@ -84,23 +84,31 @@ import torch
 from hpnet.data.base import ArrayDataset
 from hpnet.errors import HPNetError
 
+from ..parts import PARTS
+from .parts import PART_INFO, _part_info, _part_masks
 from .prior import ATTRIBUTES, GEOMETRY, _geometry, _sample_attributes, _sample_scene
 from .render import _region_masks, _render
 
-__all__ = ["ATTRIBUTES", "GEOMETRY", "SyntheticFaces", "generate"]
-# the tests also reach _sample_attributes, _sample_scene, _geometry, _render and _region_masks here
+__all__ = ["ATTRIBUTES", "GEOMETRY", "PARTS", "SyntheticFaces", "generate"]
+# the tests also reach _sample_attributes, _sample_scene, _geometry, _render, _region_masks, _part_info
+# and _part_masks here
 
 
 class SyntheticFaces(ArrayDataset):
-    """Synthetic faces in memory, with the per-image geometry behind the evidence regions."""
+    """Synthetic faces in memory, with the per-image geometry behind the evidence regions and the
+    face parts (``part_info``: the flags of :data:`.parts.PART_INFO`)."""
+
+    parts = PARTS
 
     def __init__(self, images: torch.Tensor, targets: torch.Tensor, attribute_names: list[str],
-                 geometry: torch.Tensor):
+                 geometry: torch.Tensor, part_info: torch.Tensor):
         super().__init__(images, targets, attribute_names)
-        if geometry.shape != (images.shape[0], len(GEOMETRY)):
-            raise ValueError(f"geometry shape {tuple(geometry.shape)} does not match "
-                             f"{images.shape[0]} images x {len(GEOMETRY)} values")
+        for name, values, columns in (("geometry", geometry, GEOMETRY), ("part_info", part_info, PART_INFO)):
+            if values.shape != (images.shape[0], len(columns)):
+                raise ValueError(f"{name} shape {tuple(values.shape)} does not match "
+                                 f"{images.shape[0]} images x {len(columns)} values")
         self.geometry = geometry.float()
+        self.part_info = part_info.float()
 
     @property
     def image_size(self) -> int:
@@ -108,13 +116,21 @@ class SyntheticFaces(ArrayDataset):
 
     def subset(self, indices: torch.Tensor) -> "SyntheticFaces":
         return SyntheticFaces(self.images[indices], self.targets[indices], self.attribute_names,
-                              self.geometry[indices])
+                              self.geometry[indices], self.part_info[indices])
 
     def region_masks(self, indices: torch.Tensor | Sequence[int] | np.ndarray | None = None) -> torch.Tensor:
         """Where each attribute's evidence lies: bool ``(n, K, S, S)`` for the given images (all if None)."""
         geometry = self.geometry if indices is None else self.geometry[torch.as_tensor(indices).cpu()]
         geometry = geometry.reshape(-1, len(GEOMETRY)).numpy()
         return torch.from_numpy(_region_masks(geometry, self.attribute_names, self.image_size))
+
+    def part_masks(self, indices: torch.Tensor | Sequence[int] | np.ndarray | None = None) -> torch.Tensor:
+        """Where each face part of :data:`PARTS` lies: float32 ``(n, P, S, S)``, the share of each pixel it
+        covers (the shares sum to 1), for the given images (all if None)."""
+        pick = slice(None) if indices is None else torch.as_tensor(indices).cpu()
+        geometry = self.geometry[pick].reshape(-1, len(GEOMETRY)).numpy()
+        info = self.part_info[pick].reshape(-1, len(PART_INFO)).numpy()
+        return torch.from_numpy(_part_masks(geometry, info, self.image_size))
 
 
 def generate(n: int, image_size: int = 64, seed: int = 0,
@@ -134,7 +150,7 @@ def generate(n: int, image_size: int = 64, seed: int = 0,
     targets = np.stack([attrs[name] for name in names], axis=1).astype(np.float32)
     geometry = _geometry(attrs, scene)
     return SyntheticFaces(torch.from_numpy(images), torch.from_numpy(targets), names,
-                          torch.from_numpy(geometry))
+                          torch.from_numpy(geometry), torch.from_numpy(_part_info(attrs, scene)))
 
 
 def _check_arguments(n: int, image_size: int, attributes: list[str] | None) -> list[str]:

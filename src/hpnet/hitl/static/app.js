@@ -345,6 +345,7 @@ function fieldControl(f) {
   if (f.kind === "channels") return channelsControl(f);
   if (f.kind === "number") return numberControl(f);
   if (f.kind === "attributes") return attributesControl(f);
+  if (f.kind === "choice") return choiceControl(f);
   return el("p", {className: "warning"}, `${f.label}: a field of kind ${f.kind} has no control on this page`);
 }
 
@@ -389,6 +390,16 @@ function attributesControl(f) {
   options(select, [["all", "all attributes"], ...state.model.attributes.map((a) => [a, a])]);
   select.value = v.value;
   return el("div", {className: "field row", dataset: {kind: "attributes", name: f.name}},
+    el("label", {htmlFor: `field-${f.name}`}, f.label), select);
+}
+
+function choiceControl(f) {
+  const v = state.values[f.name];
+  const select = el("select", {id: `field-${f.name}`,
+    onchange: (e) => { v.value = e.target.value; perturbationChanged(); }});
+  options(select, f.choices.map((c) => [c, c]));
+  select.value = v.value;
+  return el("div", {className: "field row", dataset: {kind: "choice", name: f.name}},
     el("label", {htmlFor: `field-${f.name}`}, f.label), select);
 }
 

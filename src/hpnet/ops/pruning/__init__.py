@@ -15,7 +15,7 @@ The operation acts on the C channels of z = f_f(x), the input of every attention
    in parts: :class:`ScanSettings` for the orders, :class:`CurveSettings` for the curves);
    the ``prune`` command (:func:`hpnet.commands.prune_run`) runs it on a run folder.
 """
-from .apply import masked_model, mean_accuracy, physical_report, prune_physical
+from .apply import masked_model, mean_accuracy, physical_report, prunable, prune_physical
 from .curves import CurveSettings, default_grid, pruning_curves
 from .prune import Pruned, PruneSettings, prune_model
 from .refit import HeadFit, reconstruct_heads
@@ -36,5 +36,5 @@ from .scorers import (
 
 __all__ = ["RULES", "SCORERS", "CurveSettings", "HeadFit", "PruneSettings", "Pruned", "ScanInputs", "ScanSettings",
            "ScorerSkipped", "attention_order", "default_grid", "filter_l1", "l1_order", "masked_model", "mean_accuracy",
-           "method_orders", "physical_report", "prune_model", "prune_physical", "pruning_curves",
+           "method_orders", "physical_report", "prunable", "prune_model", "prune_physical", "pruning_curves",
            "random_order", "reconstruct_heads", "scorer", "semantic_order"]

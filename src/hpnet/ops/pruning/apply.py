@@ -1,7 +1,8 @@
 """Physical pruning: a smaller model without the pruned channels, equal to the masked model.
 
-:func:`prune_physical` cuts the channels out of the last conv and its BatchNorm and, through the
-head family's ``channel_dims``, out of every head parameter that reads them; :func:`masked_model`
+:func:`prune_physical` cuts the channels out of what the backbone's ``channel_dims`` name (the last
+conv and its BatchNorm; for a ResNet also the residual connection of the last block) and, through
+the head family's ``channel_dims``, out of every head parameter that reads them; :func:`masked_model`
 is the same network with the channels zeroed by ``channel_keep`` instead; :func:`physical_report`
 compares a model with its pruned version (params, MACs, latency, accuracy).
 """
@@ -15,24 +16,38 @@ import torch
 from ...core.stream import correct_counts, image_count, inference, median_latency, model_device, stream
 from ...data.base import MultiLabelDataset
 from ...errors import HPNetError
-from ...model import HPNet, ModelConfig, count_macs, count_parameters
+from ...model import HPNet, count_macs, count_parameters
+from ...model.custom import MODULE
 
 
 def prune_physical(model: HPNet, keep: Sequence[int] | torch.Tensor) -> HPNet:
     """A new, smaller HPNet holding only the channels ``keep`` of z (kept in ascending id order).
 
-    Removed: the last conv's output filters, their BatchNorm entries, the rows and columns of every
-    A_k, the entries of a_k and w_k (attention heads) or the columns of the linear head. The
-    transformation buffers are copied; the new ``channel_keep`` is the old one at ``keep``. In the
-    model's mode, the result equals the masked model (zeros in ``channel_keep`` elsewhere).
+    Removed: the last conv's output filters, their BatchNorm entries (a ResNet's last block: also
+    the channels of the identity it adds), the rows and columns of every A_k, the entries of a_k
+    and w_k (attention heads) or the columns of the linear head. The transformation buffers are
+    copied; the new ``channel_keep`` is the old one at ``keep``. In the model's mode, the result
+    equals the masked model (zeros in ``channel_keep`` elsewhere). A module backbone that declares
+    no ``last_conv`` is refused in one line (it can be pruned masked only).
     """
     index = keep_index(keep, model.config.channels)
-    config = ModelConfig.from_dict(model.config.to_dict())
-    config.widths = config.widths[:-1] + (len(index),)
-    small = HPNet(config)
-    small.load_tensors(_sliced_state(model, index), "prune_physical")
+    state = _sliced_state(model, index)           # one line when the backbone's channels cannot be removed
+    config = model.config.pruned(len(index))
+    own = copy.deepcopy(model.extractor.module) if config.backbone == MODULE else None   # not re-imported
+    small = HPNet(config, own)
+    small.load_tensors(state, "prune_physical")
     param = next(model.parameters())
     return small.to(device=param.device, dtype=param.dtype).train(model.training)
+
+
+def prunable(model: HPNet) -> bool:
+    """Whether the backbone's channels of z can be removed physically (a module backbone declaring
+    no ``last_conv`` cannot: it is pruned masked)."""
+    try:
+        dims = model.extractor.channel_dims
+    except HPNetError:
+        return False
+    return bool(dims)
 
 
 def keep_index(keep: Sequence[int] | torch.Tensor, channels: int) -> torch.Tensor:
@@ -48,10 +63,8 @@ def keep_index(keep: Sequence[int] | torch.Tensor, channels: int) -> torch.Tenso
 
 def _sliced_state(model: HPNet, index: torch.Tensor) -> dict[str, torch.Tensor]:
     """The model's state with channel dimensions of z cut to ``index``."""
-    names = {m: n for n, m in model.named_modules()}
-    conv, norm = names[model.extractor.last_conv], names[model.extractor.last_norm]
-    dims = {f"{conv}.weight": (0,), f"{conv}.bias": (0,), f"{norm}.weight": (0,), f"{norm}.bias": (0,),
-            f"{norm}.running_mean": (0,), f"{norm}.running_var": (0,), "channel_keep": (0,)}
+    dims = {f"extractor.{name}": d for name, d in model.extractor.channel_dims.items()}
+    dims["channel_keep"] = (0,)
     dims.update({f"heads.{name}": d for name, d in model.heads.channel_dims.items()})
     state = {}
     for key, value in model.state_dict().items():

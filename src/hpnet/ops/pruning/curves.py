@@ -18,6 +18,7 @@ from ...data import parse_splits
 from ...data.base import MultiLabelDataset
 from ...errors import HPNetError
 from ...model import HPNet
+from .apply import prunable
 from .refit import PrunedHeads, reconstruct_all
 from .scorers import Order
 
@@ -85,6 +86,7 @@ def pruning_curves(model: HPNet, data: MultiLabelDataset, orders: dict[str, Orde
     C = model.config.channels
     grid = check_grid(grid, C)
     plans, pruned_sets = _plan(orders, grid, C)
+    physical = physical and prunable(model)     # a module backbone without last_conv: masked
     heads = [PrunedHeads(model, s, physical) for s in pruned_sets]
     if fit is not None:
         reconstruct_all(model, heads, fit, batch_size, fit_images, progress)

@@ -111,8 +111,12 @@ class ScanInputs:
 
     @property
     def filter_l1(self) -> torch.Tensor:
+        """The norms the semantic scan compares: each last-conv filter's L1 norm, or, for a module
+        backbone that declares no last conv, the L1 norm of each channel's classifier weights."""
         if self._filter_l1 is None:
-            self._filter_l1 = filter_l1(self.model)
+            model = self.model
+            self._filter_l1 = filter_l1(model) if model.extractor.last_conv is not None \
+                else model.heads.weight.detach().abs().sum(0).float().cpu()
         return self._filter_l1
 
 
@@ -162,6 +166,8 @@ def random(inputs: ScanInputs) -> Orders:
 
 @scorer("l1")
 def l1(inputs: ScanInputs) -> Orders:
+    if inputs.model.extractor.last_conv is None:
+        raise ScorerSkipped("the backbone module declares no last_conv, whose filters this order measures")
     return {"l1": l1_order(inputs.model)}
 
 
