@@ -99,12 +99,15 @@ class HPNet(nn.Module):
         a context channel. Every head call takes both: ``model.heads(z, context)``.
 
         For inference on CPU (eval mode, no gradients) the extractor runs on chunks of images whose
-        features take about EXTRACT_CHUNK_BYTES (the first image alone sets the size): the same
-        features (BatchNorm uses its running statistics), the paper's extractor at 64x64 and a
-        batch of 32 about 1.5x as fast as in one call."""
+        features take about EXTRACT_CHUNK_BYTES (where the widest layer at full resolution could
+        exceed it, the first image alone sets the size): the same features (BatchNorm uses its
+        running statistics), the paper's extractor at 64x64 and a batch of 32 about 1.5x as fast
+        as in one call."""
         if x.device.type == "cpu":
             x = x.contiguous(memory_format=torch.channels_last)
-        if x.device.type != "cpu" or x.shape[0] < 2 or torch.is_grad_enabled() or self.extractor.training:
+        most = max(self.config.widths) * x.shape[-2] * x.shape[-1] * x.element_size() * x.shape[0]
+        if (x.device.type != "cpu" or x.shape[0] < 2 or torch.is_grad_enabled() or self.extractor.training
+                or most <= EXTRACT_CHUNK_BYTES):
             return self._encode(x)
         parts = [self._encode(x[:1])]
         chunk = max(1, EXTRACT_CHUNK_BYTES // parts[0][0].nbytes)
