@@ -33,7 +33,7 @@ from ._channel_vector import VECTOR
 from ._kernels import MATH_SOURCE, build_and_load
 
 PRELUDE = r"""
-#if defined(__x86_64__) && defined(__AVX512F__)
+#if defined(__x86_64__) && defined(__AVX512F__) && defined(__AVX512DQ__)
 #pragma GCC target("prefer-vector-width=512")
 #include <immintrin.h>
 #define AVX512 1

@@ -1,6 +1,6 @@
 """The C source of the 16-lane AVX-512 versions of the ``channel`` heads' float32 loops.
 
-:mod:`hpnet.model._channel_loops` calls them where the compiler targets AVX-512 (``AVX512`` 1):
+:mod:`hpnet.model._channel_loops` calls them where the compiler targets AVX-512 F and DQ (``AVX512`` 1):
 the masks, their sums, the backward's gradients and the transposed correlation, written with
 intrinsics so that 2^x is one ``scalef`` (no clamping, NaN kept) and the column shifts of the
 transposed correlation are masked loads; elsewhere the portable loops, which the compiler
@@ -12,12 +12,12 @@ VECTOR = r"""
 /* 16-lane versions of the float loops for AVX-512 (BODY calls them where AVX512 is 1). Loops run
    whole vectors with plain loads and one masked vector for the tail. */
 
-/* 1 / (1 + 2^t): 2^t = 2^round(t) p(t - round(t)), scalef applying 2^round(t) (it saturates to
-   0 and inf by itself, and keeps NaN). */
+/* 1 / (1 + 2^t): 2^t = 2^round(t) p(t - round(t)), t - round(t) in one instruction (reduce) and
+   scalef applying 2^round(t) (it saturates to 0 and inf by itself, and keeps NaN). */
 static inline __m512 sigmoid16(__m512 t)
 {
-    const __m512 n = _mm512_roundscale_ps(t, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    const __m512 f = _mm512_sub_ps(t, n), one = _mm512_set1_ps(1.0f);
+    const __m512 f = _mm512_reduce_ps(t, _MM_FROUND_TO_NEAREST_INT), n = _mm512_sub_ps(t, f);
+    const __m512 one = _mm512_set1_ps(1.0f);
     __m512 p = _mm512_set1_ps(1.3260922e-3f);
     p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(9.6701756e-3f));
     p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(5.5507123e-2f));
