@@ -3,7 +3,8 @@
 1. Fused vs naive heads on CUDA in float32 (TF32 off): pooled features, mask sums and the
    gradients of z, A and a, for tiny configs (several tile shapes, with and without the mask
    transformation) and the paper's config (K = 40, C = 128, 64x64, B = 4); then the whole
-   network's logits, L1 term and every parameter's gradient. Relative error = max |fused - naive|
+   network's logits, L1 term and every parameter's gradient, with the paper's heads, the channel
+   heads (on CUDA: blocks of torch ops, differentiated by autograd) and the context heads. Relative error = max |fused - naive|
    / max |naive|, required <= 1e-4.
 2. Mixed precision: ``hpnet.train.fit`` for a few steps of the paper's config with amp (bfloat16
    where supported, else float16 with GradScaler), then float16 + GradScaler explicitly, through
@@ -63,11 +64,12 @@ def heads_case(B, K, C, H, tiles, transform, device) -> dict:
             "ok": max(errors.values()) <= RTOL}
 
 
-def model_case(backbone, transform, device) -> dict:
+def model_case(backbone, transform, device, head="attention") -> dict:
     torch.manual_seed(0)
     names = [f"a{i}" for i in range(5)]
-    fused = HPNet(ModelConfig(names, backbone=backbone, widths=(8, 16, 16, 16))).to(device)
-    naive = HPNet(ModelConfig(names, backbone=backbone, widths=(8, 16, 16, 16), head_impl="naive")).to(device)
+    fused = HPNet(ModelConfig(names, backbone=backbone, widths=(8, 16, 16, 16), head=head)).to(device)
+    naive = HPNet(ModelConfig(names, backbone=backbone, widths=(8, 16, 16, 16), head=head,
+                              head_impl="naive")).to(device)
     naive.load_state_dict(fused.state_dict())
     if transform:
         for m in (fused, naive):
@@ -82,7 +84,7 @@ def model_case(backbone, transform, device) -> dict:
         grads = torch.autograd.grad(loss, list(m.parameters()) + [xi])
         res.append([out.logits, out.mask_l1, *grads])
     errors = [rel(f, r) for f, r in zip(res[1], res[0])]
-    return {"case": f"model {backbone} transform={transform}", "max_error": max(errors),
+    return {"case": f"model {backbone} {head} heads transform={transform}", "max_error": max(errors),
             "logits_error": errors[0], "l1_error": errors[1], "ok": max(errors) <= RTOL}
 
 
@@ -142,7 +144,8 @@ def main() -> int:
     heads += [heads_case(4, 40, 128, 64, None, tr, device) for tr in (False, True)]      # paper config
     heads += [heads_case(4, 40, 128, 64, (7, 1024), False, device)]
     out["heads"] = heads
-    out["models"] = [model_case(bb, tr, device) for bb in ("paper", "strided") for tr in (False, True)]
+    out["models"] = [model_case(bb, tr, device, head) for head in ("attention", "channel", "context")
+                     for bb in ("paper", "strided") for tr in (False, True)]
     torch.backends.cuda.matmul.allow_tf32 = True  # the trainer's normal setting from here on
     torch.backends.cudnn.allow_tf32 = True
     out["amp"] = amp_training(device)
