@@ -4,8 +4,8 @@
    gradients of z, A and a, for tiny configs (several tile shapes, with and without the mask
    transformation) and the paper's config (K = 40, C = 128, 64x64, B = 4); then the whole
    network's logits, L1 term and every parameter's gradient, with the paper's heads, the channel
-   heads (on CUDA: blocks of torch ops, differentiated by autograd) and the context heads. Relative error = max |fused - naive|
-   / max |naive|, required <= 1e-4.
+   heads (on CUDA: blocks of torch ops, differentiated by autograd) and the context heads.
+   Relative error = max |fused - naive| / max |naive|, required <= 1e-4.
 2. Mixed precision: ``hpnet.train.fit`` for a few steps of the paper's config with amp (bfloat16
    where supported, else float16 with GradScaler), then float16 + GradScaler explicitly, through
    the fused heads: losses finite, output dtypes float32.
