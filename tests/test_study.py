@@ -100,6 +100,7 @@ def test_the_item_bank_is_balanced_blind_and_complete(made, runs):
     assert len(checks) == 2 and all(i["phase"] == "test" and i["operation"] == "scale" for i in checks)
     assert all(json.loads(i["measured"]) == [0.0, 0.0] and json.loads(i["formula"]) == [0.0, 0.0] for i in checks)
     protocol = json.loads(conn.execute("SELECT value FROM meta WHERE key='protocol'").fetchone()[0])
+    assert json.loads((made / "study.json").read_text()) == protocol          # the readable copy
     assert protocol["settings"]["seed"] == 0 and "attention checks" not in protocol["info_sheet"]
 
 

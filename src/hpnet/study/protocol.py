@@ -32,12 +32,13 @@ from ..errors import HPNetError
 from ..folders import FolderTaken, is_empty, staged
 from ..hitl import Workbench
 from ..hitl.perturbation import Perturbation, Step
-from ..io import check_output
+from ..io import atomic_write_json, check_output
 from ..operations import OPERATIONS
 from . import store
 
 CONDITIONS = ("formula", "no-formula")
 CHECK_OPERATION = {"operation": "scale", "alpha": 1.0}   # a channel multiplied by 1: no change, plain from the card
+PROTOCOL_FILE = "study.json"   # the protocol, also in the database's meta table
 EXCLUDE_BELOW = 0.5        # participants passing fewer than this share of their attention checks are excluded
 INFO_SHEET = (
     "This study asks you to predict how a neural network's answers change when the network itself is "
@@ -114,9 +115,10 @@ def create_study(out: str | Path, settings: StudySettings, progress: bool = True
     with staged(out, taken) as staging:
         conn = store.create(staging / store.DB_FILE)
         try:
-            _write(conn, bench, labels, items, settings)
+            protocol = _write(conn, bench, labels, items, settings)
         finally:
             conn.close()
+        atomic_write_json(protocol, staging / PROTOCOL_FILE)     # the protocol to read; the database is the record
     return out / store.DB_FILE
 
 
@@ -171,7 +173,7 @@ def _item(bench: Workbench, p: Perturbation, index: list[int], item_id: str, pha
             "measured": [round(measured[k]["logit_change"], 6) for k in index], "is_check": int(is_check)}
 
 
-def _write(conn, bench: Workbench, labels: dict[str, str], items: list[dict], s: StudySettings) -> None:
+def _write(conn, bench: Workbench, labels: dict[str, str], items: list[dict], s: StudySettings) -> dict:
     created = datetime.now(timezone.utc).isoformat(timespec="seconds")
     protocol = {"settings": asdict(s), "labels": {v: k for k, v in labels.items()}, "attributes": bench.attributes,
                 "images": int(bench.targets.shape[0]), "exclusion": {"checks_passed_below": EXCLUDE_BELOW},
@@ -187,3 +189,4 @@ def _write(conn, bench: Workbench, labels: dict[str, str], items: list[dict], s:
             (i["id"], i["phase"], i["network"], i["operation"], json.dumps(i["params"]), json.dumps(i["attributes"]),
              json.dumps(i["card"]), json.dumps(i["formula"]), json.dumps(i["measured"]), i["is_check"])
             for i in items])
+    return protocol
