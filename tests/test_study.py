@@ -29,6 +29,8 @@ TINY = {"backbone": "strided", "widths": (4, 6, 8)}
 PORT = 8124
 BASE = {"base_url": f"http://127.0.0.1:{PORT}"}
 ADMIN = "admin-token-for-tests"
+PARTS = {"background", "neck", "hair", "ears", "face", "forehead", "cheeks", "chin", "nose", "mouth", "brows", "eyes",
+         "glasses", "hat"}
 
 
 @pytest.fixture(scope="module")
@@ -95,6 +97,9 @@ def test_the_item_bank_is_balanced_blind_and_complete(made, runs):
         assert len(shown) == len(formula) == len(measured) == 2 and set(shown) <= set(NAMES)
         card = json.loads(item["card"])
         assert card["description"] and [row["attribute"] for row in card["cards"][0]["attributes"]] == shown
+        named = {str(c) for c in card["cards"][0]["common"].get("channels", [])}
+        assert set(card["roles"]) == named and set(card["roles"].values()) <= {*Study(made).protocol.get("parts", []),
+                                                                                 *PARTS, "none"}
         assert "measured" not in item["card"] and (measured[0] == 0 or str(measured[0]) not in item["card"])
     checks = [i for i in items if i["is_check"]]
     assert len(checks) == 2 and all(i["phase"] == "test" and i["operation"] == "scale" for i in checks)

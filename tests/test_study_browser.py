@@ -95,6 +95,8 @@ class Participant:
         self.items.append(progress)
         phase = page.get_by_test_id("phase").inner_text()
         assert page.get_by_test_id("feedback").is_hidden()                 # nothing measured shown before the commit
+        if page.get_by_test_id("roles").is_visible():                       # where the changed channels fire
+            assert page.get_by_test_id("roles").inner_text().startswith("Where th")
         assert page.get_by_test_id("formula").is_visible() == (self.number % 2 == 0)   # conditions alternate
         rows = page.locator("#predictions tr")
         commit = page.get_by_test_id("commit")

@@ -166,11 +166,22 @@ def _item(bench: Workbench, p: Perturbation, index: list[int], item_id: str, pha
           is_check: bool) -> dict:
     measured, _ = bench.measure(p)
     predicted = bench.predicted(p)
+    cards = bench.cards_json(p, index)
     return {"id": item_id, "phase": phase, "network": label, "operation": p.operation,
             "params": p.params_json(), "attributes": [bench.attributes[k] for k in index],
-            "card": {"description": bench.describe(p), "cards": bench.cards_json(p, index)},
+            "card": {"description": bench.describe(p), "cards": cards,
+                     "roles": channel_roles(bench.networks[p.network].view, cards)},
             "formula": [round(predicted[k]["change"], 6) for k in index],
             "measured": [round(measured[k]["logit_change"], 6) for k in index], "is_check": int(is_check)}
+
+
+def channel_roles(view, cards: list[dict]) -> dict[str, str]:
+    """Where each channel the cards name fires (its face part, or "none", from ``hpnet dissect``'s
+    reading of the network's view); empty when the view knows no parts."""
+    if view.roles is None:
+        return {}
+    channels = sorted({int(c) for card in cards for c in card.get("common", {}).get("channels", [])})
+    return {str(c): view.roles[c] for c in channels if 0 <= c < len(view.roles)}
 
 
 def _write(conn, bench: Workbench, labels: dict[str, str], items: list[dict], s: StudySettings) -> dict:

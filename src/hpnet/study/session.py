@@ -166,6 +166,7 @@ class Study:
         shown = {"item": item["id"], "phase": item["phase"], "position": p["answered"] + 1,
                  "items": len(p["item_order"]), "network": item["network"], "operation": item["operation"],
                  "description": item["card"]["description"], "card": item["card"]["cards"],
+                 "roles": item["card"].get("roles", {}),
                  "attributes": item["attributes"], "size_levels": list(SIZE_LEVELS)}
         if p["condition"] == "formula":
             shown["formula"] = item["formula"]

@@ -3,7 +3,7 @@
  * and the last question. Everything it shows comes from /p/TOKEN/api/; the measured change arrives
  * only in the answer to a committed learning item.
  *
- * Test ids: consent, agree, item, phase, what, cards, formula, predictions, choice-<attribute>-<d>-<s>,
+ * Test ids: consent, agree, item, phase, what, roles, cards, formula, predictions, choice-<attribute>-<d>-<s>,
  * confidence, commit, feedback, outcome, next, rating, rate-<label>-<v>, rate, skip, done, error, progress.
  */
 "use strict";
@@ -82,6 +82,10 @@ function renderItem(item) {
     ? "Learning: after you commit, you see what really happened."
     : "Test: no feedback from here on.";
   $("what").textContent = `Network ${item.network}: ${item.description}`;
+  const roles = Object.entries(item.roles || {});
+  $("roles").hidden = !roles.length;
+  $("roles").textContent = `Where ${roles.length > 1 ? "these channels fire" : "this channel fires"}: ` +
+    roles.map(([c, part]) => `${c} ${part === "none" ? "(no one face part)" : part}`).join(", ");
   $("cards").replaceChildren(...item.card.map(renderCard));
   $("formula").hidden = !item.formula;
   if (item.formula) {
