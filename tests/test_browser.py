@@ -100,6 +100,11 @@ def api(app, url, path, body=None):
     return response.get_json()
 
 
+def role_words(role) -> str:
+    """How the page names a channel's role after its id."""
+    return "" if role is None else " (no one face part)" if role == "none" else f" ({role})"
+
+
 def shown_number(text: str) -> float:
     return float(text.replace("%", "").replace("pp", "").replace("+", "").strip())
 
@@ -173,9 +178,12 @@ def test_look_perturb_apply_then_a_trial_predicted_and_scored(page, served):
     assert shown_number(accuracy.inner_text()) == pytest.approx(100 * model["accuracy"][network][1], abs=0.05 + 1e-9)
     view = api(app, url, f"/api/attribute/{NAMES[1]}")
     assert page.locator("#attribute-view canvas").count() == len(view["maps"]) * len(view["samples"])
-    partners = api(app, url, "/api/channel/2")["partners"]
-    for p in partners:
-        assert_cell(page.get_by_test_id(f"partner-{p['channel']}").locator("td").nth(1), p["r"])
+    channel = api(app, url, "/api/channel/2")                     # each channel named with where it fires
+    expect(page.get_by_test_id("channel-title")).to_have_text(f"Channel 2{role_words(channel['role'])}")
+    for p in channel["partners"]:
+        row = page.get_by_test_id(f"partner-{p['channel']}").locator("td")
+        assert_cell(row.nth(1), p["r"])
+        assert row.nth(0).inner_text() == f"{p['channel']}{role_words(p['role'])}"
     expect(page.locator("#accuracy-table tbody tr")).to_have_count(K + 1)
 
     # Perturb: two channels off; then the same channels scaled; then a tone curve on one attribute.

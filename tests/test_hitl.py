@@ -326,6 +326,9 @@ def test_every_read_endpoint(client, bench):
     r = bench.correlation[3].clone()
     r[3] = 0
     assert ch["partners"][0]["channel"] == int(r.abs().argmax()) and len(ch["partners"]) == 5
+    roles = bench.main.view.roles                                   # where each channel fires, when parts are known
+    assert ch["role"] == (roles[3] if roles is not None else None)
+    assert all(p["role"] == (roles[p["channel"]] if roles is not None else None) for p in ch["partners"])
     corr = client.get("/api/correlation", **BASE).json["matrix"]
     assert np.allclose(np.diag(corr), 1.0)
     png = client.get("/api/image/5.png", **BASE)

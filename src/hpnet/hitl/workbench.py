@@ -283,12 +283,16 @@ class Workbench:
                 "maps": {str(c): np.round(maps[:, c].numpy(), 4).tolist() for c in top[:channels]}}
 
     def channel_view(self, c: int) -> dict:
-        """A channel's most correlated partners (Fig. 6) and its column of the grid and weights."""
+        """A channel's most correlated partners (Fig. 6) and its column of the grid and weights, each
+        channel with its role (the face part where it fires, "none"; None when no parts are known)."""
         c = self.channel(c)
         r = self.correlation[c].clone()
         r[c] = 0.0
         partners = torch.argsort(r.abs(), descending=True)[:PARTNERS].tolist()
-        return {"channel": c, "partners": [{"channel": int(p), "r": float(r[p])} for p in partners],
+        roles = self.main.view.roles
+        role = (lambda i: roles[i]) if roles is not None else (lambda i: None)
+        return {"channel": c, "role": role(c),
+                "partners": [{"channel": int(p), "r": float(r[p]), "role": role(int(p))} for p in partners],
                 "mean_masks": self.main.view.seen[:, c].tolist(), "weights": self.main.view.weights[:, c].tolist()}
 
     def image_png(self, i: int) -> bytes:

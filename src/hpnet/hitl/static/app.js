@@ -277,16 +277,22 @@ async function drawOverlay(canvas, imageId, map) {
   ctx.drawImage(heat, 0, 0, canvas.width, canvas.height);
 }
 
+/** A channel's role in words: " (mouth)", " (no one face part)", or nothing when roles are unknown. */
+function roleText(role) {
+  if (role === null || role === undefined) return "";
+  return role === "none" ? " (no one face part)" : ` (${role})`;
+}
+
 async function showChannel(c) {
   const ch = await api(`/api/channel/${c}`);
   const m = state.model;
   $("channel-view").replaceChildren(
-    el("h3", {}, `Channel ${ch.channel}`),
+    el("h3", {dataset: {testid: "channel-title"}}, `Channel ${ch.channel}${roleText(ch.role)}`),
     el("p", {className: "muted"}, "Most correlated channels (over the cached images):"),
     fillTable(el("table", {className: "numbers"}), ["channel", "r"],
       ch.partners.map((p) => ({
         testid: `partner-${p.channel}`,
-        cells: [String(p.channel), numberCell(p.r, fmtChange)],
+        cells: [`${p.channel}${roleText(p.role)}`, numberCell(p.r, fmtChange)],
       }))),
     el("p", {className: "muted"}, "Its column:"),
     fillTable(el("table", {className: "numbers"}), ["attribute", m.grid ? "mean mask" : "mean activation", "weight"],
