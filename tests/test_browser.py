@@ -13,21 +13,13 @@ from pathlib import Path
 import pytest
 
 from dissecthelp import every_channel_named
+from browserhelp import TIMEOUT_MS, chromium, expect
 from hpnet.commands import train_run
 from hpnet.data import DataSpec
 from hpnet.train import TrainConfig
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-background-networking", "--disable-gpu", "--disable-component-update",
-                 "--disable-sync", "--no-first-run"]
 NAMES = ["Smiling", "Eyeglasses", "Wearing_Hat"]
 TINY = {"backbone": "strided", "widths": (4, 6, 8)}
-TIMEOUT_MS = 10_000
-
-sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install playwright)")
-if not CHROMIUM.is_file():
-    pytest.skip(f"no browser: {CHROMIUM} is missing (apt-get install chromium)", allow_module_level=True)
-expect = sync_api.expect
 
 
 def artifacts() -> Path:
@@ -63,10 +55,8 @@ def served(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def browser():
-    with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+    with chromium() as browser:
         yield browser
-        browser.close()
 
 
 def open_page(browser, url: str):

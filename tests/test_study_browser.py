@@ -6,26 +6,17 @@ skipped when either is missing. The server is the study's (waitress) on a free l
 import shutil
 import sqlite3
 import threading
-from pathlib import Path
 
 import pytest
 
+from browserhelp import TIMEOUT_MS, chromium, expect
 from hpnet.commands import train_run
 from hpnet.data import DataSpec
 from hpnet.study import Study, StudySettings, create_study
 from hpnet.train import TrainConfig
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-background-networking", "--disable-gpu", "--disable-component-update",
-                 "--disable-sync", "--no-first-run"]
 NAMES = ["Smiling", "Eyeglasses", "Wearing_Hat"]
 TINY = {"backbone": "strided", "widths": (4, 6, 8)}
-TIMEOUT_MS = 10_000
-
-sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install playwright)")
-if not CHROMIUM.is_file():
-    pytest.skip(f"no browser: {CHROMIUM} is missing (apt-get install chromium)", allow_module_level=True)
-expect = sync_api.expect
 
 
 @pytest.fixture(scope="module")
@@ -53,10 +44,8 @@ def served(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def browser():
-    with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+    with chromium() as browser:
         yield browser
-        browser.close()
 
 
 class Participant:

@@ -73,12 +73,13 @@ def score_study(study: Study | str, n_boot: int = 1000, seed: int = 0, level: fl
     rng = np.random.default_rng(seed)
     labels = sorted(study.networks)
     cp, ci = joint_counts(pairs, labels, n_boot, rng)
+    per = {label: replicate_scores(pairs.subset(pairs.network == label), cp, ci) for label in labels}
     networks = {}
     for label in labels:
         mask = pairs.network == label
         networks[label] = {"identity": study.networks[label]["identity"], "head": study.networks[label]["head"],
                            "items": int(len(set(pairs.item[mask].tolist()))), "pairs": int(mask.sum()),
-                           **network_scores(pairs, mask, cp, ci, level),
+                           **network_scores(pairs, mask, cp, ci, level, per[label]),
                            "by_condition": {c: network_scores(pairs, mask & (pairs.condition == c), cp, ci, level)
                                             for c in sorted(set(pairs.condition[mask].tolist()))},
                            "by_operation": {o: network_scores(pairs, mask & (pairs.operation == o), cp, ci, level)
@@ -94,7 +95,7 @@ def score_study(study: Study | str, n_boot: int = 1000, seed: int = 0, level: fl
         answers=len(answers), scored_answers=len(scored), pairs=int(pairs.person.size),
         exclusion={"rule": f"participants passing fewer than {EXCLUDE_BELOW:.0%} of their attention checks "
                            f"are excluded", **checks},
-        networks=networks, paired=paired_differences(pairs, labels, cp, ci, level),
+        networks=networks, paired=paired_differences(pairs, labels, per, level),
         learning_curve=learning_curve(answers, study.items, excluded, level), n_boot=n_boot, seed=seed, level=level)
 
 
@@ -138,10 +139,12 @@ def joint_counts(pairs: Pairs, labels: Sequence[str], n_boot: int, rng: np.rando
     return cp, ci
 
 
-def network_scores(pairs: Pairs, mask: np.ndarray, cp: np.ndarray, ci: np.ndarray, level: float) -> dict:
-    """``{"person", "formula", "no_change"}``, each the rank score and direction accuracy with intervals."""
+def network_scores(pairs: Pairs, mask: np.ndarray, cp: np.ndarray, ci: np.ndarray, level: float,
+                   replicates: tuple[dict, dict] | None = None) -> dict:
+    """``{"person", "formula", "no_change"}``, each the rank score and direction accuracy with intervals
+    (from ``replicates``, :func:`replicate_scores` of these pairs, when already computed)."""
     sub = pairs.subset(mask)
-    rho, accuracy = replicate_scores(sub, cp, ci)
+    rho, accuracy = replicates if replicates is not None else replicate_scores(sub, cp, ci)
     points = point_scores(sub)
     out = {name: {"score": points[name]["score"], **_interval(rho[name], level, "ci"),
                   "direction_accuracy": points[name]["direction_accuracy"],
@@ -198,10 +201,9 @@ def direction_of(values: np.ndarray, tolerance: float, strict: bool = False) -> 
     return np.where(small, 0, np.sign(values))
 
 
-def paired_differences(pairs: Pairs, labels: Sequence[str], cp: np.ndarray, ci: np.ndarray, level: float) -> list:
+def paired_differences(pairs: Pairs, labels: Sequence[str], per: dict[str, tuple[dict, dict]], level: float) -> list:
     """For each two networks: the people's rank score and direction accuracy of the first less the
     second's, with intervals from the same resamples (the same participants)."""
-    per = {label: replicate_scores(pairs.subset(pairs.network == label), cp, ci) for label in labels}
     points = {label: point_scores(pairs.subset(pairs.network == label))["person"] for label in labels}
     out = []
     for i, a in enumerate(labels):
