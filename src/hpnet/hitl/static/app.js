@@ -22,11 +22,12 @@
  *   #operation-summary, #fields      its words, and a control per field (F the field's name):
  *     channels                       [data-testid="F-C"] a checkbox per channel (checked = in the set),
  *                                    #count-F, #clear-F, #semantic-count-F + #semantic-first-F,
- *                                    #top-count-F + #top-of-selected-F, #part-F + #part-channels-F
+ *                                    #top-count-F + #top-of-selected-F, #part-choice-F + #part-channels-F
  *                                    (shortcuts that fill the set); a channel's label names its part
  *     number                         #field-F (range input, listens to "input"), #field-F-value
  *     attributes                     #field-F (select: "all" or an attribute)
  *   #card                            what a person is shown: rows [data-testid="card-<attribute>"],
+ *                                    [data-testid="card-roles"] where its channels fire,
  *                                    cells data-field = the fact, data-value its value
  *   #formula-panel                   #formula-text and #prediction, rows [data-testid="predict-<attribute>"]
  *                                    (hidden while a trial is open)
@@ -371,7 +372,7 @@ function channelsControl(f) {
   const boxes = Array.from({length: m.channels}, (_, c) => el("label", {className: "switch", title: channelTitle(c, state.network)},
     el("input", {type: "checkbox", checked: set.has(c), "data-testid": `${f.name}-${c}`, dataset: {channel: c},
       onchange: (e) => { if (e.target.checked) set.add(c); else set.delete(c); perturbationChanged(); }}),
-    String(c),
+    `${c} `,
     role(c) && role(c) !== "none"
       ? el("span", {className: "role-tag", style: {borderColor: partColour(role(c))}}, role(c)) : null));
   const topMax = Math.max(...Object.values(m.top_channels).map((t) => t.length));
@@ -396,10 +397,10 @@ function channelsControl(f) {
 function partShortcut(name) {
   const parts = partsWithChannels(state.network);
   if (!parts.length) return null;
-  const select = el("select", {id: `part-${name}`});
+  const select = el("select", {id: `part-choice-${name}`});
   options(select, parts.map(([p, cs]) => [p, `${p} (${cs.length})`]));
   return el("span", {className: "row"},
-    el("label", {htmlFor: `part-${name}`}, "part"), select,
+    el("label", {htmlFor: `part-choice-${name}`}, "part"), select,
     el("button", {type: "button", id: `part-channels-${name}`,
       onclick: () => setChannels(name, parts.find(([p]) => p === select.value)[1])}, "Channels of the part"));
 }
