@@ -174,6 +174,8 @@ def test_look_perturb_apply_then_a_trial_predicted_and_scored(page, served):
         row = page.get_by_test_id(f"partner-{p['channel']}").locator("td")
         assert_cell(row.nth(1), p["r"])
         assert row.nth(0).inner_text() == f"{p['channel']}{role_words(p['role'])}"
+    assert_where_it_fires(page, channel, view["samples"])
+    assert_grid_names_channels(page, model["roles"][network], C)
     expect(page.locator("#accuracy-table tbody tr")).to_have_count(K + 1)
 
     # Perturb: two channels off; then the same channels scaled; then a tone curve on one attribute.
@@ -185,6 +187,9 @@ def test_look_perturb_apply_then_a_trial_predicted_and_scored(page, served):
     answer = api(app, url, "/api/predict", spec)
     assert_prediction(page, answer["predicted"])
     assert_card(page, answer["cards"][0])
+    roles = model["roles"][network]["role"]                  # the card says where its channels fire
+    expect(page.get_by_test_id("card-roles")).to_have_text(f"Where they fire: 3{role_words(roles[3])}, "
+                                                           f"5{role_words(roles[5])}.")
 
     choose(page, "scale", model, network)                    # the channel set stays
     page.locator("#field-alpha").fill("0.5")
@@ -273,6 +278,56 @@ def test_look_perturb_apply_then_a_trial_predicted_and_scored(page, served):
         assert page.get_by_test_id(f"score-{network}-{key}").count() == 1
     expect(page.locator("#apply")).to_be_enabled()
     page.screenshot(path=str(artifacts() / "hitl-page.png"), full_page=True)
+
+
+def assert_where_it_fires(page, channel, samples):
+    """The channel view names where the channel fires in words and shows, per sample image, where it
+    fires beside its mask (both pictures loaded)."""
+    fires = channel["fires"]
+    assert channel["role"] not in (None, "none")             # every channel is named here (see dissecthelp)
+    words = page.get_by_test_id("channel-fires-words")
+    expect(words).to_contain_text(f"Fires on the {channel['role']}: its top 5% of activations overlap the "
+                                  f"{channel['role']} with IoU {fires['iou']:.2f}")
+    for i in samples:
+        for kind in ("fires", "mask"):
+            picture = page.get_by_test_id(f"{kind}-{channel['channel']}-{i}")
+            page.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=picture.element_handle())
+            assert picture.evaluate("img => img.naturalWidth") == 128
+
+
+def assert_grid_names_channels(page, roles, C):
+    """A row of part colours under the channel ids, tooltips naming the part, a legend that marks a
+    part's columns, and the columns grouped by part on request."""
+    assert page.locator("#grid tr.parts th.part").evaluate_all("ths => ths.map(t => t.dataset.part)") == roles["role"]
+    title = page.locator("#grid th.channel").nth(2).get_attribute("title")
+    assert title == f"channel 2: fires on the {roles['role'][2]} (IoU {roles['iou'][2]:.2f})"
+    part = roles["role"][2]
+    page.get_by_test_id(f"legend-{part}").click()
+    faded = page.locator("#grid tbody tr").first.locator("td.cell").evaluate_all(
+        "tds => tds.map(td => td.classList.contains('faded'))")
+    assert faded == [r != part for r in roles["role"]]
+    page.get_by_test_id(f"legend-{part}").click()            # unmarked again
+    expect(page.locator("#grid td.cell.faded")).to_have_count(0)
+    page.locator("#grid-order").select_option("part")
+    grouped = page.locator("#grid tr.parts th.part").evaluate_all("ths => ths.map(t => t.dataset.part)")
+    rank = [roles["parts"].index(p) for p in grouped]
+    assert sorted(grouped) == sorted(roles["role"]) and rank == sorted(rank)
+    page.locator("#grid-order").select_option("id")
+
+
+def test_the_channels_of_a_part_fill_a_channel_set(page, served):
+    url, app, _ = served
+    model = api(app, url, "/api/model")
+    network = model["networks"][0]
+    roles = model["roles"][network]["role"]
+    part = roles[0]
+    choose(page, "prune", model, network)
+    page.locator("#part-choice-channels").select_option(part)
+    page.locator("#part-channels-channels").click()
+    for c, role in enumerate(roles):
+        assert page.get_by_test_id(f"channels-{c}").is_checked() == (role == part)
+        label = page.get_by_test_id(f"channels-{c}").locator("xpath=..")
+        assert label.inner_text().split() == [str(c), role]
 
 
 def test_an_own_scale_trial_shows_its_card_and_logs_its_params(page, served):

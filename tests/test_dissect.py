@@ -8,15 +8,13 @@ import torch
 
 import hpnet.data.synthetic as syn
 from clihelp import one_line, run_cli
+from dissecthelp import NAMES, handset
 from hpnet.analysis.dissect import DissectSettings, dissect, name_channels, overlaps
 from hpnet.analysis.roles import ATTRIBUTE_PARTS, consistency, fig4_roles
-from hpnet.data.synthetic import PARTS, SyntheticFaces, features, generate, render
+from hpnet.data.synthetic import PARTS, features, generate, render
 from hpnet.errors import HPNetError
-from hpnet.model import HPNet, ModelConfig
 from hpnet.results import DissectResult
 from hpnet.run import Run
-
-NAMES = ["Smiling", "Mouth_Slightly_Open", "Eyeglasses"]
 
 
 # ---------------------------------------------------------------------------- the parts of synthetic faces
@@ -93,26 +91,6 @@ def test_each_attribute_map_names_the_parts_of_its_synthetic_evidence_region():
 
 
 # ---------------------------------------------------------------------------- a hand-set extractor
-
-
-def handset(size: int = 32, n: int = 64):
-    """Synthetic faces whose red channel shows only the mouth (graded inside it), green pixel noise, blue
-    only the background; an extractor whose four channels are red, a constant, green and blue."""
-    ds = generate(n, image_size=size, seed=0, attributes=NAMES)
-    parts = ds.part_masks()
-    gen = torch.Generator().manual_seed(1)
-    grade = lambda: 0.5 + 0.5 * torch.rand(n, size, size, generator=gen)  # noqa: E731
-    rgb = torch.stack([parts[:, PARTS.index("mouth")] * grade(), torch.rand(n, size, size, generator=gen),
-                       parts[:, PARTS.index("background")] * grade()], 1)
-    data = SyntheticFaces((rgb * 255).round().to(torch.uint8), ds.targets, NAMES, ds.geometry, ds.part_info)
-    model = HPNet(ModelConfig(NAMES, backbone="paper", widths=(4,), dilations=(1,), head="attention")).eval()
-    conv, norm = model.extractor[0][0], model.extractor[0][1]
-    with torch.no_grad():
-        conv.weight.zero_()
-        conv.weight[0, 0, 1, 1] = conv.weight[2, 1, 1, 1] = conv.weight[3, 2, 1, 1] = 1.0
-        norm.running_mean.zero_(), norm.running_var.fill_(1 - norm.eps), norm.weight.fill_(1), norm.bias.zero_()
-        norm.bias[1] = 1.0                                                 # channel 1: constant 1
-    return model, data
 
 
 @pytest.mark.parametrize("size", [32, 64])

@@ -329,6 +329,12 @@ def test_every_read_endpoint(client, bench):
     roles = bench.main.view.roles                                   # where each channel fires, when parts are known
     assert ch["role"] == (roles[3] if roles is not None else None)
     assert all(p["role"] == (roles[p["channel"]] if roles is not None else None) for p in ch["partners"])
+    named = model["roles"]                                          # the grid's: each network's roles and IoU
+    assert list(named) == [ATT, PLAIN] and named[ATT]["role"] == list(roles) and len(named[ATT]["iou"]) == 8
+    assert ch["fires"]["best_part"] == roles[3] and ch["fires"]["iou"] == named[ATT]["iou"][3]   # all named here
+    for kind in ("fires", "mask"):                                  # where it fires beside its mask, as PNG
+        shown = client.get(f"/api/channel/3/{kind}/5.png?attribute=Male", **BASE)
+        assert shown.mimetype == "image/png" and Image.open(BytesIO(shown.data)).size == (128, 128)
     corr = client.get("/api/correlation", **BASE).json["matrix"]
     assert np.allclose(np.diag(corr), 1.0)
     png = client.get("/api/image/5.png", **BASE)
@@ -383,6 +389,9 @@ BAD = [
     ("get", "/api/attribute/Beard", None, 400, "unknown attribute \"Beard\""),
     ("get", "/api/channel/8", None, 400, "channel must be an id in 0..7, got 8"),
     ("get", "/api/image/32.png", None, 404, "no image 32"),
+    ("get", "/api/channel/8/fires/0.png", None, 400, "channel must be an id in 0..7, got 8"),
+    ("get", "/api/channel/0/mask/32.png", None, 404, "no image 32"),
+    ("get", "/api/channel/0/mask/0.png?attribute=Beard", None, 400, "unknown attribute \"Beard\""),
     ("get", "/api/nothing", None, 404, "no such page or API"),
     ("delete", "/api/apply", None, 405, "method"),
 ]

@@ -120,13 +120,19 @@ def _features(model: HPNet, data: MultiLabelDataset, s: DissectSettings, n: int,
             yield model.encode(x)[0].float()
 
 
+def firing(z: torch.Tensor, thresholds: torch.Tensor, size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Where channels fire on images of ``size`` pixels: z (B, C, h, w) upsampled bilinearly to the
+    image, and whether it exceeds each channel's threshold T (C,): ``(up, fires)``, both (B, C, S, S)."""
+    up = F.interpolate(z, size=(size, size), mode="bilinear", align_corners=False)
+    return up, up > thresholds.to(up).view(1, -1, 1, 1)
+
+
 def _batch_overlaps(z: torch.Tensor, parts: torch.Tensor, thresholds: torch.Tensor, size: int):
     """(intersection, union, area) per slice of images whose upsampled maps fit in memory."""
     B, C = z.shape[:2]
     step = max(1, _ELEMENTS // (C * size * size))
     for i in range(0, B, step):
-        up = F.interpolate(z[i:i + step], size=(size, size), mode="bilinear", align_corners=False)
-        fires = (up > thresholds.view(1, -1, 1, 1)).flatten(2).float()                       # (b, C, S*S)
+        fires = firing(z[i:i + step], thresholds, size)[1].flatten(2).float()                # (b, C, S*S)
         p = parts[i:i + step]
         inter = torch.bmm(fires, p.transpose(1, 2))                                          # (b, C, P)
         fired = fires.sum(-1)
@@ -188,12 +194,38 @@ def _ratio(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return torch.where(b > 0, a / b.clamp(min=1e-12), torch.zeros_like(a))
 
 
+class ChannelRoles(NamedTuple):
+    """Where each channel fires, as :func:`dissect` names it: per channel ``{"channel", "part",
+    "best_part", "iou", ...}`` (:func:`name_channels`; no intervals), the thresholds T (C,) of its
+    firing region, the parts, and the rule (``quantile``, IoU ``threshold``, ``images``)."""
+
+    channels: tuple[dict, ...]
+    thresholds: torch.Tensor
+    parts: tuple[str, ...]
+    quantile: float
+    threshold: float
+    images: int
+
+    @property
+    def roles(self) -> tuple[str, ...]:
+        return tuple(c["part"] for c in self.channels)
+
+
+def channel_dissection(model: HPNet, data: MultiLabelDataset, settings: DissectSettings | None = None,
+                       progress: bool = False) -> ChannelRoles:
+    """Each channel's part (or "none"), best part and IoU, and its firing threshold, as :func:`dissect`
+    names them with the same settings (without the intervals)."""
+    s = settings or DissectSettings()
+    o = overlaps(model, data, s, progress)
+    channels, _ = name_channels(o, s.threshold, n_boot=1, seed=s.seed)
+    named = tuple({k: v for k, v in c.items() if not k.startswith("iou_ci")} for c in channels)
+    return ChannelRoles(named, o.thresholds.cpu(), o.parts, s.quantile, s.threshold, int(o.area.shape[0]))
+
+
 def channel_roles(model: HPNet, data: MultiLabelDataset, settings: DissectSettings | None = None,
                   progress: bool = False) -> tuple[str, ...]:
     """Each channel's part, or "none": the roles :func:`dissect` names with the same settings."""
-    s = settings or DissectSettings()
-    channels, _ = name_channels(overlaps(model, data, s, progress), s.threshold, n_boot=1, seed=s.seed)
-    return tuple(c["part"] for c in channels)
+    return channel_dissection(model, data, settings, progress).roles
 
 
 def channel_evidence(model: HPNet, data: MultiLabelDataset, settings: DissectSettings,

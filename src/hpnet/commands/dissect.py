@@ -9,6 +9,7 @@ from ..data import DataSpec, default_eval_split, load_split
 from ..report.dissect import write_dissect_figures
 from ..results import DissectResult
 from ..run import Run
+from .analyse import name_analysis_channels
 
 
 def dissect_run(run: str | Path | Run, settings: DissectSettings | None = None, data: DataSpec | None = None,
@@ -16,7 +17,8 @@ def dissect_run(run: str | Path | Run, settings: DissectSettings | None = None, 
     """Dissect the run's channels on the images its operations' view is read from (the first
     ``max_images`` of "valid", or of "train" when valid is the evaluation split or empty), so that
     the roles are those the role operation uses; ``data``: other images (e.g. CelebA from another
-    folder; attributes default to the model's). Writes RUN/dissect.json and RUN/figures/dissect_roles.png."""
+    folder; attributes default to the model's). Writes RUN/dissect.json and RUN/figures/dissect_roles.png,
+    and redraws the Fig. 4-6 of an earlier ``hpnet analyse`` with the channels named by their parts."""
     run = Run.of(run)
     model = run.model(device)
     if data is None:
@@ -32,4 +34,6 @@ def dissect_run(run: str | Path | Run, settings: DissectSettings | None = None, 
     result.run, result.split, result.dataset = str(run.path), split, spec.dataset
     result.figures = write_dissect_figures(run.path, result)
     run.write(result)
+    if model.has_masks:
+        name_analysis_channels(run, model, progress)      # Fig. 4-6 of an earlier hpnet analyse, named
     return result

@@ -7,6 +7,10 @@
     GET  /api/channel/<c>           a channel's most correlated partners (Fig. 6) and its grid column
     GET  /api/correlation           the C x C channel correlation
     GET  /api/image/<i>.png         cached evaluation image i
+    GET  /api/channel/<c>/fires/<i>.png   image i with where channel c fires (its activation, and the region
+                                    dissection names its part by outlined)
+    GET  /api/channel/<c>/mask/<i>.png    image i with channel c's mask for ?attribute=<name> (default: the
+                                    mean over the attributes)
     POST /api/predict               the cards and the formula's prediction of a perturbation
     POST /api/apply                 cards, prediction and measured change of a perturbation, and the flipped images
     POST /api/trial                 start a trial (random or own perturbation, network or blind)
@@ -32,7 +36,7 @@ import sys
 import traceback
 from pathlib import Path
 
-from flask import Flask, Response, send_from_directory
+from flask import Flask, Response, request, send_from_directory
 from werkzeug.exceptions import Conflict, NotFound
 
 from ..errors import HPNetError
@@ -98,6 +102,15 @@ def _read_routes(app: Flask, bench: Workbench) -> None:
         if not 0 <= i < bench.images.shape[0]:
             raise NotFound(f"no image {i} (the page holds {bench.images.shape[0]})")
         return Response(bench.image_png(i), mimetype="image/png")
+
+    @app.get("/api/channel/<int:c>/<any(fires, mask):show>/<int:i>.png")
+    def channel_map(c: int, show: str, i: int):
+        if not 0 <= i < bench.images.shape[0]:
+            raise NotFound(f"no image {i} (the page holds {bench.images.shape[0]})")
+        unknown = set(request.args) - {"attribute"}
+        if unknown:
+            raise HPNetError(f"unknown query parameter {sorted(unknown)[0][:40]!r}: only ?attribute=<name>")
+        return Response(bench.channel_map_png(c, i, show, request.args.get("attribute")), mimetype="image/png")
 
 
 def _write_routes(app: Flask, bench: Workbench, desk: TrialDesk, run) -> None:

@@ -42,6 +42,7 @@ from ..ops.pruning import SCORERS, ScanInputs, ScanSettings, prunable, prune_phy
 from ..predictability.human import SIZE_LEVELS
 from ..results import PruningResult
 from ..run import Run
+from . import fires
 from . import perturbation as perturbations
 from .network import Network
 from .perturbation import Perturbation
@@ -71,6 +72,7 @@ class Workbench:
         self.semantic_order = [int(c) for c in semantic_order] if semantic_order is not None \
             else list(range(self.channels))
         self.lock = threading.Lock()
+        self._limits: torch.Tensor | None = None        # each channel's firing threshold, when first asked
         self.seed = secrets.randbits(63) if seed is None else int(seed)
         self.rng = np.random.default_rng(self.seed)
         moments = Moments()
@@ -246,6 +248,7 @@ class Workbench:
                 "weights": view.weights.tolist(), "evidence": view.evidence().abs().tolist(),
                 "semantic_order": self.semantic_order,
                 "top_channels": {a: self.top_channels(k) for k, a in enumerate(self.attributes)},
+                "roles": {name: _roles_json(net.view) for name, net in self.networks.items()},
                 "operations": [self.operation_json(op) for _, op in OPERATIONS.items()
                                if any(op.applies_to(net.view) for net in self.networks.values())],
                 "size_levels": list(SIZE_LEVELS)}
@@ -284,20 +287,50 @@ class Workbench:
 
     def channel_view(self, c: int) -> dict:
         """A channel's most correlated partners (Fig. 6) and its column of the grid and weights, each
-        channel with its role (the face part where it fires, "none"; None when no parts are known)."""
+        channel with its role (the face part where it fires, "none"; None when no parts are known);
+        ``fires``: how the role was named (best part, its IoU, the rule), None without parts."""
         c = self.channel(c)
         r = self.correlation[c].clone()
         r[c] = 0.0
         partners = torch.argsort(r.abs(), descending=True)[:PARTNERS].tolist()
-        roles = self.main.view.roles
-        role = (lambda i: roles[i]) if roles is not None else (lambda i: None)
-        return {"channel": c, "role": role(c),
+        view = self.main.view
+        role = (lambda i: view.roles[i]) if view.roles is not None else (lambda i: None)
+        d = view.dissection
+        fires = None if d is None else {"best_part": d.channels[c]["best_part"], "iou": d.channels[c]["iou"],
+                                        "quantile": d.quantile, "threshold": d.threshold, "images": d.images}
+        return {"channel": c, "role": role(c), "fires": fires, "has_masks": self.main.has_masks,
                 "partners": [{"channel": int(p), "r": float(r[p]), "role": role(int(p))} for p in partners],
-                "mean_masks": self.main.view.seen[:, c].tolist(), "weights": self.main.view.weights[:, c].tolist()}
+                "mean_masks": view.seen[:, c].tolist(), "weights": view.weights[:, c].tolist()}
+
+    def channel_maps(self, c: int, images: Sequence[int], attribute: str | None = None) -> fires.ChannelMaps:
+        """Where channel c fires on the cached ``images`` (z_c upsampled, and its region above the
+        dissection's threshold) and its mask for ``attribute`` (None: the mean over attributes)."""
+        c, images = self.channel(c), [self.image_id(i) for i in images]
+        k = self.attribute(attribute) if attribute is not None else None
+        net = self.main
+        with self.lock, inference(net.model):
+            if self._limits is None:
+                self._limits = fires.thresholds(net)
+            return fires.channel_maps(net, c, images, k, self.images.shape[-1], self._limits)
+
+    def channel_map_png(self, c: int, i: int, show: str, attribute: str | None = None) -> bytes:
+        """Image i with where channel c fires (``show="fires"``: its activation, the region outlined)
+        or with its mask for ``attribute`` (``show="mask"``; None: the mean over attributes), as PNG."""
+        if show == "mask" and not self.main.has_masks:
+            raise HPNetError(f"the {self.main.name} network has no attention masks (plain CNN): only where "
+                             f"a channel fires can be shown")
+        maps = self.channel_maps(c, [i], attribute)
+        if show == "fires":
+            return fires.overlay_png(self.images[maps.images[0]], maps.activation[0], maps.fires[0])
+        return fires.overlay_png(self.images[maps.images[0]], maps.mask[0])
+
+    def image_id(self, i) -> int:
+        if not isinstance(i, int) or isinstance(i, bool) or not 0 <= i < self.images.shape[0]:
+            raise HPNetError(f"image must be in 0..{self.images.shape[0] - 1}, got {short(i)}")
+        return i
 
     def image_png(self, i: int) -> bytes:
-        if not isinstance(i, int) or not 0 <= i < self.images.shape[0]:
-            raise HPNetError(f"image must be in 0..{self.images.shape[0] - 1}, got {i!r}")
+        i = self.image_id(i)
         buffer = io.BytesIO()
         Image.fromarray(self.images[i].permute(1, 2, 0).numpy()).save(buffer, format="PNG")
         return buffer.getvalue()
@@ -324,3 +357,12 @@ class Workbench:
         net.run.derive(model, out, perturbed_from=str(net.run.path.resolve()), kept_channels=kept,
                        perturbation=p.to_json())
         return Path(out), model.config.channels
+
+
+def _roles_json(view) -> dict | None:
+    """Where each channel of a view fires: ``{"parts", "role" (C,), "iou" (C,) or None}``; None
+    when its images do not say where face parts lie."""
+    if view.roles is None:
+        return None
+    iou = [c["iou"] for c in view.dissection.channels] if view.dissection is not None else None
+    return {"parts": list(view.parts), "role": list(view.roles), "iou": iou}

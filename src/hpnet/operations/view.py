@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ..analysis.dissect import DissectSettings, channel_roles
+from ..analysis.dissect import ChannelRoles, DissectSettings, channel_dissection
 from ..analysis.masks import mean_mask_grid
 from ..core.stream import inference, model_device, stream
 from ..core.tone import mask_transform
@@ -36,6 +36,7 @@ class View:
     beta: torch.Tensor
     roles: tuple[str, ...] | None = None   # (C,) each channel's face part or "none"; None: no parts known
     parts: tuple[str, ...] = ()             # the face parts the roles are named from
+    dissection: ChannelRoles | None = None  # the roles with their IoU and firing thresholds (None: no parts)
 
     @property
     def channels(self) -> int:
@@ -79,15 +80,16 @@ def read_view(model: HPNet, data: MultiLabelDataset, network: str, max_images: i
     K = model.config.num_attributes
     state = model.operation_state()
     seen = usage["mean_masks"] if model.has_masks else usage["activation"].view(1, -1).expand(K, -1).clone()
-    roles, parts = None, ()
+    roles, parts, dissection = None, (), None
     if has_parts(data) and len(data):
         settings = DissectSettings(max_images=len(data) if max_images is None else max_images)
-        roles, parts = channel_roles(model, data, settings, progress), tuple(data.parts)
+        dissection = channel_dissection(model, data, settings, progress)
+        roles, parts = dissection.roles, tuple(data.parts)
     return View(network, tuple(model.attribute_names), usage["weights"], seen, usage["activation"],
                 usage["contributions"], model.has_masks,
                 state.n.double().cpu() if state.n is not None else torch.ones(K, dtype=torch.float64),
                 state.beta.double().cpu() if state.beta is not None else torch.zeros(K, dtype=torch.float64),
-                roles, parts)
+                roles, parts, dissection)
 
 
 def channel_usage(model: HPNet, data: MultiLabelDataset, max_images: int | None = 256,

@@ -3,6 +3,9 @@
 - Fig. 4: per-image attention mask maps of each attribute's top channels (:func:`fig4_mask_maps`).
 - Fig. 5: the K x C grid of mean mask values (:func:`fig5_mean_mask_grid`).
 - Fig. 6: the C x C channel correlation, raw and cluster-ordered (:func:`fig6_channel_correlation`).
+
+Fig. 4 and 6 name each channel by its role, the face part where it fires ("12 mouth"), when given the
+roles (:mod:`hpnet.report.roles`, from RUN/dissect.json).
 - Fig. 7: accuracy against channels pruned, per method (:func:`fig7_pruning`).
 - Fig. 8: accuracy against input noise, per mask transformation (n, beta) (:func:`fig8_robustness`).
 - the training curve (:func:`fig_training`); the regression example's figures are in
@@ -32,6 +35,7 @@ from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from ..io import atomic_write_bytes, atomic_write_text  # noqa: E402
 from ..results import AnalysisResult, PruningResult, RobustnessResult  # noqa: E402
+from .roles import channel_label, part_legend, part_strip  # noqa: E402
 from .text import table4_markdown  # noqa: E402
 
 FIGURES_DIR = "figures"
@@ -98,11 +102,12 @@ def _label_size(n: int) -> float:
 
 
 def fig4_mask_maps(images, maps, attribute_names: Sequence[str], channel_ids, alpha: float = 0.55,
-                   images_per_row: int = 2) -> Figure:
+                   images_per_row: int = 2, roles: Sequence[str] | None = None) -> Figure:
     """Fig. 4: for each attribute, sample images and their top channels' mask maps over them.
 
     images: uint8 (n, 3, S, S); maps: (n, A, k, S, S) mask values in [0, 1];
-    attribute_names: the A attributes; channel_ids: (A, k) channel ids shown as "ch 25".
+    attribute_names: the A attributes; channel_ids: (A, k) channel ids shown as "ch 25", or with
+    ``roles`` (C,: each channel's face part or "none") as "ch 25 mouth".
     Rows are grouped by attribute, ``images_per_row`` image blocks (input + k maps) side by side.
     The tiles are composed into one picture (one axes), which keeps large grids fast to draw.
     """
@@ -127,14 +132,15 @@ def fig4_mask_maps(images, maps, attribute_names: Sequence[str], channel_ids, al
         for b, i in enumerate(block):
             x0 = b * layout.block
             _paint_block(canvas, images[i], maps[i, a], x0, y0, layout, alpha)
-            labels = [f"image {i + 1}"] + [f"ch {c}" for c in ids[a]]
+            labels = [f"image {i + 1}"] + [channel_label(c, roles, "ch ") for c in ids[a]]
             for t, label in enumerate(labels):
                 ax.text(x0 + t * (S + layout.gx) + S / 2, y0 - 0.12 * layout.gy, label, ha="center",
-                        va="bottom", fontsize=8.5, color="0.4" if t == 0 else "black")
+                        va="bottom", fontsize=8.5 if len(label) <= 13 else 7.5, color="0.4" if t == 0 else "black")
     ax.imshow(canvas, interpolation="antialiased")
     ax.set_axis_off()
+    named = "; each named by the face part where it fires" if roles is not None else ""
     fig.suptitle(f"Fig. 4: attention masks of the top {k} channels per attribute "
-                 "(rank: mean mask value x |w_k|)", fontsize=10, y=1 - 0.12 / H, va="top")
+                 f"(rank: mean mask value x |w_k|{named})", fontsize=10, y=1 - 0.12 / H, va="top")
     bar_h = min(h * 0.5, 3.0)
     bar_ax = fig.add_axes(((left + w + 0.25) / W, (bottom + (h - bar_h) / 2) / H, 0.15 / W, bar_h / H))
     bar = fig.colorbar(ScalarMappable(Normalize(0, 1), MASK_CMAP), cax=bar_ax)
@@ -187,25 +193,32 @@ def fig5_mean_mask_grid(grid, names: Sequence[str]) -> Figure:
     return fig
 
 
-def fig6_channel_correlation(corr, order: Sequence[int]) -> Figure:
-    """Fig. 6: the C x C Pearson correlation of channels, raw and in cluster order, side by side."""
+def fig6_channel_correlation(corr, order: Sequence[int], roles: Sequence[str] | None = None) -> Figure:
+    """Fig. 6: the C x C Pearson correlation of channels, raw and in cluster order, side by side; with
+    ``roles`` (C,: each channel's face part or "none") the ticks read "12 mouth", a row of part
+    colours tops each panel and a legend names the parts."""
     corr = np.nan_to_num(_numpy(corr))
     order = np.asarray(order, dtype=int)
     C = corr.shape[0]
-    fig = Figure(figsize=(12.5, 6.6), layout="constrained")
+    fig = Figure(figsize=(12.5, 6.6 if roles is None else 7.0), layout="constrained")
     axes = fig.subplots(1, 2)
     step = _tick_step(C, 16)
     panels = ((np.arange(C), "channel id order"), (order, "cluster order (average linkage on 1 - r)"))
     for ax, (idx, title) in zip(axes, panels):
         im = ax.imshow(corr[np.ix_(idx, idx)], cmap=CORR_CMAP, vmin=-1, vmax=1, interpolation="nearest")
         ticks = np.arange(0, C, step)
-        ax.set_xticks(ticks, [str(i) for i in idx[ticks]], fontsize=7, rotation=90)
-        ax.set_yticks(ticks, [str(i) for i in idx[ticks]], fontsize=7)
-        ax.set_xlabel("channel id")
+        labels = [channel_label(int(i), roles) for i in idx[ticks]]
+        ax.set_xticks(ticks, labels, fontsize=7, rotation=90)
+        ax.set_yticks(ticks, labels, fontsize=7)
+        ax.set_xlabel("channel id" if roles is None else "channel (and the face part where it fires)")
         ax.set_ylabel("channel id")
-        ax.set_title(title, fontsize=9.5)
+        ax.set_title(title, fontsize=9.5, pad=12 if roles is not None else 6)
+        if roles is not None:
+            part_strip(ax, roles, idx)
     fig.suptitle(f"Fig. 6: correlation between the {C} feature channels", fontsize=10)
     fig.colorbar(im, ax=list(axes), shrink=0.85, pad=0.01).set_label("Pearson r")
+    if roles is not None:
+        part_legend(fig, roles, loc="outside lower center")
     return fig
 
 
@@ -329,15 +342,17 @@ def fig_training(history: Sequence[dict]) -> Figure:
 # the files of hpnet analyse
 
 
-def write_analysis_figures(run_dir: str | Path, result: AnalysisResult, images, maps) -> dict[str, str]:
+def write_analysis_figures(run_dir: str | Path, result: AnalysisResult, images, maps,
+                           roles: Sequence[str] | None = None) -> dict[str, str]:
     """Fig. 4, 5, 6 as PNG and Table 4 as Markdown into ``RUN/figures/``; returns {name: path
-    relative to the run folder}. ``images`` and ``maps`` are Fig. 4's samples and mask maps."""
+    relative to the run folder}. ``images`` and ``maps`` are Fig. 4's samples and mask maps; with
+    ``roles`` (each channel's face part or "none") Fig. 4 and 6 name the channels by them."""
     out = Path(run_dir) / FIGURES_DIR
     names = result.attribute_names
     ids = [result.top_channels[n] for n in result.fig4_attributes]
-    figs = {"fig4": fig4_mask_maps(images, maps, result.fig4_attributes, ids),
+    figs = {"fig4": fig4_mask_maps(images, maps, result.fig4_attributes, ids, roles=roles),
             "fig5": fig5_mean_mask_grid(result.mean_mask_grid, names),
-            "fig6": fig6_channel_correlation(result.channel_correlation, result.cluster_order)}
+            "fig6": fig6_channel_correlation(result.channel_correlation, result.cluster_order, roles)}
     for name, fig in figs.items():
         save_png(fig, out / ANALYSIS_FIGURES[name])
     atomic_write_text(table4_markdown(result.attribute_table), out / ANALYSIS_FIGURES["table4"])

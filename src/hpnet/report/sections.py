@@ -14,6 +14,7 @@ from ..results import AnalysisResult, EvaluationResult, PruningResult, Robustnes
 from ..run import Run
 from . import figures as F
 from .markup import figure, kv_table, missing, note, png_file, table, value
+from .roles import run_roles
 from .text import pct
 
 PRUNE_FRACTIONS = (0.0, 0.25, 0.5, 0.75)
@@ -102,7 +103,8 @@ def analysis_sections(run: Run) -> dict[str, str]:
                    else figure(F.fig5_mean_mask_grid(analysis.mean_mask_grid, analysis.attribute_names), "Fig. 5"))
     fig6 = figs / F.ANALYSIS_FIGURES["fig6"]
     out["fig6"] = (png_file(fig6, "Fig. 6") if fig6.is_file() else
-                   figure(F.fig6_channel_correlation(analysis.channel_correlation, analysis.cluster_order), "Fig. 6"))
+                   figure(F.fig6_channel_correlation(analysis.channel_correlation, analysis.cluster_order,
+                                                     run_roles(run, analysis.channels)), "Fig. 6"))
     images = analysis.images
     out["fig5"] += (f'<p class="muted">Mean over {images.get("mean_mask_grid", "?")} '
                     f'{escape(str(images.get("mean_mask_split", "")))} images and all positions; '
@@ -119,8 +121,11 @@ def _fig4(analysis: AnalysisResult, run: Run) -> str:
     png = run.path / name
     if not png.is_file():
         return missing(name, f"hpnet analyse {run.path}")
-    rows = [(n, ", ".join(str(c) for c in analysis.top_channels.get(n, []))) for n in analysis.fig4_attributes]
-    return png_file(png, "Fig. 4") + table(["attribute", "top channels (mean mask x |w_k|)"], rows)
+    roles = run_roles(run, analysis.channels)
+    label = (lambda c: f"{c} ({roles[c]})") if roles is not None else str
+    rows = [(n, ", ".join(label(c) for c in analysis.top_channels.get(n, []))) for n in analysis.fig4_attributes]
+    head = "top channels (mean mask x |w_k|)" + (" and where each fires" if roles is not None else "")
+    return png_file(png, "Fig. 4") + table(["attribute", head], rows)
 
 
 def _table4(rows_in: list[dict]) -> str:

@@ -2,6 +2,7 @@
 /*
  * hpnet serve: the page. Plain JavaScript, no libraries, no build step. It speaks only to the JSON
  * API of hpnet.hitl.app on its own origin (every request with Content-Type: application/json).
+ * Channels are named with where they fire by roles.js (loaded first; its hooks are listed there).
  *
  * Hooks for browser tests (#id, or [data-testid=...] for repeated elements):
  *   #status                          the status line; class "error" after a failed action, "busy" while one runs
@@ -12,7 +13,8 @@
  *   #attribute-view                  the selected attribute: [data-testid="attribute-accuracy"],
  *                                    top channels [data-testid="top-C"], overlays [data-testid="overlay-C-I"]
  *                                    (channel C over image I)
- *   #channel-view                    the selected channel: partners [data-testid="partner-C"]
+ *   #channel-view                    the selected channel: [data-testid="channel-title"], partners
+ *                                    [data-testid="partner-C"], where it fires beside its mask (roles.js)
  *   #accuracy-table                  rows [data-testid="accuracy-<attribute>"]
  * Perturb (the Operation panel, built from GET /api/model's "operations")
  *   #network                         network selector (shown only with more than one network)
@@ -20,10 +22,12 @@
  *   #operation-summary, #fields      its words, and a control per field (F the field's name):
  *     channels                       [data-testid="F-C"] a checkbox per channel (checked = in the set),
  *                                    #count-F, #clear-F, #semantic-count-F + #semantic-first-F,
- *                                    #top-count-F + #top-of-selected-F (shortcuts that fill the set)
+ *                                    #top-count-F + #top-of-selected-F, #part-choice-F + #part-channels-F
+ *                                    (shortcuts that fill the set); a channel's label names its part
  *     number                         #field-F (range input, listens to "input"), #field-F-value
  *     attributes                     #field-F (select: "all" or an attribute)
  *   #card                            what a person is shown: rows [data-testid="card-<attribute>"],
+ *                                    [data-testid="card-roles"] where its channels fire,
  *                                    cells data-field = the fact, data-value its value
  *   #formula-panel                   #formula-text and #prediction, rows [data-testid="predict-<attribute>"]
  *                                    (hidden while a trial is open)
@@ -52,6 +56,8 @@ const state = {
   values: {},         // field name -> {kind, value}: a Set of channels, a number, "all" or an attribute
   attribute: null,    // selected attribute (name)
   channel: null,      // selected channel (id)
+  gridOrder: "id",    // the grid's columns: "id" or "part" (grouped by where the channels fire)
+  markedPart: null,   // the part whose columns the legend marks
   trial: null,        // the open trial (POST /api/trial's answer) until it is committed
   predictSeq: 0,      // the latest prediction request; older answers are dropped
   predictTimer: 0,
@@ -174,18 +180,22 @@ function renderGrid() {
       "Click a cell to select its attribute and channel."
     : "No attention masks (plain CNN): the head weights, red negative, blue positive. " +
       "Click a cell to select its attribute and channel.";
+  const order = columnOrder();
+  const marked = (c) => state.markedPart !== null && roleOf(c) !== state.markedPart;
   const header = el("tr", {}, el("th", {}, ""),
-    ...Array.from({length: m.channels}, (_, c) => el("th", {className: "channel"}, String(c))));
+    ...order.map((c) => el("th", {className: "channel", title: channelTitle(c)}, String(c))));
   const rows = m.attributes.map((name, k) => el("tr", {},
     el("th", {className: "attribute"}, name),
-    ...values[k].map((v, c) => el("td", {
-      className: "cell",
+    ...order.map((c) => el("td", {
+      className: `cell${marked(c) ? " faded" : ""}${k === m.attributes.indexOf(state.attribute) && c === state.channel
+        ? " selected" : ""}`,
       "data-testid": `cell-${k}-${c}`,
-      title: `${name}, channel ${c}: ${masks ? "mean mask" : "weight"} ${fmt3(v)}`,
-      style: {background: cellColour(v, low, high)},
+      title: `${name}, ${channelTitle(c)}; ${masks ? "mean mask" : "weight"} ${fmt3(values[k][c])}`,
+      style: {background: cellColour(values[k][c], low, high)},
       onclick: guarded(() => selectCell(k, c)),
     }))));
-  $("grid").replaceChildren(el("thead", {}, header), el("tbody", {}, ...rows));
+  $("grid").replaceChildren(el("thead", {}, header, partRow(order)), el("tbody", {}, ...rows));
+  renderLegend();
 }
 
 function renderAccuracy() {
@@ -205,7 +215,8 @@ async function selectCell(k, c) {
   for (const cell of document.querySelectorAll("#grid .selected")) cell.classList.remove("selected");
   document.querySelector(`[data-testid="cell-${k}-${c}"]`).classList.add("selected");
   setStatus(`Loading ${state.attribute} and channel ${c}…`, "busy");
-  await Promise.all([showAttribute(state.attribute), showChannel(c)]);
+  const a = await showAttribute(state.attribute);
+  await showChannel(c, a.samples, state.attribute);
   setStatus(`Selected ${state.attribute}, channel ${c}.`);
 }
 
@@ -216,12 +227,13 @@ async function showAttribute(name) {
     ["channel", masks ? "mean mask" : "mean activation", "weight", "evidence"],
     a.top_channels.map((t) => ({
       testid: `top-${t.channel}`,
-      cells: [String(t.channel), numberCell(t.mean_mask, fmt3), numberCell(t.weight, fmtChange),
+      cells: [`${t.channel}${roleText(roleOf(t.channel))}`, numberCell(t.mean_mask, fmt3), numberCell(t.weight, fmtChange),
         numberCell(t.evidence, fmt3)],
     })));
   const overlays = el("div", {className: "overlays"});
   for (const [channel, maps] of Object.entries(a.maps)) {
-    const row = el("div", {className: "overlay-row"}, el("span", {className: "overlay-label"}, `channel ${channel}`));
+    const row = el("div", {className: "overlay-row"}, el("span", {className: "overlay-label",
+      title: channelTitle(Number(channel))}, `channel ${channel}${roleText(roleOf(Number(channel)))}`));
     a.samples.forEach((image, i) => {
       const canvas = el("canvas", {width: 64, height: 64, "data-testid": `overlay-${channel}-${image}`,
         title: `image ${image}${a.labels ? (a.labels[i] ? ", positive" : ", negative") : ""}`});
@@ -242,6 +254,7 @@ async function showAttribute(name) {
       ...a.samples.map((image, i) => el("span", {className: "sample-label"},
         `#${image}${a.labels ? (a.labels[i] ? " ✓" : " ✗") : ""}`))),
     overlays);
+  return a;
 }
 
 const imageCache = new Map();
@@ -277,17 +290,14 @@ async function drawOverlay(canvas, imageId, map) {
   ctx.drawImage(heat, 0, 0, canvas.width, canvas.height);
 }
 
-/** A channel's role in words: " (mouth)", " (no one face part)", or nothing when roles are unknown. */
-function roleText(role) {
-  if (role === null || role === undefined) return "";
-  return role === "none" ? " (no one face part)" : ` (${role})`;
-}
-
-async function showChannel(c) {
+/** The channel view: its role in words, where it fires beside its mask on ``samples``, its partners, its column. */
+async function showChannel(c, samples, attribute) {
   const ch = await api(`/api/channel/${c}`);
   const m = state.model;
   $("channel-view").replaceChildren(
     el("h3", {dataset: {testid: "channel-title"}}, `Channel ${ch.channel}${roleText(ch.role)}`),
+    el("p", {dataset: {testid: "channel-fires-words"}}, firesWords(ch)),
+    channelMaps(ch, samples, attribute),
     el("p", {className: "muted"}, "Most correlated channels (over the cached images):"),
     fillTable(el("table", {className: "numbers"}), ["channel", "r"],
       ch.partners.map((p) => ({
@@ -358,10 +368,13 @@ function fieldControl(f) {
 function channelsControl(f) {
   const m = state.model;
   const set = state.values[f.name].value;
-  const boxes = Array.from({length: m.channels}, (_, c) => el("label", {className: "switch"},
+  const role = (c) => roleOf(c, state.network);
+  const boxes = Array.from({length: m.channels}, (_, c) => el("label", {className: "switch", title: channelTitle(c, state.network)},
     el("input", {type: "checkbox", checked: set.has(c), "data-testid": `${f.name}-${c}`, dataset: {channel: c},
       onchange: (e) => { if (e.target.checked) set.add(c); else set.delete(c); perturbationChanged(); }}),
-    String(c)));
+    `${c} `,
+    role(c) && role(c) !== "none"
+      ? el("span", {className: "role-tag", style: {borderColor: partColour(role(c))}}, role(c)) : null));
   const topMax = Math.max(...Object.values(m.top_channels).map((t) => t.length));
   return el("div", {className: "field", dataset: {kind: "channels", name: f.name}},
     el("h3", {}, `${f.label} `, el("span", {id: `count-${f.name}`, className: "muted"})),
@@ -374,8 +387,22 @@ function channelsControl(f) {
       el("label", {htmlFor: `top-count-${f.name}`}, "top"),
       el("input", {type: "number", id: `top-count-${f.name}`, min: 1, max: topMax, value: 3}),
       el("button", {type: "button", id: `top-of-selected-${f.name}`, onclick: guarded(() => topOfSelected(f.name))},
-        "Top channels of the selected attribute")),
+        "Top channels of the selected attribute"),
+      partShortcut(f.name)),
     el("div", {className: "switches", id: `field-${f.name}`}, ...boxes));
+}
+
+/** "the mouth channels": a part of the network's channels and a button that fills the set with them
+ * (null when the network's roles are unknown or no channel has a part). */
+function partShortcut(name) {
+  const parts = partsWithChannels(state.network);
+  if (!parts.length) return null;
+  const select = el("select", {id: `part-choice-${name}`});
+  options(select, parts.map(([p, cs]) => [p, `${p} (${cs.length})`]));
+  return el("span", {className: "row"},
+    el("label", {htmlFor: `part-choice-${name}`}, "part"), select,
+    el("button", {type: "button", id: `part-channels-${name}`,
+      onclick: () => setChannels(name, parts.find(([p]) => p === select.value)[1])}, "Channels of the part"));
 }
 
 function numberControl(f) {
@@ -481,7 +508,7 @@ async function refreshPrediction() {
   }
   const answer = await api("/api/predict", {network: state.network, ...op});
   if (seq !== state.predictSeq) return;              // a newer perturbation is on its way
-  $("card").replaceChildren(...answer.cards.map((c) => renderCard(c, "card")));
+  $("card").replaceChildren(...answer.cards.map((c) => renderCard(c, "card", answer.perturbation.network)));
   $("prediction").replaceChildren(
     el("p", {className: "muted"}, `${describe(answer)}: the predicted change of each attribute's logit, as a ` +
       "share of its evidence, and its size."),
@@ -504,12 +531,18 @@ function inWords(value) {
 
 /** A card (Card.to_json): its description, its common facts, and a row per attribute of its number facts
  * (rows [data-testid="<prefix>-<attribute>"], cells data-field = the fact's name, data-value its value). */
-function renderCard(card, prefix) {
+function renderCard(card, prefix, network) {
   const rows = card.attributes;
   const facts = rows.length ? Object.keys(rows[0]).filter((k) => k !== "attribute" && typeof rows[0][k] === "number") : [];
   const common = Object.entries(card.common || {}).map(([k, v]) => `${k}: ${inWords(v)}`).join("; ");
+  const channels = Array.isArray((card.common || {}).channels) ? card.common.channels : [];
+  const where = rolesOf(network) && channels.length
+    ? el("p", {className: "muted", dataset: {testid: `${prefix}-roles`}},
+      "Where they fire: " + channels.map((c) => `${c}${roleText(roleOf(c, network))}`).join(", ") + ".")
+    : null;
   return el("div", {className: "card", dataset: {operation: card.operation}},
     el("p", {}, el("strong", {}, card.description), common ? el("span", {className: "muted"}, ` (${common})`) : null),
+    where,
     fillTable(el("table", {className: "numbers"}),
       ["attribute", ...facts.map((f) => el("span", {title: card.labels[f] || f}, f.replaceAll("_", " ")))],
       rows.map((r) => ({testid: `${prefix}-${r.attribute}`,
@@ -582,7 +615,7 @@ async function newTrial() {
   $("trial-description").textContent = t.description;
   $("trial-network-shown").textContent = t.network;
   $("trial-result").replaceChildren();
-  $("trial-cards").replaceChildren(...t.cards.map((c) => renderCard(c, "trial-card")));
+  $("trial-cards").replaceChildren(...t.cards.map((c) => renderCard(c, "trial-card", t.network)));
   fillTable($("trial-form"), ["attribute", "direction", "size"], t.attributes.map((a, i) => ({
     testid: `form-${a}`,
     cells: [a,
@@ -695,6 +728,7 @@ function renderScore(s) {
 function bindEvents() {
   $("network").addEventListener("change", (e) => { state.network = e.target.value; renderOperations(); });
   $("operation").addEventListener("change", (e) => { state.operation = e.target.value; renderFields(); });
+  $("grid-order").addEventListener("change", (e) => { state.gridOrder = e.target.value; renderGrid(); });
   $("apply").addEventListener("click", guarded(applyPerturbation));
   $("export").addEventListener("click", guarded(exportPerturbation));
   $("new-trial").addEventListener("click", guarded(newTrial));
