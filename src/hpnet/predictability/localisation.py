@@ -66,8 +66,8 @@ def pooled_maps(model: HPNet, x: torch.Tensor, chunk_mb: int = 256) -> torch.Ten
     network's tone curve (``model.masks(z, transformed=True)``); without masks (linear head, plain
     CNN) g(M) = 1 and the map is sum_c |w_kc| |z_c| (CAM with |w|). Each term is taken by its size
     because a term that lowers the logit is evidence as much as one that raises it, and signed terms
-    would cancel. Its mean over positions bounds |logit_k - b_k| from above. The masks are formed
-    for slices of images of about ``chunk_mb`` MB.
+    would cancel. Before upsampling, its mean over positions is at least |logit_k - b_k|, equal when
+    every term has one sign. The masks are formed for slices of images of about ``chunk_mb`` MB.
     """
     z, context = model.encode(x)
     w = model.heads.weight.detach().abs().to(z.dtype)                                  # (K, C)

@@ -158,8 +158,9 @@ def score_network(model: HPNet, data: MultiLabelDataset, views: MultiLabelDatase
                   settings: PredictabilitySettings | None = None, name: str = "network",
                   progress: bool = False) -> dict:
     """The predictability of one network of any head family: ``{"operations": {name: {score...}},
-    "localisation": {...} or {"skipped"}, "roles": {...} or {"skipped"}}`` (:func:`role_consistency`). Operations are chosen from C and the seed alone, so
-    networks of the same width are scored on the same operations."""
+    "localisation": {...} or {"skipped"}, "roles": {...} or {"skipped"}}`` (:func:`role_consistency`).
+    Operations are chosen from C and the seed alone, so networks of the same width are scored on the
+    same operations."""
     s = settings or PredictabilitySettings()
     view = read_view(model, views, name, s.usage_images, s.batch_size, progress)
     scores = score_operations(model, data, view, s, progress)
