@@ -157,7 +157,7 @@ def fig_roles(result: CompareResult) -> Figure:
         ax.set_title(title, fontsize=9.5)
         ax.grid(alpha=0.3)
         if ax.get_legend_handles_labels()[0]:
-            ax.legend(fontsize=7.5, loc="best")
+            ax.legend(fontsize=7.5, loc="upper center", bbox_to_anchor=(0.5, -0.08), ncol=len(series), frameon=False)
     axes[0].set_yticks(range(len(names)), names, fontsize=8.5)
     axes[0].invert_yaxis()
     return fig
