@@ -20,7 +20,7 @@ from hpnet.model import HPNet, ModelConfig
 from hpnet.operations import OPERATIONS, View, channel_sets, channel_usage, read_view
 from hpnet.predictability import (
     EXPLAINERS, PredictabilitySettings, captum_available, energy_fraction, gradcam_maps, localisation,
-    permutation_maps, regression_predictability, saliency_maps, score_operations)
+    permutation_maps, pooled_maps, regression_predictability, saliency_maps, score_operations)
 from hpnet.report.predictability import report_section
 from hpnet.results import PredictabilityResult
 from hpnet.run import Run
@@ -232,6 +232,74 @@ def test_builtin_gradcam_and_saliency_agree_with_captum(head):
     torch.testing.assert_close(saliency_maps(model, x), saliency_maps(model, x, "captum"), atol=1e-6, rtol=1e-4)
 
 
+# ---------------------------------------------------------------------------- what the classifier pools
+
+
+def square_features(head: str) -> HPNet:
+    """A network whose features copy the colours (z_0..2 = red, green, blue at every pixel, z_3 = 0)
+    through two 3x3 convs that only pass their centre: z has the image's size and z_c >= 0."""
+    torch.manual_seed(0)
+    model = HPNet(ModelConfig(["A", "B"], backbone="paper", widths=(4, 4), dilations=(1, 1), head=head)).eval()
+    with torch.no_grad():
+        for block in model.extractor:
+            conv, norm = block[0], block[1]
+            conv.weight.zero_()
+            for c in range(3):
+                conv.weight[c, c, 1, 1] = 1.0
+            norm.running_mean.zero_(), norm.running_var.fill_(1 - norm.eps), norm.weight.fill_(1), norm.bias.zero_()
+        model.heads.weight.copy_(torch.tensor([[2.0, 0.5, -1.0, 3.0], [-3.0, 1.0, 0.25, -2.0]]))
+    return model
+
+
+class SquareRegions:
+    """16 x 16 images lit (red only) on the square rows 0:8, columns 0:8; attribute A's evidence
+    region holds the square, B's (rows 0:8, columns 4:12) half of it."""
+
+    def __init__(self, n: int = 5):
+        self.images = torch.zeros(n, 3, 16, 16, dtype=torch.uint8)
+        self.images[:, 0, :8, :8] = 255
+        self.regions = torch.zeros(n, 2, 16, 16, dtype=torch.bool)
+        self.regions[:, 0, :10, :10] = True
+        self.regions[:, 1, :8, 4:12] = True
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def region_masks(self, idx) -> torch.Tensor:
+        return self.regions[idx]
+
+
+@pytest.mark.parametrize("head", ["attention", "channel", "context", "linear"])
+def test_pooled_localisation_is_where_the_features_fire(head):
+    """z fires only on the square, so what the classifier pools lies there whatever the masks: A's
+    region holds all of it; with masks constant on the square, B's holds half (known values); chance is
+    the regions' area shares."""
+    model = square_features(head)
+    if head == "channel":           # its 3x3 filters see the square's edges: masks constant on the square too
+        with torch.no_grad():
+            model.heads.mask_weight.zero_()
+    loc = localisation(model, SquareRegions(), max_images=5, methods=("pooled",), n_boot=20, batch_size=2)
+    assert loc["pooled"]["per_attribute"] == pytest.approx([1.0, 0.5])
+    assert loc["pooled"]["score"] == pytest.approx(0.75)
+    assert loc["chance"]["score"] == pytest.approx((100 / 256 + 64 / 256) / 2)
+
+
+@pytest.mark.parametrize("head", ["attention", "channel", "context", "linear"])
+def test_pooled_maps_average_to_what_the_classifier_pools(head):
+    """With z >= 0 and g(M) >= 0 the map's mean over positions is sum_c |w_kc pooled_kc|, the terms of
+    the logit (under the network's own tone curve: set one on the heads with masks)."""
+    model = square_features(head)
+    if model.has_masks:
+        model.set_transform(torch.tensor([2.0, 0.5]), torch.tensor([0.0, 0.0]))
+    x = torch.rand(3, 3, 16, 16)
+    maps = pooled_maps(model, x, chunk_mb=0)                            # one image per slice
+    with torch.no_grad():
+        z, context = model.encode(x)
+        terms = (model.heads.pooled(z, context) * model.heads.weight).abs().sum(-1)     # (n, K)
+    torch.testing.assert_close(maps.mean(dim=(2, 3)), terms, atol=1e-5, rtol=1e-4)
+    assert maps.shape == (3, 2, 16, 16) and torch.all(maps >= 0)
+
+
 # ---------------------------------------------------------------------------- calibration
 
 
@@ -279,7 +347,7 @@ def test_localisation_of_a_trained_model(run):
     model = Run.open(run).model()
     data = load_split(DataSpec(dataset="synthetic", image_size=16, max_images=256, attributes=NAMES), "test", False)
     loc = localisation(model, data, max_images=6, n_boot=50, batch_size=3, patch=4)
-    for m in ("attention",) + EXPLAINERS + ("chance",):
+    for m in ("attention", "pooled") + EXPLAINERS + ("chance",):
         assert 0.0 <= loc[m]["score"] <= 1.0 and len(loc[m]["per_attribute"]) == 3
     assert loc["images"] == 6
 
@@ -301,7 +369,8 @@ def test_predictability_run_writes_the_interface(run):
             assert {"score", "ci_low", "ci_high", "operations", "data"} <= set(saved["operations"][op][net])
     for net in (own, plain):
         assert saved["accuracy"][net]["mean_accuracy"] > 0
-    assert {"attention", "gradcam", "saliency", "chance"} <= set(saved["localisation"][own])
+    assert {"attention", "pooled", "gradcam", "saliency", "chance"} <= set(saved["localisation"][own])
+    assert {"pooled", "gradcam", "chance"} <= set(saved["localisation"][plain]) and "attention" not in saved["localisation"][plain]
     assert set(saved["regression"]) == {"power", "legendre", "fourier"}
     assert all(isinstance(v, float) for v in saved["regression"].values())
     assert (run / "plain" / "model.safetensors").is_file()

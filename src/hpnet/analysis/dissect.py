@@ -231,15 +231,21 @@ def channel_roles(model: HPNet, data: MultiLabelDataset, settings: DissectSettin
 def channel_evidence(model: HPNet, data: MultiLabelDataset, settings: DissectSettings,
                      progress: bool = False) -> torch.Tensor:
     """(K, C) |w_kc| x mean mask_kc (the Fig. 5 grid), or |w_kc| x mean |GAP(z)_c| without masks."""
-    weights = (model.heads.weight.detach().float().cpu() * model.channel_keep.float().cpu()).abs().double()
     if model.has_masks:
-        return weights * mean_mask_grid(model, data, settings.batch_size, settings.max_images, progress)
+        return evidence_of(model, mean_mask_grid(model, data, settings.batch_size, settings.max_images, progress))
     device, total, n = model_device(model), torch.zeros(model.config.channels, dtype=torch.float64), 0
     with inference(model):
         for x, _ in stream(data, settings.batch_size, device, settings.max_images, progress, "activations"):
             total += model.encode(x)[0].mean(dim=(2, 3)).abs().sum(0).double().cpu()
             n += x.shape[0]
-    return weights * (total / max(n, 1)).view(1, -1)
+    return evidence_of(model, (total / max(n, 1)).view(1, -1))
+
+
+def evidence_of(model: HPNet, seen: torch.Tensor) -> torch.Tensor:
+    """(K, C) each attribute's evidence on each channel, |w_kc| (pruned channels 0) x ``seen``: the
+    mean masks (K, C), or the mean |GAP(z)_c| (1, C) or (K, C) without masks."""
+    weights = (model.heads.weight.detach().float().cpu() * model.channel_keep.float().cpu()).abs().double()
+    return weights * torch.as_tensor(seen, dtype=torch.float64).cpu()
 
 
 def dissect(model: HPNet, data: MultiLabelDataset, settings: DissectSettings | None = None,

@@ -180,7 +180,7 @@ def cmd_predictability(args: argparse.Namespace) -> int:
 @command
 def cmd_compare(args: argparse.Namespace) -> int:
     from ..commands.compare import compare_run
-    from ..report.text import format_compare
+    from ..report.compare import format_compare
     compare = settings(args, CompareSettings, scoring=settings(args, PredictabilitySettings))
     cfg = settings(args, TrainConfig)
     result = compare_run(args.out, settings(args, DataSpec), model_settings(args), cfg, compare, device=cfg.device,

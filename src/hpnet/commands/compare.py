@@ -11,7 +11,12 @@ same measurements for every network:
   ``<operation>_score_<predictor>`` by the one it defines alike for every network
   (``Operation.shared_predictor``: for pruning each channel's mean |contribution| to the logit, for
   the tone curve the mean masks weighted by the channels' activations); localisation of the masks,
-  Grad-CAM and saliency (synthetic faces only);
+  of what the classifier pools (sum_c |w_kc g(M_kc) z_c|), Grad-CAM and saliency (synthetic faces
+  only);
+- the channels' roles (:func:`hpnet.predictability.role_consistency`, on faces whose parts are
+  known): the share of channels with a face part, and the semantic consistency (the mean share of
+  each attribute's evidence on channels whose part is in its evidence region) with its chance under
+  a random assignment of the roles, and their difference;
 - semantic minus random pruning at half the channels, with the classifiers reconstructed and
   unchanged (:func:`hpnet.ops.pruning.prune_model`);
 - accuracy under Gaussian input noise, with the identity and with the per-attribute tone curve
@@ -222,8 +227,10 @@ def measure(run: Run, settings: CompareSettings, device: str = "auto", progress:
         if op.shared_predictor:
             metrics[f"{op.name}_score_{op.shared_predictor}"] = (entry.get("variants") or {}).get(
                 op.shared_predictor, {}).get("score")
+    metrics.update(_roles(scores["roles"]))
     metrics.update({
         "localisation_masks": (loc.get("attention") or {}).get("score"),
+        "localisation_pooled": (loc.get("pooled") or {}).get("score"),
         "localisation_gradcam": (loc.get("gradcam") or {}).get("score"),
         "localisation_saliency": (loc.get("saliency") or {}).get("score"),
         "localisation_chance": (loc.get("chance") or {}).get("score"),
@@ -233,6 +240,14 @@ def measure(run: Run, settings: CompareSettings, device: str = "auto", progress:
     metrics.update(_pruning(model, train, test, s))
     metrics.update(_noise(model, test, views, s, progress))
     return metrics
+
+
+def _roles(roles: dict) -> dict:
+    """The share of channels with a face part, and the semantic consistency of the roles against
+    its random-assignment chance (None without face parts)."""
+    score, chance = roles.get("score"), roles.get("chance")
+    return {"roles_share": roles.get("roles_share"), "consistency": score, "consistency_chance": chance,
+            "consistency_minus_chance": None if score is None or chance is None else score - chance}
 
 
 def _pruning(model: HPNet, train, test, s: CompareSettings) -> dict:

@@ -10,8 +10,8 @@ predict the change of the inference when the model is perturbed, but never measu
 3. The *score* is Spearman's rank correlation between predicted and measured change over all pairs,
    with a percentile bootstrap interval (:func:`hpnet.core.stats.predictability_score`).
 
-Further: :mod:`.localisation` (attention masks against the post-hoc explainers of
-:mod:`.explainers`, on synthetic faces, which know where each attribute's evidence lies) and
+Further: :mod:`.localisation` (attention masks and what the classifier pools against the post-hoc
+explainers of :mod:`.explainers`, on synthetic faces, which know where each attribute's evidence lies) and
 :mod:`.calibration` (the paper's regression example scored the same way). :mod:`.score` puts it all
 together, one pipeline for any number of networks over every registered operation; the ``predictability`` command
 (:func:`hpnet.commands.predictability_run`) runs it on a run folder.
@@ -27,11 +27,11 @@ from .explainers import (
                          resolve_backend,
                          saliency_maps,
 )
-from .localisation import attention_maps, energy_fraction, localisation
-from .score import DEFINITION, PredictabilitySettings, score_network, score_networks, score_operations
+from .localisation import METHODS, attention_maps, energy_fraction, localisation, pooled_maps
+from .score import DEFINITION, PredictabilitySettings, role_consistency, score_network, score_networks, score_operations
 
-__all__ = ["BACKENDS", "DEFINITION", "EXPLAINERS", "PredictabilitySettings", "attention_maps", "average_ranks",
-           "captum_available", "energy_fraction", "gradcam_maps", "localisation", "mean_ci",
-           "permutation_maps", "predictability_score", "regression_predictability", "resolve_backend",
-           "saliency_maps", "score_network", "score_networks", "score_operations", "spearman",
+__all__ = ["BACKENDS", "DEFINITION", "EXPLAINERS", "METHODS", "PredictabilitySettings", "attention_maps",
+           "average_ranks", "captum_available", "energy_fraction", "gradcam_maps", "localisation", "mean_ci",
+           "permutation_maps", "pooled_maps", "predictability_score", "regression_predictability", "resolve_backend",
+           "role_consistency", "saliency_maps", "score_network", "score_networks", "score_operations", "spearman",
            "within_attribute_score"]

@@ -1,8 +1,9 @@
 """Localisation on synthetic faces, which know where each attribute's evidence lies.
 
 For each image and attribute: the share of an explanation map's energy inside the attribute's
-evidence region, for the attention masks of the attribute's top channels and for the post-hoc
-explainers; the region's area share is the chance level.
+evidence region, for the attention masks of the attribute's top channels ("attention"), for what
+the classifier actually pools ("pooled", every head family) and for the post-hoc explainers; the
+region's area share is the chance level.
 """
 from __future__ import annotations
 
@@ -22,6 +23,9 @@ from ..errors import HPNetError
 from ..model import HPNet
 from .explainers import EXPLAINERS, gradcam_maps, permutation_maps, resolve_backend, saliency_maps, upsample
 from ..operations import rounded
+
+# the maps localisation measures: the masks of the top channels, what the classifier pools, the explainers
+METHODS = ("attention", "pooled") + EXPLAINERS
 
 
 def energy_fraction(maps: torch.Tensor, regions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -53,8 +57,34 @@ def attention_maps(model: HPNet, x: torch.Tensor, top: torch.Tensor) -> torch.Te
     return upsample(m.gather(2, idx).sum(2), x.shape[-1])
 
 
+@torch.no_grad()
+def pooled_maps(model: HPNet, x: torch.Tensor, chunk_mb: int = 256) -> torch.Tensor:
+    """What each classifier pools, position by position: (n, K, S, S).
+
+    logit_k = b_k + mean_hw sum_c w_kc g(M_kc) z_c, so the map of attribute k is the size of its
+    channels' terms at each position, sum_c |w_kc g(M_kc) z_c|, with g(M) the masks under the
+    network's tone curve (``model.masks(z, transformed=True)``); without masks (linear head, plain
+    CNN) g(M) = 1 and the map is sum_c |w_kc| |z_c| (CAM with |w|). Each term is taken by its size
+    because a term that lowers the logit is evidence as much as one that raises it, and signed terms
+    would cancel. Before upsampling, its mean over positions is at least |logit_k - b_k|, equal when
+    every term has one sign. The masks are formed for slices of images of about ``chunk_mb`` MB.
+    """
+    z, context = model.encode(x)
+    w = model.heads.weight.detach().abs().to(z.dtype)                                  # (K, C)
+    if not model.has_masks:
+        return upsample(torch.einsum("kc,bchw->bkhw", w, z.abs()), x.shape[-1])
+    B, C, H, W = z.shape
+    step = max(1, (chunk_mb << 20) // max(1, w.numel() * H * W * z.element_size()))
+    maps = []
+    for i in range(0, B, step):
+        part = context[i:i + step] if context is not None else None
+        g = model.masks(z[i:i + step], transformed=True, context=part).abs()           # (b, K, C, H, W)
+        maps.append(torch.einsum("bkchw,kc,bchw->bkhw", g, w, z[i:i + step].abs()))
+    return upsample(torch.cat(maps), x.shape[-1])
+
+
 def localisation(model: HPNet, data: MultiLabelDataset, max_images: int = 64,
-                 methods: Sequence[str] = ("attention",) + EXPLAINERS, top_k: int = 3,
+                 methods: Sequence[str] = METHODS, top_k: int = 3,
                  mean_masks: torch.Tensor | None = None, patch: int | None = None, backend: str = "builtin",
                  batch_size: int = 32, n_boot: int = 1000, seed: int = 0) -> dict:
     """How much of each explanation lies where the attribute's evidence is (synthetic faces only).
@@ -63,7 +93,8 @@ def localisation(model: HPNet, data: MultiLabelDataset, max_images: int = 64,
     region (``data.region_masks``), averaged over attributes and images, with a bootstrap interval
     over images; "pointing" is the share of maps whose maximum lies inside. "attention" is the sum
     of the masks of the attribute's ``top_k`` channels by mean mask x |w_k| (Fig. 4's choice;
-    ``mean_masks`` (K, C) defaults to the grid of these images). "chance" is the region's area share.
+    ``mean_masks`` (K, C) defaults to the grid of these images); "pooled" what the classifier pools,
+    sum_c |w_kc g(M_kc) z_c| (:func:`pooled_maps`). "chance" is the region's area share.
     Returns ``{method: {"score", "ci_low", "ci_high", "n", "pointing", "per_attribute"}, "chance":
     {...}, "images", "backend", "top_k", "patch"}``.
     """
@@ -109,13 +140,15 @@ def _maps(model: HPNet, x: torch.Tensor, method: str, top: torch.Tensor | None, 
           backend: str, seed: int) -> torch.Tensor:
     if method == "attention":
         return attention_maps(model, x, top)
+    if method == "pooled":
+        return pooled_maps(model, x)
     if method == "gradcam":
         return gradcam_maps(model, x, backend)
     if method == "saliency":
         return saliency_maps(model, x, backend)
     if method == "permutation":
         return permutation_maps(model, x, patch, seed)
-    raise HPNetError(f"localisation method must be attention, {', '.join(EXPLAINERS)}; got {method!r}")
+    raise HPNetError(f"localisation method must be one of {', '.join(METHODS)}; got {method!r}")
 
 
 def _localisation_entry(frac: torch.Tensor, hit: torch.Tensor, n_boot: int, seed: int) -> dict:

@@ -4,7 +4,8 @@ For every (attribute, operation) pair the operation's formula predicts the chang
 is shown (:mod:`hpnet.operations`), and the change is measured after applying the operation; the
 score is Spearman's rank correlation between the two with a bootstrap interval
 (:mod:`hpnet.core.stats`). :func:`score_network` scores one network on every operation that applies
-to it (and localisation, on synthetic faces); :func:`score_networks` scores several on the same
+to it (with localisation on synthetic faces, and the semantic consistency of its channels' roles on
+faces whose parts are known); :func:`score_networks` scores several on the same
 operations and adds the regression example as a calibration (:mod:`.calibration`).
 """
 from __future__ import annotations
@@ -16,6 +17,8 @@ from dataclasses import dataclass, field
 import torch
 
 from .. import checks
+from ..analysis.dissect import NONE, evidence_of
+from ..analysis.roles import consistency
 from ..core.stats import predictability_score, within_attribute_score
 from ..core.stream import image_count
 from ..data.base import MultiLabelDataset
@@ -24,8 +27,8 @@ from ..model import HPNet
 from ..operations import OPERATIONS, TRANSFORMS, Operation, View, measure_operations, per_std, read_view, rounded
 from ..results import PredictabilityResult
 from .calibration import regression_predictability
-from .explainers import BACKENDS, EXPLAINERS
-from .localisation import localisation
+from .explainers import BACKENDS
+from .localisation import METHODS, localisation
 
 DEFINITION = ("Human predictability of a model-operation pair: Spearman rank correlation, over (attribute, "
               "operation) pairs, between the change a person predicts from what the model shows and the "
@@ -155,19 +158,33 @@ def score_network(model: HPNet, data: MultiLabelDataset, views: MultiLabelDatase
                   settings: PredictabilitySettings | None = None, name: str = "network",
                   progress: bool = False) -> dict:
     """The predictability of one network of any head family: ``{"operations": {name: {score...}},
-    "localisation": {...} or {"skipped"}}``. Operations are chosen from C and the seed alone, so
-    networks of the same width are scored on the same operations."""
+    "localisation": {...} or {"skipped"}, "roles": {...} or {"skipped"}}`` (:func:`role_consistency`).
+    Operations are chosen from C and the seed alone, so networks of the same width are scored on the
+    same operations."""
     s = settings or PredictabilitySettings()
     view = read_view(model, views, name, s.usage_images, s.batch_size, progress)
     scores = score_operations(model, data, view, s, progress)
     if hasattr(data, "region_masks") and s.localisation_images > 0:
-        methods = (("attention",) if model.has_masks else ()) + EXPLAINERS
+        methods = tuple(m for m in METHODS if m != "attention" or model.has_masks)
         loc = localisation(model, data, s.localisation_images, methods,
                            mean_masks=view.seen if model.has_masks else None,
                            backend=s.backend, n_boot=s.n_boot, seed=s.seed)
     else:
         loc = {"skipped": "evidence regions are known only for the synthetic data set"}
-    return {"operations": scores, "localisation": loc}
+    return {"operations": scores, "localisation": loc, "roles": role_consistency(model, view, s.n_boot, s.seed)}
+
+
+def role_consistency(model: HPNet, view: View, n_perm: int = 1000, seed: int = 0) -> dict:
+    """Semantic consistency of the channels' roles in ``view`` (read from images that say where face
+    parts lie, as ``hpnet dissect`` names them): :func:`hpnet.analysis.roles.consistency` of the
+    evidence |w_kc| x mean mask_kc (without masks |w_kc| x mean |GAP(z)_c|), plus ``roles_share``,
+    the share of channels with a part. ``{"skipped": why}`` when the images have no parts."""
+    if view.roles is None:
+        return {"skipped": "the images do not say where face parts lie"}
+    result = consistency(evidence_of(model, view.seen), view.roles, view.attributes, view.parts, n_perm, seed)
+    result["roles_share"] = sum(r != NONE for r in view.roles) / max(1, len(view.roles))
+    result["evidence"] = "|w_kc| x mean mask_kc" if model.has_masks else "|w_kc| x mean |GAP(z)_c|"
+    return result
 
 
 def score_networks(nets: dict[str, HPNet], data: MultiLabelDataset, views: MultiLabelDataset,

@@ -22,7 +22,8 @@ from .markup import table
 from .text import pct, score_text
 
 LOCALISATION_FIGURE = "predictability_localisation.png"
-METHODS = (("attention", "attention masks (top channels)"), ("gradcam", "Grad-CAM on z"),
+METHODS = (("attention", "attention masks (top channels)"), ("pooled", "g(M)z (what the classifier pools)"),
+           ("gradcam", "Grad-CAM on z"),
            ("saliency", "saliency |d logit / d x|"), ("permutation", "patch permutation"))
 
 

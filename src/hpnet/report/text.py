@@ -1,7 +1,7 @@
 """Results as text: the tables the command line prints and the Markdown files beside the figures."""
 from __future__ import annotations
 
-from ..predictability.explainers import EXPLAINERS
+from ..predictability.localisation import METHODS
 from ..results import DissectResult, EvaluationResult, PredictabilityResult, StudyScoreResult, TrialScoreResult
 
 
@@ -55,7 +55,7 @@ def format_summary(result: PredictabilityResult) -> str:
                      + "".join(f"{score_text(s) if s else '-':<26}" for s in scores))
     for name, loc in (result.localisation or {}).items():
         if isinstance(loc, dict) and "chance" in loc:
-            methods = [m for m in ("attention",) + EXPLAINERS + ("chance",) if loc.get(m)]
+            methods = [m for m in METHODS + ("chance",) if loc.get(m)]
             shares = ", ".join(f"{m} {score_text(loc.get(m))}" for m in methods)
             lines.append(f"localisation of {name} (energy share inside the evidence region): {shares}")
     lines.append("regression calibration: " + ", ".join(f"{b} {v:.3f}" for b, v in result.regression.items()
@@ -70,20 +70,6 @@ def table4_markdown(table: list[dict]) -> str:
         others = ", ".join(f"{t['name']} ({t['correlation']:.2f})" for t in row["top"])
         lines.append(f"| {row['attribute']} | {others} |")
     return "\n".join(lines) + "\n"
-
-
-def format_compare(result) -> str:
-    """The comparison's headline numbers, one configuration a line (what `hpnet compare` prints)."""
-    metrics = dict.fromkeys(k for c in result.configs for k in c["metrics"])
-    keys = [("accuracy", "accuracy", True)] + [(k, k.removesuffix("_score"), False) for k in metrics
-                                                 if k.endswith("_score")] \
-        + [("localisation_masks", "localisation (masks)", False)]
-    width = max([len("configuration")] + [len(c["name"]) for c in result.configs])
-    lines = [f"{'configuration':<{width}}  " + "  ".join(f"{h:<24}" for _, h, _ in keys)]
-    for c in result.configs:
-        lines.append(f"{c['name']:<{width}}  " + "  ".join(f"{interval_text(c['metrics'].get(k), pct):<24}"
-                                                           for k, _, pct in keys))
-    return "\n".join(lines)
 
 
 HITL_ROWS = (("person", "person"), ("formula", "formula"), ("no_change", "no change"))
