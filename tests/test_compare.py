@@ -8,7 +8,7 @@ from fakes import make_fake_celeba, make_fake_csv_dataset
 from hpnet.analysis.dissect import DissectSettings
 from hpnet.cli import main
 from hpnet.commands import dissect_run
-from hpnet.commands.compare import CompareSettings, configurations, measure
+from hpnet.commands.compare import CompareSettings, configurations, measure, metric_bounds
 from hpnet.core.stats import seed_interval
 from hpnet.errors import HPNetError
 from hpnet.operations import OPERATIONS
@@ -52,7 +52,7 @@ def test_the_comparison_writes_the_interface(compared):
     assert channel["networks"] == ["channel/seed0 (channel)", "channel/seed1 (channel)"]
     accuracy = channel["metrics"]["accuracy"]
     assert accuracy["ci_low"] <= accuracy["mean"] <= accuracy["ci_high"]
-    assert accuracy == json.loads(json.dumps(seed_interval(accuracy["values"])))
+    assert accuracy == json.loads(json.dumps(seed_interval(accuracy["values"], (0.0, 1.0))))
     html = (compared / "report.html").read_text()
     assert "channel l1=0.001" in html and html.count("data:image/png;base64,") == 3
     assert "Channel roles and localisation" in html and "g(M)z pooled" in html and "consistency - chance" in html
@@ -148,3 +148,14 @@ def test_roles_need_face_parts_and_localisation_evidence_regions(tmp_path, datas
     else:
         assert 0 <= metrics["roles_share"]["mean"] <= 1 and 0 <= metrics["consistency_chance"]["mean"] <= 1
         assert "channel roles" in printed
+
+
+def test_seed_interval_is_clipped_to_the_metric_range():
+    shares = [0.97, 1.0, 1.0]                    # a share near 1 over 3 seeds: Student-t reaches past 1
+    assert seed_interval(shares)["ci_high"] > 1.0
+    clipped = seed_interval(shares, (0.0, 1.0))
+    assert clipped["ci_high"] == 1.0 and clipped["ci_low"] == seed_interval(shares)["ci_low"]
+    assert clipped["mean"] == seed_interval(shares)["mean"]
+    assert metric_bounds("prune_score") == metric_bounds("prune_score_contribution") == (-1.0, 1.0)
+    assert metric_bounds("consistency_minus_chance") == metric_bounds("semantic_minus_random") == (-1.0, 1.0)
+    assert metric_bounds("roles_share") == metric_bounds("accuracy") == metric_bounds("noise_0.1") == (0.0, 1.0)

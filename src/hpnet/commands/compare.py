@@ -177,12 +177,19 @@ def _compare(out: Path, data: DataSpec, model: dict, train: TrainConfig, s: Comp
         rows.append({"name": config.name, "head": config.head, "l1_lambda": config.l1_lambda,
                      "train_noise": config.train_noise, "seeds": list(s.seeds),
                      "runs": [str(out / config.folder / f"seed{seed}") for seed in s.seeds], "networks": names,
-                     "metrics": {k: seed_interval([r.get(k) for r in runs]) for k in runs[0]}})
+                     "metrics": {k: seed_interval([r.get(k) for r in runs], metric_bounds(k)) for k in runs[0]}})
     return CompareResult(configs=rows, settings={
         "data": data.to_dict(), "model": model, "train": train.to_dict(), "seeds": list(s.seeds),
         "noise_stds": s.noise_stds, "prune_fraction": s.prune_fraction,
         "scoring": dataclasses.asdict(s.scoring), "interval": "95% Student-t over seeds"},
         seconds={"total": time.perf_counter() - start})
+
+
+def metric_bounds(metric: str) -> tuple[float, float]:
+    """The range a metric of :func:`measure` lies in, to which its interval over seeds is clipped:
+    rank scores and differences of shares in [-1, 1], shares and accuracies in [0, 1]."""
+    signed = metric.endswith("_score") or "_score_" in metric or metric.startswith(("semantic_minus", "consistency_minus"))
+    return (-1.0, 1.0) if signed else (0.0, 1.0)
 
 
 def _train(folder: Path, data: DataSpec, model: dict, cfg: TrainConfig, progress: bool) -> None:

@@ -201,15 +201,19 @@ def t_quantile(df: int) -> float:
     return _T975[max(known)] if known and df <= 120 else 1.96
 
 
-def seed_interval(values) -> dict:
+def seed_interval(values, bounds: tuple[float, float] | None = None) -> dict:
     """Mean over training seeds with a 95% Student-t interval: {"mean", "ci_low", "ci_high", "values", "n"}.
 
     Values that are None or not finite (a metric a network does not have) are left out; with one
-    value the interval is that value's point, with none everything is None.
+    value the interval is that value's point, with none everything is None. ``bounds`` (low, high):
+    the range the metric lies in (a share: 0, 1), to which the interval is clipped: over 3 seeds a
+    share near 1 would otherwise get an interval reaching past it.
     """
     kept = [float(v) for v in values if v is not None and math.isfinite(float(v))]
     if not kept:
         return {"mean": None, "ci_low": None, "ci_high": None, "values": list(values), "n": 0}
     mean = float(np.mean(kept))
     half = t_quantile(len(kept) - 1) * float(np.std(kept, ddof=1)) / math.sqrt(len(kept)) if len(kept) > 1 else 0.0
-    return {"mean": mean, "ci_low": mean - half, "ci_high": mean + half, "values": list(values), "n": len(kept)}
+    low, high = bounds or (-math.inf, math.inf)
+    return {"mean": mean, "ci_low": max(mean - half, low), "ci_high": min(mean + half, high), "values": list(values),
+            "n": len(kept)}
