@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from hpnet.model import _kernels
 from hpnet.model import fused as fused_module
 from hpnet.model.fused import fused_heads, fused_pooled_many
-from hpnet.model.tiles import plan_tiles
+from hpnet.model.tiles import CPU_TILE_BYTES_FALLBACK, cpu_tile_bytes, plan_tiles
 from hpnet.model import HPNet, ModelConfig
 from hpnet.model.heads import _head_chunk
 
@@ -141,7 +141,34 @@ def test_tile_plans_fit_the_budget_and_keep_images_whole():
             assert 1 <= heads <= K
             assert HW % cols == 0 or (cols % HW == 0 and cols <= B * HW)
             assert heads * C * cols * 4 <= max(budget, C * 4)
-    assert plan_tiles(40, 128, 32, 4096, 5 << 19) == (10, 512)  # the paper's config on CPU
+    assert plan_tiles(40, 128, 32, 4096, 5 << 19) == (10, 512)  # the paper's config, 512 KB of L2
+    assert plan_tiles(40, 128, 32, 4096, 10 << 20) == (40, 512)  # and with 2 MB of L2
+
+
+def _cache_folder(root, index, level, kind, size):
+    folder = root / f"index{index}"
+    folder.mkdir()
+    for name, value in (("level", level), ("type", kind), ("size", size)):
+        (folder / name).write_text(f"{value}\n")
+
+
+def test_the_cpu_tile_budget_is_five_times_the_second_level_cache(tmp_path):
+    linux = tmp_path / "linux"
+    linux.mkdir()
+    _cache_folder(linux, 0, 1, "Data", "48K")
+    _cache_folder(linux, 1, 1, "Instruction", "64K")
+    _cache_folder(linux, 2, 2, "Unified", "2048K")
+    _cache_folder(linux, 3, 3, "Unified", "491520K")
+    assert cpu_tile_bytes(str(linux)) == 5 * (2 << 20)
+    amd = tmp_path / "amd"
+    amd.mkdir()
+    _cache_folder(amd, 0, 2, "Unified", "512K")
+    assert cpu_tile_bytes(str(amd)) == 5 << 19
+    assert cpu_tile_bytes(str(tmp_path / "absent")) == CPU_TILE_BYTES_FALLBACK == 5 << 19
+    damaged = tmp_path / "damaged"
+    damaged.mkdir()
+    _cache_folder(damaged, 2, 2, "Unified", "lots")
+    assert cpu_tile_bytes(str(damaged)) == CPU_TILE_BYTES_FALLBACK
 
 
 def model_pair(backbone, chunk_mb=0.0, seed=0):

@@ -158,3 +158,45 @@ def test_counts():
     # extractor 3*4*9 + 4*8*9 + 8*8*9 + 8*8*9 per position; heads K*C*C + 2*K*C per position
     per_pos = (3 * 4 + 4 * 8 + 8 * 8 + 8 * 8) * 9 + 3 * 8 * 8 + 2 * 3 * 8
     assert count_macs(model, 16) == per_pos * 256 + 3 * 8
+
+
+@pytest.mark.parametrize("backbone", ["paper", "strided"])
+def test_inference_folds_batchnorm_into_the_convolutions_with_the_same_features(backbone):
+    torch.manual_seed(0)
+    model = tiny(head="context", backbone=backbone).eval()
+    for block in model.extractor:                              # running statistics and affine terms far from 0 / 1
+        block[1].running_mean.normal_()
+        block[1].running_var.uniform_(0.5, 2.0)
+        block[1].weight.data.normal_()
+        block[1].bias.data.normal_()
+    x = torch.rand(3, 3, 16, 16)
+    with torch.no_grad():
+        folded = model.extractor.with_previous(x)
+        u = x
+        for block in list(model.extractor)[:-1]:
+            u = block(u)                                       # the modules: conv, BatchNorm, LeakyReLU
+        assert torch.allclose(folded[1], u, rtol=1e-5, atol=1e-6)
+        assert torch.allclose(folded[0], model.extractor[-1](u), rtol=1e-5, atol=1e-6)
+        calls = []
+        handle = model.extractor[0][1].register_forward_hook(lambda *args: calls.append(1))
+        hooked = model.extractor.with_previous(x)                # a hooked block runs as its modules
+        handle.remove()
+    assert calls == [1] and torch.allclose(hooked[0], folded[0], rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("head", ["channel", "linear", "attention"])
+def test_inference_runs_the_light_heads_on_each_chunk_with_the_same_logits(head, monkeypatch):
+    import hpnet.model.network as network
+    model = tiny(head=head, backbone="strided").eval()
+    x = torch.rand(5, 3, 16, 16)
+    with torch.no_grad():
+        whole = model(x)                                       # z of 5 images fits: one call
+    monkeypatch.setattr(network, "EXTRACT_CHUNK_BYTES", 2 * 8 * 2 * 2 * 4)     # z of two images per call
+    calls = []
+    model.heads.register_forward_pre_hook(lambda m, inputs: calls.append(inputs[0].shape[0]))
+    with torch.no_grad():
+        chunked = model(x)
+    # channel and linear heads run per chunk; the dense matrix products of the paper's on the batch
+    assert calls == ([1, 2, 2] if head != "attention" else [5])
+    assert torch.allclose(chunked.logits, whole.logits, rtol=1e-5, atol=1e-6)
+    assert torch.allclose(chunked.mask_l1, whole.mask_l1, rtol=1e-5, atol=1e-7)

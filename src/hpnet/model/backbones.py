@@ -20,7 +20,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable, Protocol
 
+import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 from ..errors import HPNetError
 from ..registry import Registry
@@ -93,6 +95,22 @@ def _strided(config: BackboneConfig) -> list[ConvSpec]:
     return [ConvSpec(i, o, 1 if n == 0 else 2) for n, (i, o) in enumerate(zip(c_in, config.widths))]
 
 
+def _hooked(block: nn.Sequential) -> bool:
+    """Whether a forward hook would see this block or one of its modules run."""
+    glob = nn.modules.module
+    return bool(glob._global_forward_hooks or glob._global_forward_pre_hooks) or any(
+        m._forward_hooks or m._forward_pre_hooks for m in block.modules())
+
+
+def _folded(block: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
+    """A conv block of :func:`conv_block` in eval mode, its BatchNorm folded into the convolution."""
+    conv, norm, act = block
+    scale = norm.weight * torch.rsqrt(norm.running_var + norm.eps)
+    y = F.conv2d(x, conv.weight * scale.view(-1, 1, 1, 1), norm.bias - norm.running_mean * scale,
+                 conv.stride, conv.padding, conv.dilation)
+    return F.leaky_relu(y, act.negative_slope, inplace=True)
+
+
 def conv_block(c_in: int, c_out: int, stride: int = 1, dilation: int = 1) -> nn.Sequential:
     """3x3 conv -> BatchNorm -> LeakyReLU(0.01), padding keeping the size (Table 1)."""
     return nn.Sequential(
@@ -103,18 +121,28 @@ def conv_block(c_in: int, c_out: int, stride: int = 1, dilation: int = 1) -> nn.
 
 
 class FeatureExtractor(nn.Sequential):
-    """f_f: the config's backbone as a stack of conv blocks."""
+    """f_f: the config's backbone as a stack of conv blocks.
+
+    For CPU inference (eval mode, no gradients) each block runs as one convolution with its
+    BatchNorm folded into the weights and a bias, then the activation in place: the same function
+    (to float rounding), without the BatchNorm's pass over the activations (the paper's extractor
+    at 64x64: 0.56 ms of 4.7 per image). A block with forward hooks runs as modules, so that the
+    hooks see their calls."""
 
     def __init__(self, config: BackboneConfig):
         self.specs = BACKBONES.get(config.backbone).layers(config)
         super().__init__(*(conv_block(s.c_in, s.c_out, s.stride, s.dilation) for s in self.specs))
 
+    def forward(self, x):
+        return self.with_previous(x)[0]
+
     def with_previous(self, x):
         """(the output z, the previous block's output u): u is what context heads read."""
+        fold = x.device.type == "cpu" and not self.training and not torch.is_grad_enabled()
         u = x
         for block in list(self)[:-1]:
-            u = block(u)
-        return self[-1](u), u
+            u = _folded(block, u) if fold and not _hooked(block) else block(u)
+        return (_folded(self[-1], u) if fold and not _hooked(self[-1]) else self[-1](u)), u
 
     @property
     def last_conv(self) -> nn.Conv2d:

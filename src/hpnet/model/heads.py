@@ -185,6 +185,7 @@ class LinearHeads(nn.Module):
 
     has_masks = False
     needs_context = False
+    reads_chunks = True          # see MaskHeads.reads_chunks
     channel_dims = {"linear.weight": (1,)}
 
     def __init__(self, num_attributes: int, channels: int):

@@ -103,27 +103,44 @@ class HPNet(nn.Module):
         exceed it, the first image alone sets the size): the same features (BatchNorm uses its
         running statistics), the paper's extractor at 64x64 and a batch of 32 about 1.5x as fast
         as in one call."""
+        parts = list(self._encoded(x))
+        if len(parts) == 1:
+            return parts[0]
+        z = torch.cat([p[0] for p in parts])
+        return z, None if parts[0][1] is None else torch.cat([p[1] for p in parts])
+
+    def _encoded(self, x: torch.Tensor) -> Iterator[tuple[torch.Tensor, torch.Tensor | None]]:
+        """(z, context) of ``x`` in one piece or, for CPU inference, of each chunk of images in turn
+        (see :meth:`encode`)."""
         if x.device.type == "cpu":
             x = x.contiguous(memory_format=torch.channels_last)
         most = max(self.config.widths) * x.shape[-2] * x.shape[-1] * x.element_size() * x.shape[0]
         if (x.device.type != "cpu" or x.shape[0] < 2 or torch.is_grad_enabled() or self.extractor.training
                 or most <= EXTRACT_CHUNK_BYTES):
-            return self._encode(x)
-        parts = [self._encode(x[:1])]
-        chunk = max(1, EXTRACT_CHUNK_BYTES // parts[0][0].nbytes)
-        parts += [self._encode(x[i:i + chunk]) for i in range(1, x.shape[0], chunk)]
-        z = torch.cat([p[0] for p in parts])
-        return z, None if parts[0][1] is None else torch.cat([p[1] for p in parts])
+            yield self._encode(x)
+            return
+        first = self._encode(x[:1])
+        yield first
+        chunk = max(1, EXTRACT_CHUNK_BYTES // first[0].nbytes)
+        for i in range(1, x.shape[0], chunk):
+            yield self._encode(x[i:i + chunk])
 
     def _encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        keep = self.channel_keep.view(1, -1, 1, 1)
         if not self.heads.needs_context:
-            return self.extractor(x) * keep, None
+            return self._kept(self.extractor(x)), None
         z, u = self.extractor.with_previous(x)
-        z = z * keep
+        z = self._kept(z)
         if u.shape[-2:] != z.shape[-2:]:
             u = F.adaptive_avg_pool2d(u, z.shape[-2:])
         return z, u
+
+    def _kept(self, z: torch.Tensor) -> torch.Tensor:
+        """z with pruned channels zeroed (times the keep-mask; on CPU skipped when it is all ones,
+        a pass over z saved)."""
+        keep = self.channel_keep
+        if z.device.type == "cpu" and not bool((keep != 1).any()):
+            return z
+        return z * keep.view(1, -1, 1, 1)
 
     def masks(self, z: torch.Tensor, transformed: bool = False, context: torch.Tensor | None = None) -> torch.Tensor:
         """The attention masks of features z (and context): (B, K, C, H, W); for small batches."""
@@ -132,9 +149,19 @@ class HPNet(nn.Module):
         return self.heads.masks(z, transformed, context)
 
     def forward(self, x: torch.Tensor, return_masks: bool = False) -> Output:
-        z, context = self.encode(x)
-        logits, m_sum = self.heads(z, context)
-        B, C, H, W = z.shape
+        """Logits, the L1 term of the masks and (``return_masks``) the masks. For CPU inference heads
+        that gain from it (``reads_chunks``) run on each chunk of images the extractor runs on
+        (:meth:`encode`), so the features of the whole batch are never put together."""
+        if return_masks or not getattr(self.heads, "reads_chunks", False):
+            z, context = self.encode(x)
+            logits, m_sum = self.heads(z, context)
+        else:
+            outputs = []
+            for z, context in self._encoded(x):
+                outputs.append(self.heads(z, context))
+            logits, m_sum = (torch.cat([o[i] for o in outputs]) if len(outputs) > 1 else outputs[0][i]
+                             for i in range(2))
+        B, C, H, W = x.shape[0], *z.shape[1:]
         K = self.config.num_attributes
         scale = {"position_mean": H * W, "mean": K * C * H * W, "sum": 1}[self.config.l1_norm]
         mask_l1 = m_sum.mean() / scale
