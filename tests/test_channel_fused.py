@@ -92,8 +92,8 @@ def portable_cache(tmp_path_factory):
 def portable(monkeypatch, portable_cache):
     """The loops built without their AVX-512 versions (what CPUs without AVX-512 run)."""
     monkeypatch.setattr(_channel_kernels, "SOURCE", _channel_kernels.SOURCE.replace("#define AVX512 1", "#define AVX512 0"))
-    monkeypatch.setattr(_channel_kernels, "_TRIED", False)
-    monkeypatch.setattr(_channel_kernels, "_LIB", None)
+    monkeypatch.setattr(_channel_kernels.library, "tried", False)
+    monkeypatch.setattr(_channel_kernels.library, "lib", None)
     monkeypatch.setenv("HPNET_KERNEL_CACHE", str(portable_cache))
     assert _channel_kernels.library() is not None
 
@@ -228,8 +228,8 @@ def test_the_compiled_loops_are_used_where_they_apply(monkeypatch):
 
 
 def test_without_a_compiler_the_heads_fall_back_to_torch_ops(monkeypatch, tmp_path, capsys):
-    monkeypatch.setattr(_channel_kernels, "_TRIED", False)
-    monkeypatch.setattr(_channel_kernels, "_LIB", None)
+    monkeypatch.setattr(_channel_kernels.library, "tried", False)
+    monkeypatch.setattr(_channel_kernels.library, "lib", None)
     monkeypatch.setenv("CC", str(tmp_path / "no-such-compiler"))
     monkeypatch.setenv("HPNET_KERNEL_CACHE", str(tmp_path / "cache"))
     assert _channel_kernels.library() is None

@@ -285,8 +285,8 @@ def test_an_empty_batch_gives_empty_outputs():
 
 
 def test_without_a_compiler_the_heads_fall_back_to_torch_ops(monkeypatch, tmp_path, capsys):
-    monkeypatch.setattr(_kernels, "_TRIED", False)
-    monkeypatch.setattr(_kernels, "_LIB", None)
+    monkeypatch.setattr(_kernels.library, "tried", False)
+    monkeypatch.setattr(_kernels.library, "lib", None)
     monkeypatch.setenv("CC", str(tmp_path / "no-such-compiler"))
     monkeypatch.setenv("HPNET_KERNEL_CACHE", str(tmp_path / "cache"))
     assert _kernels.library() is None

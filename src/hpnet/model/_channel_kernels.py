@@ -24,13 +24,9 @@ with ``HPNET_KERNELS=0``) and the heads then use torch ops.
 """
 from __future__ import annotations
 
-import ctypes
-import os
-import threading
-
 from ._channel_loops import BODY
 from ._channel_vector import VECTOR
-from ._kernels import MATH_SOURCE, build_and_load
+from ._kernels import MATH_SOURCE, LazyLibrary, build_and_load
 
 PRELUDE = r"""
 #if defined(__x86_64__) && defined(__AVX512F__) && defined(__AVX512DQ__)
@@ -75,22 +71,9 @@ _FORWARD, _BACKWARD = "flllliiiiiffiiiffffllf", "flllliiiiiffiiiffflflfllllfff"
 SIGNATURES = {f"channel_{what}_{t}": args for t in ("f32", "f64")
               for what, args in (("forward", _FORWARD), ("backward", _BACKWARD))}
 
-_LOCK = threading.Lock()
-_LIB: ctypes.CDLL | None = None
-_TRIED = False
-
-
-def library() -> ctypes.CDLL | None:
-    """The compiled loops, or None where they cannot be built (or HPNET_KERNELS=0)."""
-    global _LIB, _TRIED
-    if _TRIED:
-        return _LIB
-    with _LOCK:
-        if not _TRIED:
-            if os.environ.get("HPNET_KERNELS", "1") != "0":
-                _LIB = build_and_load("channel", SOURCE, SIGNATURES, "the channel heads")
-            _TRIED = True
-    return _LIB
+# the compiled loops, or None where they cannot be built (or HPNET_KERNELS=0); SOURCE is read when
+# they are built
+library = LazyLibrary(lambda: build_and_load("channel", SOURCE, SIGNATURES, "the channel heads"))
 
 
 def work_size(H: int, W: int, channels: int, rows: int) -> int:

@@ -28,6 +28,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 MATH_SOURCE = r"""
@@ -199,30 +200,30 @@ SOURCE = MATH_SOURCE + HEADS_SOURCE
 FLAGS = ["-O3", "-march=native", "-fassociative-math", "-fno-signed-zeros", "-fno-trapping-math",
          "-fno-math-errno", "-fPIC", "-shared"]
 
-_LOCK = threading.Lock()
-_LIB: ctypes.CDLL | None = None
-_TRIED = False
+class LazyLibrary:
+    """A compiled library built on its first use, once per process and thread-safe: ``build()``
+    gives it, or None where it cannot be built; nothing is built under HPNET_KERNELS=0.
+    ``tried = False`` (tests) makes the next call build again."""
 
+    def __init__(self, build: Callable[[], ctypes.CDLL | None]):
+        self.build, self.lock, self.lib, self.tried = build, threading.Lock(), None, False
 
-def library() -> ctypes.CDLL | None:
-    """The compiled kernels, or None where they cannot be built (or HPNET_KERNELS=0)."""
-    global _LIB, _TRIED
-    if _TRIED:
-        return _LIB
-    with _LOCK:
-        if not _TRIED:
-            if os.environ.get("HPNET_KERNELS", "1") != "0":
-                _LIB = _build_and_load()
-            _TRIED = True
-    return _LIB
+    def __call__(self) -> ctypes.CDLL | None:
+        if self.tried:
+            return self.lib
+        with self.lock:
+            if not self.tried:
+                self.lib = self.build() if os.environ.get("HPNET_KERNELS", "1") != "0" else None
+                self.tried = True
+        return self.lib
 
 
 # argument types of the attention loops (f: pointer, i: int, l: long)
 HEADS_SIGNATURES = {"heads_forward": "fiiiiflfifflff", "heads_backward": "fiiiiflfffflf"}
 
 
-def _build_and_load() -> ctypes.CDLL | None:
-    return build_and_load("heads", SOURCE, HEADS_SIGNATURES, "the attention heads")
+# the compiled kernels, or None where they cannot be built (or HPNET_KERNELS=0)
+library = LazyLibrary(lambda: build_and_load("heads", SOURCE, HEADS_SIGNATURES, "the attention heads"))
 
 
 def build_and_load(name: str, source: str, signatures: dict[str, str], what: str) -> ctypes.CDLL | None:
